@@ -1,0 +1,1 @@
+"agrinb.meta subpackage (modules are exported from nbs/)."

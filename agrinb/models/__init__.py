@@ -1,0 +1,1 @@
+"agrinb.models subpackage (modules are exported from nbs/)."
