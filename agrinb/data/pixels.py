@@ -33,8 +33,8 @@ def fill_gaps(x:np.ndarray, # (N, T, B) with NaN where clouds or gaps
     N, T, B = x.shape
     if band_mean is None:
         with warnings.catch_warnings():  # a band with no observation is reported below, not warned about
-            warnings.simplefilter('ignore', RuntimeWarning); band_mean = np.nanmean(x.reshape(-1, B), axis=0)
-    band_mean = np.asarray(band_mean, dtype=np.float32)
+            warnings.simplefilter('ignore', RuntimeWarning); band_mean = np.nanmean(x.reshape(-1, B).astype(np.float64), axis=0)
+    band_mean = np.asarray(band_mean, dtype=np.float64)
     if np.isnan(band_mean).any():
         raise bad_input('fill_gaps', 'x', 'at least one observed value per band',
                         f'bands {list(np.flatnonzero(np.isnan(band_mean)))} are NaN everywhere')
@@ -45,7 +45,7 @@ def fill_gaps(x:np.ndarray, # (N, T, B) with NaN where clouds or gaps
     has_p, has_n = prev >= 0, nxt < T
     w = np.where(has_p & has_n, (t - prev) / np.maximum(nxt - prev, 1), 0).astype(np.float32)
     inner = pv + w * (nv - pv)
-    out = np.where(has_p & has_n, inner, np.where(has_p, pv, np.where(has_n, nv, band_mean[None, None, :])))
+    out = np.where(has_p & has_n, inner, np.where(has_p, pv, np.where(has_n, nv, band_mean[None, None, :].astype(np.float32))))
     return np.where(valid, x, out).astype(np.float32)
 
 # %% ../../nbs/01_data.pixels.ipynb #08730025
