@@ -1,0 +1,171 @@
+#!/usr/bin/env python
+"""Benchmark agrinb's task-batched MAML against a plain per-task loop, and time adaptation and prediction.
+
+Second-order outer step: LSTM 18 -> 128 over 12 steps, 32 tasks x (20 support + 8 query), 1 inner step.
+Reference: one task at a time with torch.func.functional_call + torch.autograd.grad(create_graph=True) (the
+pattern learn2learn / higher use), measured in the same run on the same model and data. Peak memory of each
+variant is measured in a fresh subprocess (peak RSS during the step above the RSS before it, from /proc, or
+resource.getrusage max RSS where /proc cannot reset the peak) on CPU, and
+with torch.cuda.max_memory_allocated on CUDA.
+
+    python benchmarks/bench_maml.py                 # CPU (or CUDA when available), table
+    python benchmarks/bench_maml.py --device cpu --threads 2 --json bench.json
+"""
+import argparse, json, os, platform, resource, statistics, subprocess, sys, time
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from agrinb.core import get_device
+from agrinb.models.lstm import LSTMClassifier
+from agrinb.meta.maml import MAML, meta_backward, task_losses
+
+
+def make_batch(K, n_s, n_q, device, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    sx, qx = torch.randn(K, n_s, 12, 18, generator=g), torch.randn(K, n_q, 12, 18, generator=g)
+    sy = torch.arange(n_s).remainder(2).expand(K, n_s).contiguous()
+    qy = torch.arange(n_q).remainder(2).expand(K, n_q).contiguous()
+    return [t.to(device) for t in (sx, sy, qx, qy)]
+
+
+def loop_step(model, params, sx, sy, qx, qy, lr=1e-3):
+    "The per-task reference: functional_call + autograd.grad(create_graph=True), one task at a time."
+    K, total = sx.shape[0], 0
+    for k in range(K):
+        z = functional_call(model, params, (sx[k],))
+        loss = F.binary_cross_entropy_with_logits(z[:, 0], sy[k].float())
+        g = torch.autograd.grad(loss, list(params.values()), create_graph=True)
+        p = {n: v - lr * gi for (n, v), gi in zip(params.items(), g)}
+        zq = functional_call(model, p, (qx[k],))
+        total = total + F.binary_cross_entropy_with_logits(zq[:, 0], qy[k].float()) / K
+    total.backward()
+
+
+def batched_step(model, params, sx, sy, qx, qy, lr=1e-3):
+    meta_backward(model, params, sx, sy, qx, qy, inner_lr=lr, inner_steps=1)
+
+
+def sync(device):
+    if device.type == 'cuda': torch.cuda.synchronize()
+
+
+def timeit(fn, device, repeats, warmup):
+    for _ in range(warmup): fn(); sync(device)
+    ts = []
+    for _ in range(repeats):
+        sync(device); t = time.perf_counter(); fn(); sync(device); ts.append(time.perf_counter() - t)
+    return ts
+
+
+def setup(device, K, seed=0):
+    torch.manual_seed(seed)
+    model = LSTMClassifier(18, 128, dropout=0.2).to(device).train()
+    params = dict(model.named_parameters())
+    return model, params, make_batch(K, 20, 8, device)
+
+
+def _rss_kib(field):
+    with open('/proc/self/status') as f:
+        return next(int(l.split()[1]) for l in f if l.startswith(field + ':'))
+
+
+def worker(variant, device, K):
+    "Run one variant once in this fresh process; print its peak memory above the baseline (bytes)."
+    device = torch.device(device)
+    model, params, data = setup(device, K)
+    fn = {'agrinb': batched_step, 'loop': loop_step}[variant]
+    if device.type == 'cuda':
+        torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats(); base = torch.cuda.memory_allocated()
+        fn(model, params, *data); torch.cuda.synchronize()
+        print(torch.cuda.max_memory_allocated() - base)
+    else:
+        # reset the kernel's peak-RSS mark (Linux: 5 > clear_refs) so the peak is this step's, not the imports'
+        try:
+            with open('/proc/self/clear_refs', 'w') as f: f.write('5')
+            reset = True
+        except OSError: reset = False
+        base = _rss_kib('VmRSS') if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        fn(model, params, *data)
+        peak = _rss_kib('VmHWM') if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print((peak - base) * 1024)
+
+
+def peak_memory(variant, device, K, threads):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    out = subprocess.run([sys.executable, __file__, '--_worker', variant, '--device', str(device), '--tasks', str(K),
+                          '--threads', str(threads)], capture_output=True, text=True, env=env)
+    if out.returncode: raise RuntimeError(out.stderr[-2000:])
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def bench(args):
+    device = get_device(args.device)
+    res = dict(device=str(device), threads=torch.get_num_threads(), torch=torch.__version__, cpu=platform.processor() or platform.machine(),
+               tasks=args.tasks, support=20, query=8, hidden=128, time_steps=12, repeats=args.repeats)
+    model, params, data = setup(device, args.tasks)
+    # interleave the two variants so that background load hits both alike
+    ts = {'agrinb': [], 'loop': []}
+    for fn in (batched_step, loop_step):
+        for _ in range(args.warmup): model.zero_grad(); fn(model, params, *data); sync(device)
+    for _ in range(args.repeats):
+        for name, fn in (('agrinb', batched_step), ('loop', loop_step)):
+            model.zero_grad(); sync(device); t = time.perf_counter(); fn(model, params, *data); sync(device)
+            ts[name].append(time.perf_counter() - t)
+    res['outer_step_s'] = {k: statistics.median(v) for k, v in ts.items()}
+    res['outer_step_min_s'] = {k: min(v) for k, v in ts.items()}
+    res['speedup'] = res['outer_step_s']['loop'] / res['outer_step_s']['agrinb']
+    if not args.no_memory:
+        res['peak_memory_mb'] = {k: peak_memory(k, device, args.tasks, res['threads']) / 2**20 for k in ('agrinb', 'loop')}
+    # adaptation: 250 SGD steps on 20 labels (10 + 10), the default of MAML.adapt
+    learner = MAML(device=device)
+    r = np.random.default_rng(0)
+    x = r.normal(size=(20, 12, 18)).astype(np.float32); y = np.arange(20) % 2
+    ad = timeit(lambda: learner.adapt((x, y)), device, args.repeats, 1)
+    res['adapt_250_steps_s'] = statistics.median(ad)
+    # batched prediction throughput
+    pred = learner.adapt((x, y), steps=1)
+    X = r.normal(size=(args.predict_n, 12, 18)).astype(np.float32)
+    pt = timeit(lambda: pred.predict_proba(X), device, max(1, args.repeats // 2), 1)
+    res['predict_series_per_s'] = args.predict_n / statistics.median(pt)
+    return res
+
+
+def table(res):
+    m = res.get('peak_memory_mb', {})
+    rows = [('outer step, agrinb (batched)', f"{res['outer_step_s']['agrinb'] * 1e3:9.1f} ms", f"{m.get('agrinb', float('nan')):8.1f} MB"),
+            ('outer step, per-task loop', f"{res['outer_step_s']['loop'] * 1e3:9.1f} ms", f"{m.get('loop', float('nan')):8.1f} MB"),
+            ('speed-up (loop / agrinb)', f"{res['speedup']:9.2f} x", ''),
+            ('adapt: 250 steps, 20 labels', f"{res['adapt_250_steps_s'] * 1e3:9.1f} ms", ''),
+            ('predict_proba throughput', f"{res['predict_series_per_s']:9.0f} series/s", '')]
+    head = (f"agrinb MAML benchmark on {res['device']} ({res['threads']} threads, torch {res['torch']}): second-order outer "
+            f"step, LSTM 18->128 x 12 steps, {res['tasks']} tasks x (20 support + 8 query), 1 inner step; "
+            f"median of {res['repeats']} repeats")
+    w = max(len(r[0]) for r in rows)
+    return '\n'.join([head, f"{'':{w}}  {'time':>12}  {'peak mem':>11}"] + [f"{a:{w}}  {b:>12}  {c:>11}" for a, b, c in rows])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--device', default=None, help='cpu, cuda (default: CUDA when available)')
+    ap.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch default)')
+    ap.add_argument('--tasks', type=int, default=32)
+    ap.add_argument('--repeats', type=int, default=7)
+    ap.add_argument('--warmup', type=int, default=2)
+    ap.add_argument('--predict-n', type=int, default=100_000)
+    ap.add_argument('--no-memory', action='store_true', help='skip the peak-memory subprocesses')
+    ap.add_argument('--json', metavar='PATH', help='also write the results as JSON (- for stdout)')
+    ap.add_argument('--_worker', help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.threads: torch.set_num_threads(args.threads)
+    if args._worker: return worker(args._worker, args.device or 'cpu', args.tasks)
+    res = bench(args)
+    print(table(res))
+    if args.json == '-': print(json.dumps(res, indent=2))
+    elif args.json:
+        with open(args.json, 'w') as f: json.dump(res, f, indent=2)
+
+
+if __name__ == '__main__':
+    main()
