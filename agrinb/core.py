@@ -62,8 +62,10 @@ def atomic_path(path, # final destination
     try: fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=parent)
     except OSError as ex: raise bad_input(path, 'path', 'a writable folder', repr(ex)) from None
     os.close(fd)
+    mask = os.umask(0); os.umask(mask)   # mkstemp makes 0600 files; give the final file the usual permissions
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)

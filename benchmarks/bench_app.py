@@ -1,0 +1,93 @@
+"""Benchmarks for the labelling app (agrinb.app.LabelingSession with the small pretrained TIML).
+
+1. Speed: adapt + predict on a 256 x 256-pixel, 12-month synthetic raster with 10 labels per class, on
+   `--threads` CPU threads (target: <= 3 s on 2 cores). Prints the split: features (gap-fill + normalise, done
+   once per raster), adapt, predict.
+2. Quality: AUC of the probability map against the synthetic cube's true field labels after 2, 5, 10, 20 labels
+   per class, labels placed at random vs. 2 + 2 random and then where `suggest` points (same total budget).
+   Mean and standard deviation over `--seeds` cubes (target: >= 0.85 at 10 labels per class, random placement).
+
+Usage: python benchmarks/bench_app.py [--threads 2] [--seeds 5] [--size 64] [--device cpu]
+Timings are only meaningful on an otherwise idle machine.
+"""
+import argparse, os, time
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+from agrinb.app import LabelingSession, pretrained_timl
+from agrinb.data.synthetic import make_datacube
+
+
+def label_random(s, truth, k, rng, cls_names=('crop', 'non_crop')):
+    "k labels per class at random unlabelled pixels, classes from the truth."
+    taken = set(zip(s.labels.row.tolist(), s.labels.col.tolist()))
+    for cls, mask in zip(cls_names, (truth, ~truth)):
+        rows, cols = np.nonzero(mask)
+        order = [i for i in rng.permutation(len(rows)) if (rows[i], cols[i]) not in taken][:k]
+        for i in order: s.add_label(float(s.raster.y[rows[i]]), float(s.raster.x[cols[i]]), cls)
+
+
+def auc(s, truth): return roc_auc_score(truth.ravel(), s.predict().values.ravel())
+
+
+def speed(learner, stats, size, device, repeats=3):
+    cube = make_datacube('Togo', size=(size, size), seed=0)
+    truth = cube.is_crop.values
+    best = None
+    for r in range(repeats):
+        s = LabelingSession(cube, learner=learner, stats=stats, device=device, progress=False)
+        label_random(s, truth, 10, np.random.default_rng(r))
+        t0 = time.perf_counter(); s.features()
+        t1 = time.perf_counter(); s.adapt()
+        t2 = time.perf_counter(); s.predict()
+        t3 = time.perf_counter()
+        split = (t1 - t0, t2 - t1, t3 - t2)
+        if best is None or sum(split) < sum(best): best = split
+    f, a, p = best
+    print(f'speed: {size}x{size} px x 12 months x 18 bands, 20 labels, device {device}, {torch.get_num_threads()} threads '
+          f'(best of {repeats})')
+    print(f'  features {f:.2f} s + adapt {a:.2f} s + predict {p:.2f} s = {f + a + p:.2f} s '
+          f'(adapt + predict {a + p:.2f} s; target <= 3 s)')
+
+
+def quality(learner, stats, size, seeds, ks=(2, 5, 10, 20), device='cpu', batch=4):
+    res = {('random', k): [] for k in ks} | {('suggest', k): [] for k in ks}
+    for seed in range(seeds):
+        cube = make_datacube('Togo', size=(size, size), seed=100 + seed)
+        truth = cube.is_crop.values
+        for k in ks:  # random placement, k per class
+            s = LabelingSession(cube, learner=learner, stats=stats, device=device, progress=False)
+            label_random(s, truth, k, np.random.default_rng(seed))
+            res['random', k].append(auc(s.adapt(), truth))
+        s = LabelingSession(cube, learner=learner, stats=stats, device=device, progress=False)
+        label_random(s, truth, 2, np.random.default_rng(seed))  # then follow the suggestions
+        for k in ks:
+            while len(s.labels) < 2 * k:
+                s.adapt()
+                for r in s.suggest(min(batch, 2 * k - len(s.labels))).itertuples():
+                    s.add_label(r.lat, r.lon, 'crop' if truth[r.row, r.col] else 'non_crop')
+            res['suggest', k].append(auc(s.adapt(), truth))
+    print(f'quality: AUC of the probability map vs. true fields, {size}x{size}-px synthetic Togo cubes, '
+          f'{seeds} seeds (mean +- sd)')
+    print('  labels/class   random          with suggest (2+2 random, then suggestions)')
+    for k in ks:
+        r, g = np.array(res['random', k]), np.array(res['suggest', k])
+        print(f'  {k:>13}   {r.mean():.3f} +- {r.std():.3f}   {g.mean():.3f} +- {g.std():.3f}')
+    return res
+
+
+if __name__ == '__main__':
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--seeds', type=int, default=5)
+    ap.add_argument('--size', type=int, default=64, help='cube size for the AUC curve')
+    ap.add_argument('--speed-size', type=int, default=256)
+    ap.add_argument('--device', default='cpu')
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    t = time.perf_counter()
+    learner, stats = pretrained_timl(device=args.device, progress=False)
+    print(f'pretrained TIML ready in {time.perf_counter() - t:.1f} s (cached after the first run); '
+          f'{os.cpu_count()} CPUs visible, {args.threads} threads used')
+    speed(learner, stats, args.speed_size, args.device)
+    quality(learner, stats, args.size, args.seeds, device=args.device)

@@ -1,0 +1,216 @@
+"""LabelingSession and MapLabeler: bad input gets clear messages, exports are atomic, real GeoTIFFs work."""
+from pathlib import Path
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+import rioxarray  # noqa: F401  (registers .rio)
+import geopandas as gpd
+from sklearn.metrics import roc_auc_score
+from agrinb.core import AgrinbError
+from agrinb.data.pixels import CROPHARVEST_BANDS
+from agrinb.data.synthetic import make_datacube
+from agrinb.data.cropharvest import RAW_DYNAMIC_BANDS, RAW_STATIC_BANDS
+from agrinb.meta.baselines import RandomForest
+from agrinb.app import LabelingSession, MapLabeler, pretrained_timl, check_raster, load_stats
+
+SHARED = Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
+TOGO_TIF = SHARED / 'ee_exports' / '98-togo_2019-02-06_2020-02-01.tif'
+
+
+@pytest.fixture(scope='module')
+def cube():
+    return make_datacube('Togo', size=(40, 40), seed=1)
+
+
+def forest_session(raster, **kw):
+    return LabelingSession(raster, learner=RandomForest(seed=0), stats='raster', progress=False, **kw)
+
+
+def label_truth(s, cube, k, rng):
+    "k labels per class at random pixels, classes from the cube's truth."
+    truth = cube.is_crop.values
+    for cls, mask in (('crop', truth), ('non_crop', ~truth)):
+        rows, cols = np.nonzero(mask)
+        for i in rng.choice(len(rows), k, replace=False): s.add_label(float(cube.y[rows[i]]), float(cube.x[cols[i]]), cls)
+
+
+def raw_tif(path, crs='EPSG:4326', H=6, W=5, seed=0):
+    "A small raw Earth Engine export (206 bands) with or without a CRS."
+    rng = np.random.default_rng(seed)
+    names = [f'{b}_{t}' if t else b for t in range(12) for b in RAW_DYNAMIC_BANDS] + RAW_STATIC_BANDS
+    v = rng.uniform(0.01, 0.5, (len(names), H, W)).astype(np.float32)
+    da = xr.DataArray(v, dims=('band', 'y', 'x'), coords={'band': np.arange(1, len(names) + 1),
+                      'y': 8.5 - np.arange(H) * 1e-4, 'x': 1.0 + np.arange(W) * 1e-4})
+    if crs: da = da.rio.write_crs(crs)
+    da.rio.to_raster(path)
+    return path
+
+
+# ---- bad input -------------------------------------------------------------------------------------------------
+
+def test_geotiff_without_crs(tmp_path):
+    path = raw_tif(tmp_path / 'nocrs.tif', crs=None)
+    with pytest.raises(AgrinbError, match=r"nocrs.tif: field 'crs'.*rio.write_crs"):
+        forest_session(path)
+    forest_session(raw_tif(tmp_path / 'ok.tif'))  # the same file with a CRS is fine
+
+
+def test_bands_must_match_the_model(cube):
+    with pytest.raises(AgrinbError, match=r"field 'band'.*missing \['B2', 'B3'"):
+        forest_session(cube.drop_sel(band=['B2', 'B3']))
+    renamed = cube.assign_coords(band=[b.lower() for b in CROPHARVEST_BANDS])
+    with pytest.raises(AgrinbError, match="Did you mean 'vv'"):
+        forest_session(renamed)
+    shuffled = cube.isel(band=np.arange(18)[::-1])  # right bands, another order: reordered, not refused
+    test = forest_session(shuffled)
+    assert list(test.raster.band.values) == CROPHARVEST_BANDS
+    with pytest.raises(AgrinbError, match="field 'time'.*12 time steps"):
+        forest_session(cube.isel(time=slice(0, 10)))
+
+
+def test_all_nan_months(cube):
+    bad = cube.copy(deep=True)
+    bad[[2, 5]] = np.nan
+    with pytest.raises(AgrinbError, match=r"all-NaN months at time index \[2, 5\]"):
+        forest_session(bad)
+    gappy = cube.copy(deep=True)
+    gappy[2, :, :5, :5] = np.nan  # partial gaps are filled, not refused
+    s = forest_session(gappy)
+    assert np.isfinite(s.features()).all()
+
+
+def test_labels_in_another_crs(cube, tmp_path):
+    s = forest_session(cube)
+    rows, cols = [3, 10, 30], [4, 20, 35]
+    lat, lon = cube.y.values[rows], cube.x.values[cols]
+    utm = gpd.GeoDataFrame({'cls': ['crop', 'non_crop', 'crop']}, geometry=gpd.points_from_xy(lon, lat), crs=4326).to_crs(32631)
+    assert abs(utm.geometry.x.iloc[0]) > 1000  # really metres
+    s.add_labels(utm)
+    assert s.labels[['row', 'col']].values.tolist() == [[r, c] for r, c in zip(rows, cols)]
+    with pytest.raises(AgrinbError, match="field 'crs'"):
+        s.add_labels(gpd.GeoDataFrame({'cls': ['crop']}, geometry=gpd.points_from_xy(lon[:1], lat[:1])))
+    with pytest.raises(AgrinbError, match='another CRS'):
+        s.add_label(utm.geometry.y.iloc[0], utm.geometry.x.iloc[0], 'crop')
+    # GeoJSON written by the session reads back onto the same pixels
+    path = s.export_labels(tmp_path / 'labels.geojson')
+    s2 = forest_session(cube); s2.add_labels(path)
+    assert s2.labels[['row', 'col', 'cls']].values.tolist() == s.labels[['row', 'col', 'cls']].values.tolist()
+
+
+def test_export_path_that_cannot_be_written(cube, tmp_path):
+    s = forest_session(cube)
+    label_truth(s, cube, 3, np.random.default_rng(0))
+    s.adapt().predict()
+    blocker = tmp_path / 'a_file'; blocker.write_text('x')
+    for f, name in [(s.export_labels, 'l.geojson'), (s.export_proba, 'p.tif'), (s.export_html, 'm.html')]:
+        with pytest.raises(AgrinbError, match='a writable folder'): f(blocker / name)
+    # the destination is a folder: the file is written in full to a temporary name, the rename fails, and the
+    # temporary file is removed: nothing half-written is left behind
+    target = tmp_path / 'out.tif'; target.mkdir()
+    with pytest.raises(OSError): s.export_proba(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['a_file', 'out.tif'] and not any(target.iterdir())
+
+
+def test_adapt_needs_two_labels_of_each_class(cube):
+    s = forest_session(cube)
+    with pytest.raises(AgrinbError, match='adapt.*0 crop, 0 non_crop'): s.adapt()
+    label_truth(s, cube, 2, np.random.default_rng(0))
+    s.undo()
+    with pytest.raises(AgrinbError, match='2 crop, 1 non_crop'): s.adapt()
+    with pytest.raises(AgrinbError, match='adapt'): s.suggest(3)
+    with pytest.raises(AgrinbError, match="one of \\['crop', 'non_crop'\\]"): s.add_label(float(cube.y[0]), float(cube.x[0]), 'maize')
+
+
+# ---- logic -----------------------------------------------------------------------------------------------------
+
+def test_predict_is_batch_independent_and_georeferenced(cube, tmp_path):
+    s = forest_session(cube)
+    label_truth(s, cube, 5, np.random.default_rng(1))
+    s.adapt()
+    a = s.predict(batch_size=100).values.copy(); b = s.predict(batch_size=10**6)
+    np.testing.assert_allclose(a, b.values, atol=1e-6)
+    assert roc_auc_score(cube.is_crop.values.ravel(), a.ravel()) > 0.7
+    back = rioxarray.open_rasterio(s.export_proba(tmp_path / 'p.tif'))
+    np.testing.assert_allclose(back.x.values, cube.x.values); np.testing.assert_allclose(back.y.values, cube.y.values)
+    assert back.rio.crs.to_epsg() == 4326
+
+
+def test_suggest_is_uncertain_and_spread(cube):
+    s = forest_session(cube)
+    label_truth(s, cube, 4, np.random.default_rng(2))
+    p = s.adapt().predict().values
+    sg = s.suggest(6)
+    assert len(sg) == 6 and len(set(zip(sg.row, sg.col))) == 6
+    assert not set(zip(sg.row, sg.col)) & set(zip(s.labels.row, s.labels.col))
+    d = np.sqrt((sg.row.values[:, None] - sg.row.values[None]) ** 2 + (sg.col.values[:, None] - sg.col.values[None]) ** 2)
+    assert d[~np.eye(6, dtype=bool)].min() >= 2  # not clumped on neighbouring pixels
+    assert np.abs(sg.proba - 0.5).max() <= np.quantile(np.abs(p - 0.5), 0.5)
+
+
+def test_region_and_country(cube):
+    s = forest_session(cube)
+    W, S, E, N = s.bounds
+    s.add_label(float(cube.y[35]), float(cube.x[35]), 'crop')  # south-east corner: dropped by the crop below
+    s.add_label(float(cube.y[2]), float(cube.x[2]), 'crop')
+    s.set_region((W, (S + N) / 2, (W + E) / 2, N))
+    assert s.raster.sizes['y'] == 20 and s.raster.sizes['x'] == 20 and len(s.labels) == 1
+    with pytest.raises(AgrinbError, match='overlapping'): s.set_region((W + 20, S, E + 20, N))
+    syn = LabelingSession(learner=RandomForest(seed=0), stats='raster', region='Togo', size=(16, 16), progress=False)
+    syn.set_country('Kenya')
+    assert syn.region == 'Kenya' and syn.contains(float(syn.raster.y.mean()), float(syn.raster.x.mean()))
+    with pytest.raises(AgrinbError, match='Did you mean'): syn.set_country('Kenia')
+
+
+def test_widget_turns_errors_into_messages(cube):
+    ml = MapLabeler(forest_session(cube))
+    ml._on_interaction(type='click', coordinates=[0.0, 0.0])  # far off the raster
+    assert ml.last_error and 'a point on the raster' in ml.last_message and 'point on the raster' in ml.message.value
+    ml.adapt_btn.click()
+    assert ml.last_error and '0 crop, 0 non_crop' in ml.last_message and ml.progress.value == 0
+    ml.suggest_btn.click(); assert ml.last_error
+    for r, c, k in [(1, 1, 'crop'), (5, 5, 'crop'), (9, 9, 'non_crop'), (13, 13, 'non_crop')]:
+        ml.cls.value = k; ml._on_interaction(type='click', coordinates=[float(cube.y[r]), float(cube.x[c])])
+    assert len(ml.label_layer.layers) == 4 and '4 labels' in ml.count.value
+    ml._on_interaction(type='mousemove', coordinates=[float(cube.y[20]), float(cube.x[20])])  # ignored
+    ml.adapt_btn.click()
+    assert not ml.last_error, ml.last_message
+    assert ml.proba_layer in ml.map.layers and ml.progress.value == pytest.approx(1.0)
+    ml.opacity.value = 0.3; assert ml.proba_layer.opacity == 0.3
+    ml.suggest_btn.click(); assert len(ml.suggest_layer.layers) == ml.n_suggest
+    ml.clear_btn.click(); assert len(ml.label_layer.layers) == 0 and len(ml.suggest_layer.layers) == 0
+    ml._on_draw(None, 'created', {'geometry': {'type': 'Polygon', 'coordinates': [[[float(cube.x[0]), float(cube.y[0])],
+                [float(cube.x[19]), float(cube.y[0])], [float(cube.x[19]), float(cube.y[19])], [float(cube.x[0]), float(cube.y[19])]]]}})
+    assert not ml.last_error, ml.last_message
+    assert ml.session.raster.sizes['x'] == 20 and ml.proba_layer not in ml.map.layers
+
+
+# ---- the real learner and a real export --------------------------------------------------------------------------
+
+def test_pretrained_timl_is_cached_atomically(tmp_path, cube):
+    cfg = dict(n_samples=1500, meta_steps=2)
+    learner, stats = pretrained_timl(cache=tmp_path, progress=False, **cfg)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 2 and not any('.tmp' in f for f in files), files
+    again, stats2 = pretrained_timl(cache=tmp_path, progress=False, **cfg)
+    np.testing.assert_allclose(stats.mean, stats2.mean)
+    preds = []
+    for lrn in (learner, again):
+        s = LabelingSession(cube, learner=lrn, stats=stats, progress=False)
+        label_truth(s, cube, 3, np.random.default_rng(0))
+        preds.append(s.adapt().predict().values)
+    np.testing.assert_allclose(preds[0], preds[1], atol=1e-5)
+
+
+def test_real_earth_engine_export():
+    if not TOGO_TIF.exists(): pytest.skip(f'{TOGO_TIF} not found (shared data not present)')
+    s = LabelingSession(TOGO_TIF, learner=RandomForest(seed=0), stats='raster', progress=False)
+    assert s.raster.shape == (12, 18, 17, 17) and np.isfinite(s.features()).all()
+    W, S, E, N = s.bounds
+    assert 6 < S < N < 11.2 and -0.2 < W < E < 1.9  # in Togo
+    ys, xs = s.raster.y.values, s.raster.x.values
+    for r, c, k in [(1, 1, 'crop'), (2, 3, 'crop'), (14, 14, 'non_crop'), (15, 12, 'non_crop')]:
+        s.add_label(float(ys[r]), float(xs[c]), k)
+    p = s.adapt().predict()
+    assert p.shape == (17, 17) and np.isfinite(p.values).all()
+    assert 'Togo' in MapLabeler(s).country.options
