@@ -10,6 +10,7 @@ with torch.cuda.max_memory_allocated on CUDA.
 
     python benchmarks/bench_maml.py                 # CPU (or CUDA when available), table
     python benchmarks/bench_maml.py --device cpu --threads 2 --json bench.json
+    python benchmarks/bench_maml.py --threads 1 --ops --no-memory   # op counts, CPU times
 """
 import argparse, json, os, platform, resource, statistics, subprocess, sys, time
 import numpy as np
@@ -52,11 +53,20 @@ def sync(device):
 
 
 def timeit(fn, device, repeats, warmup):
+    "Wall and CPU seconds (process_time: all threads of this process) of each repeat."
     for _ in range(warmup): fn(); sync(device)
-    ts = []
+    ts, cs = [], []
     for _ in range(repeats):
-        sync(device); t = time.perf_counter(); fn(); sync(device); ts.append(time.perf_counter() - t)
-    return ts
+        sync(device); t, c = time.perf_counter(), time.process_time(); fn(); sync(device)
+        ts.append(time.perf_counter() - t); cs.append(time.process_time() - c)
+    return ts, cs
+
+
+def op_count(fn):
+    "Number of aten operator calls of one run of fn (torch profiler)."
+    from torch.profiler import profile
+    with profile() as prof: fn()
+    return sum(e.count for e in prof.key_averages() if e.key.startswith('aten::'))
 
 
 def setup(device, K, seed=0):
@@ -106,44 +116,55 @@ def bench(args):
                tasks=args.tasks, support=20, query=8, hidden=128, time_steps=12, repeats=args.repeats)
     model, params, data = setup(device, args.tasks)
     # interleave the two variants so that background load hits both alike
-    ts = {'agrinb': [], 'loop': []}
-    for fn in (batched_step, loop_step):
+    ts, cs = {'agrinb': [], 'loop': []}, {'agrinb': [], 'loop': []}
+    variants = (('agrinb', batched_step), ('loop', loop_step))
+    for _, fn in variants:
         for _ in range(args.warmup): model.zero_grad(); fn(model, params, *data); sync(device)
     for _ in range(args.repeats):
-        for name, fn in (('agrinb', batched_step), ('loop', loop_step)):
-            model.zero_grad(); sync(device); t = time.perf_counter(); fn(model, params, *data); sync(device)
-            ts[name].append(time.perf_counter() - t)
+        for name, fn in variants:
+            model.zero_grad(); sync(device); t, c = time.perf_counter(), time.process_time()
+            fn(model, params, *data); sync(device)
+            ts[name].append(time.perf_counter() - t); cs[name].append(time.process_time() - c)
     res['outer_step_s'] = {k: statistics.median(v) for k, v in ts.items()}
     res['outer_step_min_s'] = {k: min(v) for k, v in ts.items()}
+    res['outer_step_cpu_s'] = {k: statistics.median(v) for k, v in cs.items()}
     res['speedup'] = res['outer_step_s']['loop'] / res['outer_step_s']['agrinb']
+    res['speedup_cpu'] = res['outer_step_cpu_s']['loop'] / res['outer_step_cpu_s']['agrinb']
+    if args.ops:
+        res['outer_step_ops'] = {k: op_count(lambda: (model.zero_grad(), fn(model, params, *data))) for k, fn in variants}
     if not args.no_memory:
         res['peak_memory_mb'] = {k: peak_memory(k, device, args.tasks, res['threads']) / 2**20 for k in ('agrinb', 'loop')}
-    # adaptation: 250 SGD steps on 20 labels (10 + 10), the default of MAML.adapt
+    # adaptation: 250 SGD steps on 20 labels (10 + 10), the default of MAML.adapt (dropout 0.2 as in training)
     learner = MAML(device=device)
     r = np.random.default_rng(0)
     x = r.normal(size=(20, 12, 18)).astype(np.float32); y = np.arange(20) % 2
-    ad = timeit(lambda: learner.adapt((x, y)), device, args.repeats, 1)
-    res['adapt_250_steps_s'] = statistics.median(ad)
-    # batched prediction throughput
+    ad, adc = timeit(lambda: learner.adapt((x, y)), device, args.repeats, 1)
+    res['adapt_250_steps_s'], res['adapt_250_steps_cpu_s'] = statistics.median(ad), statistics.median(adc)
+    # batched prediction throughput (numpy in, numpy out, as a user calls it)
     pred = learner.adapt((x, y), steps=1)
     X = r.normal(size=(args.predict_n, 12, 18)).astype(np.float32)
-    pt = timeit(lambda: pred.predict_proba(X), device, max(1, args.repeats // 2), 1)
+    pt, pc = timeit(lambda: pred.predict_proba(X), device, max(1, args.repeats // 2), 1)
     res['predict_series_per_s'] = args.predict_n / statistics.median(pt)
+    res['predict_series_per_cpu_s'] = args.predict_n / statistics.median(pc)
     return res
 
 
 def table(res):
-    m = res.get('peak_memory_mb', {})
-    rows = [('outer step, agrinb (batched)', f"{res['outer_step_s']['agrinb'] * 1e3:9.1f} ms", f"{m.get('agrinb', float('nan')):8.1f} MB"),
-            ('outer step, per-task loop', f"{res['outer_step_s']['loop'] * 1e3:9.1f} ms", f"{m.get('loop', float('nan')):8.1f} MB"),
-            ('speed-up (loop / agrinb)', f"{res['speedup']:9.2f} x", ''),
-            ('adapt: 250 steps, 20 labels', f"{res['adapt_250_steps_s'] * 1e3:9.1f} ms", ''),
-            ('predict_proba throughput', f"{res['predict_series_per_s']:9.0f} series/s", '')]
+    m, ops = res.get('peak_memory_mb', {}), res.get('outer_step_ops', {})
+    o, oc = res['outer_step_s'], res['outer_step_cpu_s']
+    rows = [('outer step, agrinb (batched)', f"{o['agrinb'] * 1e3:9.1f} ms", f"{oc['agrinb'] * 1e3:9.1f} ms",
+             f"{m.get('agrinb', float('nan')):8.1f} MB", f"{ops.get('agrinb', '')}"),
+            ('outer step, per-task loop', f"{o['loop'] * 1e3:9.1f} ms", f"{oc['loop'] * 1e3:9.1f} ms",
+             f"{m.get('loop', float('nan')):8.1f} MB", f"{ops.get('loop', '')}"),
+            ('speed-up (loop / agrinb)', f"{res['speedup']:9.2f} x", f"{res['speedup_cpu']:9.2f} x", '', ''),
+            ('adapt: 250 steps, 20 labels', f"{res['adapt_250_steps_s'] * 1e3:9.1f} ms", f"{res['adapt_250_steps_cpu_s'] * 1e3:9.1f} ms", '', ''),
+            ('predict_proba (series/s)', f"{res['predict_series_per_s']:12.0f}", f"{res['predict_series_per_cpu_s']:12.0f}", '', '')]
     head = (f"agrinb MAML benchmark on {res['device']} ({res['threads']} threads, torch {res['torch']}): second-order outer "
             f"step, LSTM 18->128 x 12 steps, {res['tasks']} tasks x (20 support + 8 query), 1 inner step; "
-            f"median of {res['repeats']} repeats")
+            f"median of {res['repeats']} repeats; 'cpu' = process CPU time (per CPU-second for throughput)")
     w = max(len(r[0]) for r in rows)
-    return '\n'.join([head, f"{'':{w}}  {'time':>12}  {'peak mem':>11}"] + [f"{a:{w}}  {b:>12}  {c:>11}" for a, b, c in rows])
+    return '\n'.join([head, f"{'':{w}}  {'wall':>12}  {'cpu':>12}  {'peak mem':>11}  {'aten ops':>8}"] +
+                     [f"{a:{w}}  {b:>12}  {c:>12}  {d:>11}  {e:>8}" for a, b, c, d, e in rows])
 
 
 def main(argv=None):
@@ -155,6 +176,7 @@ def main(argv=None):
     ap.add_argument('--warmup', type=int, default=2)
     ap.add_argument('--predict-n', type=int, default=100_000)
     ap.add_argument('--no-memory', action='store_true', help='skip the peak-memory subprocesses')
+    ap.add_argument('--ops', action='store_true', help='also count aten operator calls per outer step (profiler)')
     ap.add_argument('--json', metavar='PATH', help='also write the results as JSON (- for stdout)')
     ap.add_argument('--_worker', help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

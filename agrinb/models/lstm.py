@@ -120,11 +120,12 @@ def lstm_tasks_forward(p:dict, # parameters, each shared (as in the state dict) 
     bm = None if bh is None else (bh if mask is None else bh * mask)
     h = c = x.new_zeros(K, n, H)
     hs, cs, ss, us, tcs = [h], [c], [], [], []
-    for pt in pre.unbind(1):
-        g = pt + _lin(h, W_hh)
-        s = torch.sigmoid(g); u = torch.tanh(g[..., H2:H3])
-        c = torch.addcmul(s[..., H:H2] * c, s[..., :H], u); tc = torch.tanh(c)
-        h = s[..., H3:] * tc
+    for t, pt in enumerate(pre.unbind(1)):
+        g = pt + _lin(h, W_hh) if t else pt                                 # h_0 = 0
+        s = torch.sigmoid(g); si, sf, _, so = s.chunk(4, -1)                # chunk, not slices: one cat in backward
+        u = torch.tanh(g.chunk(4, -1)[2])
+        c = torch.addcmul(sf * c, si, u) if t else si * u; tc = torch.tanh(c)
+        h = so * tc
         if mg is not None: h = h * mg if bm is None else torch.addcmul(bm, h, mg)
         hs.append(h); cs.append(c); ss.append(s); us.append(u); tcs.append(tc)
     bo = p['head.bias']
@@ -148,11 +149,11 @@ def lstm_tasks_grads(p:dict, x:torch.Tensor, y:torch.Tensor, # parameters (share
         dz = (torch.softmax(z, -1) - F.one_hot(y, z.shape[-1]).to(z.dtype)) / n
     grads = {'head.weight': torch.bmm(dz.transpose(1, 2), hs[-1]), 'head.bias': dz.sum(1)}
     # derivative factors of all steps at once (T stacked first): dgates = [dc, dc, dc, dh] * FF
-    S, U, TC, C0 = torch.stack(ss), torch.stack(us), torch.stack(tcs), torch.stack(cs[:-1])
-    DS = S * (1 - S)
-    FF = torch.cat([U * DS[..., :H], C0 * DS[..., H:H2], S[..., :H] * (1 - U * U), TC * DS[..., H3:]], -1).unbind(0)
-    ODTC = (S[..., H3:] * (1 - TC * TC)).unbind(0); Fg = S[..., H:H2].unbind(0)
-    HR = (S[..., H3:] * TC).unbind(0) if film_grads and film and 'gamma_h' in film else None   # h before FiLM
+    U, TC, C0 = torch.stack(us), torch.stack(tcs), torch.stack(cs[:-1])
+    Si, Sf, _, So = torch.stack(ss).chunk(4, -1)                            # chunk, not slices (see the forward)
+    FF = torch.cat([U * (Si - Si * Si), C0 * (Sf - Sf * Sf), Si * (1 - U * U), TC * (So - So * So)], -1).unbind(0)
+    ODTC = (So * (1 - TC * TC)).unbind(0); Fg = Sf.unbind(0)
+    HR = (So * TC).unbind(0) if film_grads and film and 'gamma_h' in film else None   # h before FiLM
     dht, dc, dgs, fg = _lin_t(dz, W_o), 0, [None] * T, {}
     for t in range(T - 1, -1, -1):
         if HR is not None:
@@ -164,7 +165,7 @@ def lstm_tasks_grads(p:dict, x:torch.Tensor, y:torch.Tensor, # parameters (share
         dc = dc * Fg[t]
         if t: dht = _lin_t(dg, W_hh)
     dG = torch.stack(dgs, 1).reshape(K, T * n, -1).transpose(1, 2)          # (K, 4H, T*n)
-    grads['lstm.weight_hh_l0'] = torch.bmm(dG, torch.stack(hs[:-1], 1).reshape(K, T * n, -1))
+    grads['lstm.weight_hh_l0'] = torch.bmm(dG[..., n:], torch.stack(hs[1:-1], 1).reshape(K, (T - 1) * n, -1))  # h_0 = 0
     grads['lstm.weight_ih_l0'] = torch.bmm(dG, xi.reshape(K, T * n, B))
     grads['lstm.bias_ih_l0'] = grads['lstm.bias_hh_l0'] = dG.sum(2)
     if not film_grads: return losses, grads
@@ -236,55 +237,84 @@ def _from_oifg(p:dict)->dict:
     def perm(t): o, i, f, g = t.chunk(4, 0); return torch.cat([i, f, g, o], 0)
     return {k: perm(v) if k in _GATE_KEYS else v for k, v in p.items()}
 
-def _loss_and_grads_oifg(p, x, y, film=None, mask=None):
-    "`lstm_loss_and_grads` on parameters in o, i, f, g order (gradients in the same order); no autograd."
-    W_ih, W_hh, W_o = p['lstm.weight_ih_l0'], p['lstm.weight_hh_l0'], p['head.weight']
-    n, T, _ = x.shape; H = W_hh.shape[1]; H2, H3 = 2 * H, 3 * H
+class _OneTask:
+    """Hand-written forward and back-propagation through time of one task (gates in o, i, f, g order), on
+    buffers allocated once, with all per-step views built once too: each step runs only compute operations, mostly
+    in place, so 250 small steps spend little time outside the matrix products. tanh(v) is computed as
+    2 sigmoid(2v) - 1 (torch's CPU sigmoid is several times faster than its tanh)."""
+    def __init__(self, like:torch.Tensor, n:int, T:int, H:int):
+        e = like.new_empty; H2, H3 = 2 * H, 3 * H
+        self.S, self.M, self.dG, self.D = e(T, n, 4 * H), e(T, n, 4 * H), e(T, n, 4 * H), e(T, n, 4 * H)
+        self.C, self.Hs, self.TC, self.OD = like.new_zeros(T + 1, n, H), like.new_zeros(T + 1, n, H), e(T, n, H), e(T, n, H)
+        self.dht, self.dc = e(n, H), e(n, H)
+        S, C, Hs, TC, dG, D = self.S, self.C, self.Hs, self.TC, self.dG, self.D
+        # per step: (G, o, i, f, u, c_prev, c, tanh c, h_prev, h) and (dG_o, dG_ifg, FF_o, FF_ifg, f_next, o(1-tc^2))
+        self.fw = [(S[t], S[t, :, :H], S[t, :, H:H2], S[t, :, H2:H3], S[t, :, H3:], C[t], C[t + 1], TC[t], Hs[t], Hs[t + 1])
+                   for t in range(T)]
+        self.bw = [(dG[t, :, :H], dG[t, :, H:].view(n, 3, H), D[t, :, :H], D[t, :, H:].view(n, 3, H),
+                    S[t + 1, :, H2:H3] if t + 1 < T else None, self.OD[t], dG[t]) for t in range(T)]
+        self.Mv = (self.M[..., :H], self.M[..., H:H2], self.M[..., H2:H3], self.M[..., H3:], S[..., H3:], C[:-1],
+                   S[..., H:H2], S[..., :H], D[..., H3:])
+        self.flat = (S.view(T * n, 4 * H), dG.view(T * n, 4 * H), dG[1:].view((T - 1) * n, 4 * H), Hs[1:T].view((T - 1) * n, H))
+
+    def __call__(self, p, xi, y, mg=None, bm=None, lr=None):
+        "xi (T, n, B) FiLM-applied inputs; the carried state is h * mg + bm. Gradients, or with `lr` an SGD step in place."
+        W_ih, W_hh, W_o = p['lstm.weight_ih_l0'], p['lstm.weight_hh_l0'], p['head.weight']
+        T, n, B = xi.shape; Sf, dGf, dG1, H1 = self.flat; W_hhT = W_hh.T; xf = xi.reshape(T * n, B)
+        torch.addmm(p['lstm.bias_ih_l0'] + p['lstm.bias_hh_l0'], xf, W_ih.T, out=Sf)
+        for t, (G, o, i, f, u, c0, c, tc, h0, h) in enumerate(self.fw):
+            if t: G.addmm_(h0, W_hhT)                                        # h_0 = 0
+            u.mul_(2.0); G.sigmoid_(); u.mul_(2.0).sub_(1.0)                        # o, i, f = sigmoid; u = tanh(g)
+            torch.mul(f, c0, out=c).addcmul_(i, u)
+            torch.mul(c, 2.0, out=tc).sigmoid_().mul_(2.0).sub_(1.0)                # tanh(c)
+            torch.mul(o, tc, out=h)
+            if mg is not None: h.mul_(mg)
+            if bm is not None: h.add_(bm)
+        h = self.Hs[T]
+        z = torch.addmm(p['head.bias'], h, W_o.T)
+        if W_o.shape[0] == 1:
+            yf = y.to(z.dtype); loss = F.binary_cross_entropy_with_logits(z[:, 0], yf)
+            dz = torch.sigmoid(z).sub_(yf[:, None]).div_(n)
+        else:
+            loss = F.cross_entropy(z, y)
+            dz = torch.softmax(z, -1).sub_(F.one_hot(y, W_o.shape[0]).to(z.dtype)).div_(n)
+        # derivative factors of all steps at once: FF = D * M, D = s (1 - s) for o, i, f and 1 - u^2 for g,
+        # M = [tanh c, u, c_prev, i]; then d(o) = dh * FF[o], d(i, f, g) = dc * FF[i, f, g]
+        Mo, Mi, Mf, Mg, U, C0, Si, So, Dg = self.Mv
+        Mo.copy_(self.TC); Mi.copy_(U); Mf.copy_(C0); Mg.copy_(Si)
+        torch.addcmul(self.S, self.S, self.S, value=-1, out=self.D); Dg.add_(1.0).sub_(U)
+        self.D.mul_(self.M)
+        torch.mul(self.TC, self.TC, out=self.OD).neg_().add_(1.0).mul_(So)        # o (1 - tanh(c)^2)
+        dht, dc = torch.mm(dz, W_o, out=self.dht), self.dc
+        for t in range(T - 1, -1, -1):
+            dGo, dGc, FFo, FFc, fn, od, dGt = self.bw[t]
+            if mg is not None: dht.mul_(mg)
+            if fn is None: torch.mul(dht, od, out=dc)
+            else: dc.mul_(fn).addcmul_(dht, od)
+            torch.mul(dht, FFo, out=dGo); torch.mul(dc.unsqueeze(1), FFc, out=dGc)
+            if t: torch.mm(dGt, W_hh, out=dht)
+        gb = dGf.sum(0)
+        if lr is None:
+            return loss, {'head.weight': dz.T @ h, 'head.bias': dz.sum(0), 'lstm.weight_hh_l0': dG1.T @ H1,
+                          'lstm.weight_ih_l0': dGf.T @ xf, 'lstm.bias_ih_l0': gb, 'lstm.bias_hh_l0': gb.clone()}
+        p['head.weight'].addmm_(dz.T, h, alpha=-lr); p['head.bias'].sub_(dz.sum(0), alpha=lr)
+        p['lstm.weight_hh_l0'].addmm_(dG1.T, H1, alpha=-lr); p['lstm.weight_ih_l0'].addmm_(dGf.T, xf, alpha=-lr)
+        p['lstm.bias_ih_l0'].sub_(gb, alpha=lr); p['lstm.bias_hh_l0'].sub_(gb, alpha=lr)
+        return loss
+
+def _carried(film, mask):
+    "The carried state is h~ = (h * gamma_h + beta_h) * mask = h * mg + bm: (mg, bm), either may be None."
     gh, bh = (film.get('gamma_h'), film.get('beta_h')) if film else (None, None)
-    # the carried state is h~ = (h * gamma_h + beta_h) * mask = h * mg + bm
     mg = gh if mask is None else (mask if gh is None else gh * mask)
     bm = None if bh is None else (bh if mask is None else bh * mask)
-    xi = _film_in(x, film).transpose(0, 1)                                   # (T, n, B)
-    pre = torch.addmm(p['lstm.bias_ih_l0'] + p['lstm.bias_hh_l0'], xi.reshape(T * n, -1), W_ih.T).view(T, n, 4 * H)
-    W_hhT = W_hh.T
-    h = c = x.new_zeros(n, H)
-    hs, cs, sig, gg, tcs = [h], [c], [], [], []
-    for pt in pre.unbind(0):
-        g = torch.addmm(pt, h, W_hhT)
-        s = torch.sigmoid(g[:, :H3]); u = torch.tanh(g[:, H3:])
-        c = torch.addcmul(s[:, H2:] * c, s[:, H:H2], u)
-        tc = torch.tanh(c); h = s[:, :H] * tc
-        if mg is not None: h = h * mg if bm is None else torch.addcmul(bm, h, mg)
-        hs.append(h); cs.append(c); sig.append(s); gg.append(u); tcs.append(tc)
-    z = torch.addmm(p['head.bias'], h, W_o.T)
-    if W_o.shape[0] == 1:
-        yf = y.to(z.dtype)
-        loss = F.binary_cross_entropy_with_logits(z[:, 0], yf)
-        dz = (torch.sigmoid(z) - yf[:, None]) / n
-    else:
-        loss = F.cross_entropy(z, y)
-        dz = (torch.softmax(z, -1) - F.one_hot(y, W_o.shape[0]).to(z.dtype)) / n
-    grads = {'head.weight': dz.T @ h, 'head.bias': dz.sum(0)}
-    # derivative factors of all steps at once: d(o) = dh * FF[o], d(i, f, g) = dc * FF[i, f, g]
-    S, U, TC, C0 = torch.stack(sig), torch.stack(gg), torch.stack(tcs), torch.stack(cs[:-1])
-    DS = S * (1 - S)
-    FF = torch.cat([TC * DS[..., :H], U * DS[..., H:H2], C0 * DS[..., H2:], S[..., H:H2] * (1 - U * U)], -1)
-    ODTC = (S[..., :H] * (1 - TC * TC)).unbind(0)
-    Fg, FFo, FFc = S[..., H2:].unbind(0), FF[..., :H].unbind(0), FF[..., H:].unflatten(-1, (3, H)).unbind(0)
-    dG = x.new_empty(T, n, 4 * H)
-    dGo, dGc = dG[..., :H].unbind(0), dG[..., H:].unflatten(-1, (3, H)).unbind(0)
-    dht, dc = dz @ W_o, x.new_zeros(n, H)
-    for t in range(T - 1, -1, -1):
-        dh = dht if mg is None else dht * mg
-        dc = torch.addcmul(dc, dh, ODTC[t])
-        torch.mul(dh, FFo[t], out=dGo[t]); torch.mul(dc.unsqueeze(1), FFc[t], out=dGc[t])
-        dc = dc * Fg[t]
-        if t: dht = dG[t] @ W_hh
-    dGf = dG.view(T * n, 4 * H)
-    grads['lstm.weight_hh_l0'] = dGf.T @ torch.stack(hs[:-1]).view(T * n, H)
-    grads['lstm.weight_ih_l0'] = dGf.T @ xi.reshape(T * n, -1)
-    grads['lstm.bias_ih_l0'] = grads['lstm.bias_hh_l0'] = dGf.sum(0)
-    return loss, grads
+    return mg, bm
+
+def _loss_and_grads_oifg(p, x, y, film=None, mask=None):
+    "`lstm_loss_and_grads` on parameters in o, i, f, g order (gradients in the same order); no autograd."
+    n, T, _ = x.shape
+    with torch.no_grad():
+        xi = _film_in(x, film).transpose(0, 1)
+        return _OneTask(x, n, T, p['lstm.weight_hh_l0'].shape[1])(p, xi, y, *_carried(film, mask))
 
 def lstm_loss_and_grads(p:dict, # LSTMClassifier parameters (plain tensors)
                         x:torch.Tensor, # (n, T, B)
@@ -324,48 +354,52 @@ def sgd_adapt(p:dict, # LSTMClassifier parameters (not modified)
               grad_clip:float|None=None, # clip the global gradient norm (None = no clipping)
              )->dict: # adapted parameters
     "Fine-tune an `LSTMClassifier`'s parameters on one task with plain SGD (no autograd)."
-    q = _to_oifg({k: v.detach() for k, v in p.items()})
-    names = list(q)
-    params = [q[k].clone() for k in names]
+    q = {k: v.clone() for k, v in _to_oifg({k: v.detach() for k, v in p.items()}).items()}
     batches = torch.as_tensor(balanced_batches(y.cpu().numpy(), steps, per_class, rng), device=x.device)
-    H = p['lstm.weight_hh_l0'].shape[1]
-    masks = (torch.rand(steps, batches.shape[1], H, device=x.device, dtype=x.dtype) >= dropout).to(x.dtype) / (1 - dropout) if dropout > 0 else None
+    H, nb, T = p['lstm.weight_hh_l0'].shape[1], batches.shape[1], x.shape[1]
+    masks = (torch.rand(steps, nb, H, device=x.device, dtype=x.dtype) >= dropout).to(x.dtype) / (1 - dropout) if dropout > 0 else None
+    one = _OneTask(x, nb, T, H)
     with torch.no_grad():
+        xT = _film_in(x, film).transpose(0, 1).contiguous()                    # (T, n, B): batches index dim 1
         for s in range(steps):
-            b = batches[s]
-            _, g = _loss_and_grads_oifg(dict(zip(names, params)), x[b], y[b], film, None if masks is None else masks[s])
-            gs = [g[k] for k in names]
-            if grad_clip is not None:
+            b = batches[s]; mg, bm = _carried(film, None if masks is None else masks[s])
+            if grad_clip is None: one(q, xT[:, b], y[b], mg, bm, lr=lr)         # SGD step fused into the products
+            else:
+                gs = list(one(q, xT[:, b], y[b], mg, bm)[1][k] for k in q)
                 norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in gs]))
-                scale = (grad_clip / (norm + 1e-6)).clamp(max=1.0)
-                torch._foreach_mul_(gs, scale)
-            torch._foreach_add_(params, gs, alpha=-lr)
-    return _from_oifg(dict(zip(names, params)))
+                torch._foreach_mul_(gs, (grad_clip / (norm + 1e-6)).clamp(max=1.0))
+                torch._foreach_add_(list(q.values()), gs, alpha=-lr)
+    return _from_oifg(q)
 
-# %% ../../nbs/20_models.lstm.ipynb #22ede844
+# %% ../../nbs/20_models.lstm.ipynb #857854db
 def lstm_predict(p:dict, # LSTMClassifier parameters
                  x:torch.Tensor, # (N, T, B)
                  film:dict|None=None, # fixed FiLM parameters
-                 chunk:int=1024, # series per chunk
+                 chunk:int|None=None, # series per chunk (None = 256 per CPU thread, 65536 on CUDA)
                 )->torch.Tensor: # (N,) positive-class probability (binary) or (N, C) class probabilities
     "Batched inference of an `LSTMClassifier` from its parameters."
-    q = _to_oifg(p)
-    W_hhT = q['lstm.weight_hh_l0'].T.contiguous(); W_ihT = q['lstm.weight_ih_l0'].T.contiguous()
-    b = q['lstm.bias_ih_l0'] + q['lstm.bias_hh_l0']; W_oT = q['head.weight'].T.contiguous()
-    H = W_hhT.shape[0]; H3 = 3 * H; T, B = x.shape[1], x.shape[2]
-    gh, bh = (film.get('gamma_h'), film.get('beta_h')) if film else (None, None)
-    out = []
+    q = _to_oifg(p); H = q['lstm.weight_hh_l0'].shape[1]; H2, H3 = 2 * H, 3 * H; N, T, B = x.shape
+    chunk = chunk or (65536 if x.is_cuda else 256 * torch.get_num_threads())
     with torch.inference_mode():
-        for s in range(0, len(x), chunk):
+        sc = x.new_ones(4 * H, 1); sc[H3:] = 2                                 # g rows x 2: tanh via sigmoid
+        W_hhT, W_ihT = (q['lstm.weight_hh_l0'] * sc).T.contiguous(), (q['lstm.weight_ih_l0'] * sc).T.contiguous()
+        b = (q['lstm.bias_ih_l0'] + q['lstm.bias_hh_l0']) * sc[:, 0]; W_oT = q['head.weight'].T.contiguous()
+        gh, bh = (film.get('gamma_h'), film.get('beta_h')) if film else (None, None)
+        z = x.new_empty(N, W_oT.shape[1]); m = min(chunk, N)
+        pre, G, h, c, tc = x.new_empty(T * m, 4 * H), x.new_empty(m, 4 * H), x.new_empty(m, H), x.new_empty(m, H), x.new_empty(m, H)
+        for s in range(0, N, chunk):
             xc = _film_in(x[s:s + chunk], film); n = len(xc)
-            pre = torch.addmm(b, xc.reshape(n * T, B), W_ihT).view(n, T, 4 * H).transpose(0, 1).contiguous()
-            h = c = x.new_zeros(n, H)
+            P = torch.addmm(b, xc.transpose(0, 1).reshape(T * n, B), W_ihT, out=pre[:T * n]).view(T, n, 4 * H)
+            Gn, hn, cn, tcn = G[:n], h[:n], c[:n], tc[:n]
+            o, i, f, g = Gn[:, :H], Gn[:, H:H2], Gn[:, H2:H3], Gn[:, H3:]
             for t in range(T):
-                g = torch.addmm(pre[t], h, W_hhT)
-                sg = torch.sigmoid(g[:, :H3])
-                c = torch.addcmul(sg[:, 2 * H:] * c, sg[:, H:2 * H], torch.tanh(g[:, H3:]))
-                h = sg[:, :H] * torch.tanh(c)
-                if gh is not None: h = torch.addcmul(bh, h, gh)
-            out.append(torch.addmm(q['head.bias'], h, W_oT))
-    z = torch.cat(out) if out else x.new_zeros(0, W_oT.shape[1])
-    return torch.sigmoid(z[:, 0]) if z.shape[1] == 1 else torch.softmax(z, -1)
+                if t: torch.addmm(P[t], hn, W_hhT, out=Gn)
+                else: Gn.copy_(P[0])
+                Gn.sigmoid_(); g.mul_(2.0).sub_(1.0)                                # g = tanh(pre-activation)
+                if t: cn.mul_(f).addcmul_(i, g)
+                else: torch.mul(i, g, out=cn)
+                torch.mul(cn, 2.0, out=tcn).sigmoid_().mul_(2.0).sub_(1.0)            # tanh(c)
+                torch.mul(o, tcn, out=hn)
+                if gh is not None: hn.mul_(gh).add_(bh)
+            torch.addmm(q['head.bias'], hn, W_oT, out=z[s:s + n])
+        return torch.sigmoid(z[:, 0]) if z.shape[1] == 1 else torch.softmax(z, -1)
