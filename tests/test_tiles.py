@@ -170,3 +170,33 @@ def test_viz_works_on_tiles_and_pixel_lstm():
     m2, p2 = viz.parts_of(TileLearner(cnn, 'random'))
     a, b, Z = viz.loss_surface(viz.loss_of(m2), p2, (torch.randn(6, 15, 16, 16), torch.randint(0, 10, (6,))), n=3)
     assert Z.shape == (3, 3) and np.isfinite(Z).all()
+
+def test_task_loop_matches_vmap_gradients():
+    "Ways.forward_tasks (one plain conv pass per task) gives the same adapted weights as a vmap over tasks."
+    from torch.func import functional_call, vmap
+    from agrinb.meta.tiles import Ways
+    from agrinb.meta.maml import stack_params, inner_loop, task_losses
+    net = Ways(TileCNN(15, 10, hidden=8, n_blocks=3)); theta = dict(net.named_parameters())
+    x, y = torch.randn(3, 8, 15, 16, 16), torch.randint(0, 4, (3, 8)); ways = torch.tensor([[0, 3, 5, 9], [1, 2, 3, 4], [9, 8, 0, 1]])
+    loop = inner_loop(net, stack_params(theta, 3), x, y, ways, lr=0.3, steps=2, first_order=True)
+    p = stack_params(theta, 3)
+    for _ in range(2):
+        out = vmap(lambda q, a, w: functional_call(net, q, (a, w)))(p, x, ways)
+        g = torch.autograd.grad(task_losses(out, y).sum(), list(p.values()))
+        p = {k: v - 0.3 * gi for (k, v), gi in zip(p.items(), g)}
+    for k in p: torch.testing.assert_close(loop[k], p[k], atol=1e-5, rtol=1e-4)
+
+def test_synthetic_tiles_are_few_shot_hard():
+    "Within a region one shot per class does not separate the classes; more shots help (nearest class mean)."
+    ts = TileSet(*(lambda r: (np.concatenate([r['s2'] / 1e4, (np.clip(r['s1'], -25, 0) + 25) / 25], 1), igbp_to_dfc(r['lc'][:, 0]),
+                             r['region'], r['season']))(make_sen12ms_tiles(4, ('summer',), 80, 16, seed=4)), DFC_CLASSES, SEN12MS_BANDS)
+    feat = lambda x: np.concatenate([x.mean((2, 3)), x.std((2, 3))], 1); f = feat(ts.x); m, s = f.mean(0), f.std(0) + 1e-6
+    rng = np.random.default_rng(0); acc = {}
+    for k in (1, 10):
+        a = []
+        for _ in range(40):
+            t = sample_tile_task(ts, 4, k, 5, rng=rng); fs, fq = (feat(t.support_x) - m) / s, (feat(t.query_x) - m) / s
+            proto = np.stack([fs[t.support_y == c].mean(0) for c in t.ways])
+            a.append((t.ways[((fq[:, None] - proto[None]) ** 2).sum(-1).argmin(1)] == t.query_y).mean())
+        acc[k] = np.mean(a)
+    assert 0.3 < acc[1] < 0.85 and acc[10] > acc[1] + 0.1, acc

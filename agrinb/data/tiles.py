@@ -130,11 +130,23 @@ def _class_signatures(rng, n_classes):
     s1 = np.stack([rng.uniform(-18, -6, n_classes), rng.uniform(-26, -12, n_classes)], 1)
     return np.concatenate([s2, s1], 1)
 
+def _tile_images(rng, sig, lab, freq, spread, tile_var):
+    "Pixels (n, 15, H, W) of label maps `lab` with region signatures `sig` (nc, 15) and per-tile variation."
+    n, size = lab.shape[0], lab.shape[-1]; yy, xx = np.mgrid[0:size, 0:size] / size
+    sig = sig[None] + rng.normal(0, 0.6 * tile_var, (n,) + sig.shape) * spread  # each tile's own class colours
+    img = np.take_along_axis(sig[:, None, None], lab[..., None, None], 3)[:, :, :, 0].transpose(0, 3, 1, 2)
+    img[:, :13] *= np.exp(rng.normal(0, 0.2 * tile_var, (n, 1, 1, 1)))  # illumination / sensor gain
+    img += rng.normal(0, 0.4 * tile_var, (n, 15, 1, 1)) * spread[0][:, None, None]  # haze, calibration offset
+    scale = rng.uniform(0.6, 1.6, (n, 1, 1)); ph = rng.uniform(0, 2 * np.pi, size=(n, 1, 1))
+    tex = np.sin(2 * np.pi * freq[lab] * scale * 4 * (xx + yy)[None] + ph)  # class/region texture, per-tile scale
+    return img + (0.4 * tex[:, None] + rng.normal(0, 0.4, img.shape)) * spread[0][None, :, None, None]
+
 def make_sen12ms_tiles(n_regions:int=8, # number of scenes (regions)
                        seasons=('spring', 'summer'), # seasons, one ROIs folder each
                        n_tiles:int=60, # tiles per region and season
                        size:int=32, # tile height = width in pixels
-                       shift:float=1.5, # regional spread of each class's colour (in units of class spread)
+                       shift:float=1.0, # regional spread of each class's colour (in units of class spread)
+                       tile_var:float=1.0, # per-tile variation (colour, illumination, haze, texture scale, noise)
                        classes_per_region=(4, 5), # min, max classes present in a region
                        seed:int=0)->dict: # {'s1','s2','lc': arrays, 'region','season': (N,) str}
     "Synthetic Sen12MS patches in the file encodings (s2 uint16 x 10 000, s1 dB float32, lc uint16 4 bands, IGBP first)."
@@ -142,20 +154,20 @@ def make_sen12ms_tiles(n_regions:int=8, # number of scenes (regions)
     base = _class_signatures(rng, nc); spread = base.std(0, keepdims=True)
     regions = _regions(rng, n_regions, nc, classes_per_region, shift)
     dfc_to_igbp = np.array([1, 6, 8, 10, 11, 12, 13, 15, 16, 17])
-    yy, xx = np.mgrid[0:size, 0:size] / size
     out = {k: [] for k in ('s1', 's2', 'lc', 'region', 'season')}
     for r, reg in enumerate(regions):
         for season in seasons:
             present = np.flatnonzero(reg['mix']); dom = rng.permutation(np.resize(rng.permutation(present), n_tiles))
             f = _smooth_fields(rng, n_tiles, nc, size) + np.log(reg['mix'] + 1e-9)[None, :, None, None]
-            f[np.arange(n_tiles), dom] += 2.5
-            lab = f.argmax(1)  # (n, size, size) 0-based DFC
-            sig = base[None] + reg['offset'] * spread  # (1, nc, 15)
-            if season in _SEASON_GAIN: sig = sig.copy(); sig[0, _VEG, 6:10] *= _SEASON_GAIN[season] * reg['gain']
-            img = sig[0][lab].transpose(0, 3, 1, 2)  # (n, 15, size, size)
-            ph = rng.uniform(0, 2 * np.pi, size=(n_tiles, 1, 1))
-            tex = np.sin(2 * np.pi * reg['freq'][lab] * 4 * (xx + yy)[None] + ph)  # class/region texture
-            img = img + (0.25 * tex[:, None] + rng.normal(0, 0.25, img.shape)) * spread[0][None, :, None, None]
+            f[np.arange(n_tiles), dom] += 1.5  # a dominant class, mixed with the region's others
+            for _ in range(20):  # raise it where it is not yet the most frequent class (keeps classes balanced)
+                lab = f.argmax(1)  # (n, size, size) 0-based DFC
+                weak = tile_class(lab, nc) != dom
+                if not weak.any(): break
+                f[np.flatnonzero(weak), dom[weak]] += 0.25
+            sig = base + reg['offset'] * spread  # (nc, 15) the region's class colours
+            if season in _SEASON_GAIN: sig = sig.copy(); sig[_VEG, 6:10] *= _SEASON_GAIN[season] * reg['gain']
+            img = _tile_images(rng, sig, lab, reg['freq'], spread, tile_var)
             out['s2'].append(np.clip(img[:, :13] * 10000, 0, 65535).astype(np.uint16))
             out['s1'].append(img[:, 13:].astype(np.float32))
             lc = np.repeat(dfc_to_igbp[lab][:, None], 4, 1).astype(np.uint16)
@@ -385,7 +397,7 @@ def sample_tile_task(ts:TileSet, # tiles with classes
     sup, qry = np.concatenate(sup), np.concatenate(qry)
     return TileTask(ts.x[sup], ts.y[sup], ts.x[qry], ts.y[qry], ways, key[0], key[1])
 
-# %% ../../nbs/05_data.tiles.ipynb #5ecaf87e
+# %% ../../nbs/05_data.tiles.ipynb #0f174e8f
 def _quarter(a, n):  # (C?, H, W) -> (n*n, C?, H/n, W/n) row-major
     h, w = a.shape[-2] // n, a.shape[-1] // n
     return np.stack([a[..., i * h:(i + 1) * h, j * w:(j + 1) * w] for i in range(n) for j in range(n)])
@@ -406,7 +418,7 @@ def deepglobe_task(x:np.ndarray, # (C, H, W) image, H and W divisible by 8
     s = rng.permutation(len(sx))[:k_shot]; q = rng.permutation(len(qx))[:q_query] if q_query else np.arange(len(qx))
     return TileTask(sx[s], sm[s], qx[q], qm[q], np.unique(mask[mask >= 0]), name, '')
 
-# %% ../../nbs/05_data.tiles.ipynb #0f174e8f
+# %% ../../nbs/05_data.tiles.ipynb #5642b001
 def random_conv_features(x:np.ndarray, # (N, C, H, W)
                          n_features:int=64, seed:int=0, batch:int=256)->np.ndarray: # (N, 2*n_features)
     "Mean and max of a fixed random 2-layer conv net (a cheap stand-in for pretrained CNN features)."

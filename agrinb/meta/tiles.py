@@ -15,6 +15,7 @@ from ..core import bad_input, get_device, seed_everything, save_checkpoint, load
 from ..data.tiles import TileSet, TileTask, sample_tile_task, deepglobe_task
 from ..models.cnn import TileCNN, UNet
 from .maml import stack_params, batched_forward, task_losses, inner_loop, query_losses
+from torch.func import functional_call
 
 # %% auto #0
 __all__ = ['Ways', 'channel_stats', 'stack_tasks', 'TileLearner', 'evaluate_shots', 'summarise', 'choose_adaptation',
@@ -27,6 +28,11 @@ class Ways(nn.Module):
     def forward(self, x, ways=None):
         out = self.model(x)
         return out if ways is None else out.gather(1, ways.unsqueeze(0).expand(len(out), -1))
+    def forward_tasks(self, params:dict, # name -> (K, ...) per-task weights
+                      x, *extra): # (K, n, ...) inputs, per-task extras
+        "All tasks' outputs (K, n, ...): one ordinary conv pass per task (`batched_forward` uses it)."
+        return torch.stack([functional_call(self, {k: v[i] for k, v in params.items()}, (x[i], *(e[i] for e in extra)))
+                            for i in range(len(x))])
 
 # %% ../../nbs/36_meta.tiles.ipynb #c446dc3b
 def channel_stats(x:np.ndarray)->tuple: # (mean, std), each (C, 1, 1)
@@ -88,7 +94,7 @@ def _fit(self, sample, # rng -> TileTask (a meta-train task)
         else:  # ordinary training on support + query, all classes compete
             x, y = torch.cat([b['sx'], b['qx']], 1), torch.cat([b['sy'], b['qy']], 1)
             if not b['seg']: y = torch.gather(b['ways'], 1, y)  # back to global class ids
-            loss = task_losses(batched_forward(self.model, stack_params(theta, len(x)), x), y).mean()
+            loss = task_losses(batched_forward(self.net, stack_params(w, len(x)), x), y).mean()
         loss.backward(); opt.step(); l = loss.item(); self.history.append(l); bar.set_postfix(loss=f'{l:.3f}')
     self.theta = {k: v.detach().clone() for k, v in theta.items()}
     return self
@@ -96,7 +102,7 @@ TileLearner.meta_fit = _fit
 
 # %% ../../nbs/36_meta.tiles.ipynb #fe1cbb3b
 def _adapt(self, b:dict, # a stacked batch from `batch`
-           lr=None, steps=None, chunk_size:int=32)->dict: # per-task weights (K, ...)
+           lr=None, steps=None, chunk_size:int=8)->dict: # per-task weights (K, ...)
     "SGD on each task's support set from theta, all tasks of the batch at once."
     lr, steps = self.lr if lr is None else lr, self.steps if steps is None else steps
     K = b['sx'].shape[0]; theta = {k: v.detach().requires_grad_() for k, v in self._w(self.theta).items()}

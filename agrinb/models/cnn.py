@@ -18,6 +18,8 @@ class TaskNorm2d(nn.Module):
         super().__init__(); self.eps = eps
         self.weight, self.bias = nn.Parameter(torch.ones(channels)), nn.Parameter(torch.zeros(channels))
     def forward(self, x):  # (n, C, H, W); a single value per channel is allowed (it normalises to the bias)
+        if x.shape[0] * x.shape[2] * x.shape[3] > 1:  # the fused kernel (about 3x faster on CPU than the formula)
+            return F.batch_norm(x, None, None, self.weight, self.bias, training=True, eps=self.eps)
         mu = x.mean((0, 2, 3), keepdim=True); var = (x - mu).pow(2).mean((0, 2, 3), keepdim=True)
         return (x - mu) * torch.rsqrt(var + self.eps) * self.weight[:, None, None] + self.bias[:, None, None]
 
@@ -38,7 +40,10 @@ class TileCNN(nn.Module):
         self.features = nn.Sequential(*[conv_block(in_channels if i == 0 else hidden, hidden) for i in range(n_blocks)])
         self.head = nn.Linear(hidden, n_classes)
         self.in_channels, self.n_classes = in_channels, n_classes
-    def embed(self, x): return self.features(x).mean((-2, -1))  # (N, hidden)
+    def embed(self, x):  # (N, hidden); channels-last: max-pool and conv are several times faster on CPU in it
+        try: x = x.contiguous(memory_format=torch.channels_last)
+        except RuntimeError: pass  # inside vmap memory formats cannot be chosen
+        return self.features(x).mean((-2, -1))
     def forward(self, x): return self.head(self.embed(x))  # (N, n_classes)
 
 # %% ../../nbs/21_models.cnn.ipynb #73bbdac3
