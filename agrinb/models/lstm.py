@@ -240,33 +240,34 @@ def _from_oifg(p:dict)->dict:
 class _OneTask:
     """Hand-written forward and back-propagation through time of one task (gates in o, i, f, g order), on
     buffers allocated once, with all per-step views built once too: each step runs only compute operations, mostly
-    in place, so 250 small steps spend little time outside the matrix products. tanh(v) is computed as
-    2 sigmoid(2v) - 1 (torch's CPU sigmoid is several times faster than its tanh)."""
+    in place, so 250 small steps spend little time outside the matrix products. tanh of the g gate is computed as
+    2 sigmoid(2v) - 1 inside the one sigmoid of all gates (torch's CPU sigmoid is several times faster than its
+    tanh); constants are 0-dim tensors made once (a Python number costs a conversion on every call)."""
     def __init__(self, like:torch.Tensor, n:int, T:int, H:int):
         e = like.new_empty; H2, H3 = 2 * H, 3 * H
-        self.S, self.M, self.dG, self.D = e(T, n, 4 * H), e(T, n, 4 * H), e(T, n, 4 * H), e(T, n, 4 * H)
+        self.S, self.dG, self.D = e(T, n, 4 * H), e(T, n, 4 * H), e(T, n, 4 * H)
         self.C, self.Hs, self.TC, self.OD = like.new_zeros(T + 1, n, H), like.new_zeros(T + 1, n, H), e(T, n, H), e(T, n, H)
-        self.dht, self.dc = e(n, H), e(n, H)
+        self.dht, self.dc, self.one = e(n, H), e(n, H), like.new_ones(()); self.dc3 = self.dc.unsqueeze(1)
         S, C, Hs, TC, dG, D = self.S, self.C, self.Hs, self.TC, self.dG, self.D
         # per step: (G, o, i, f, u, c_prev, c, tanh c, h_prev, h) and (dG_o, dG_ifg, FF_o, FF_ifg, f_next, o(1-tc^2))
         self.fw = [(S[t], S[t, :, :H], S[t, :, H:H2], S[t, :, H2:H3], S[t, :, H3:], C[t], C[t + 1], TC[t], Hs[t], Hs[t + 1])
                    for t in range(T)]
         self.bw = [(dG[t, :, :H], dG[t, :, H:].view(n, 3, H), D[t, :, :H], D[t, :, H:].view(n, 3, H),
                     S[t + 1, :, H2:H3] if t + 1 < T else None, self.OD[t], dG[t]) for t in range(T)]
-        self.Mv = (self.M[..., :H], self.M[..., H:H2], self.M[..., H2:H3], self.M[..., H3:], S[..., H3:], C[:-1],
-                   S[..., H:H2], S[..., :H], D[..., H3:])
+        self.Dv = (D[..., :H], D[..., H:H2], D[..., H2:H3], D[..., H3:], S[..., H3:], C[:-1], S[..., H:H2], S[..., :H])
         self.flat = (S.view(T * n, 4 * H), dG.view(T * n, 4 * H), dG[1:].view((T - 1) * n, 4 * H), Hs[1:T].view((T - 1) * n, H))
 
     def __call__(self, p, xi, y, mg=None, bm=None, lr=None):
         "xi (T, n, B) FiLM-applied inputs; the carried state is h * mg + bm. Gradients, or with `lr` an SGD step in place."
         W_ih, W_hh, W_o = p['lstm.weight_ih_l0'], p['lstm.weight_hh_l0'], p['head.weight']
-        T, n, B = xi.shape; Sf, dGf, dG1, H1 = self.flat; W_hhT = W_hh.T; xf = xi.reshape(T * n, B)
+        T, n, B = xi.shape; Sf, dGf, dG1, H1 = self.flat; one = self.one; W_hhT = W_hh.T; xf = xi.reshape(T * n, B)
         torch.addmm(p['lstm.bias_ih_l0'] + p['lstm.bias_hh_l0'], xf, W_ih.T, out=Sf)
         for t, (G, o, i, f, u, c0, c, tc, h0, h) in enumerate(self.fw):
             if t: G.addmm_(h0, W_hhT)                                        # h_0 = 0
-            u.mul_(2.0); G.sigmoid_(); u.mul_(2.0).sub_(1.0)                        # o, i, f = sigmoid; u = tanh(g)
-            torch.mul(f, c0, out=c).addcmul_(i, u)
-            torch.mul(c, 2.0, out=tc).sigmoid_().mul_(2.0).sub_(1.0)                # tanh(c)
+            u.add_(u); G.sigmoid_(); u.add_(u).sub_(one)                          # o, i, f = sigmoid; u = tanh(g)
+            if t: torch.mul(f, c0, out=c).addcmul_(i, u)
+            else: torch.mul(i, u, out=c)                                             # c_0 = 0
+            torch.tanh(c, out=tc)
             torch.mul(o, tc, out=h)
             if mg is not None: h.mul_(mg)
             if bm is not None: h.add_(bm)
@@ -279,19 +280,18 @@ class _OneTask:
             loss = F.cross_entropy(z, y)
             dz = torch.softmax(z, -1).sub_(F.one_hot(y, W_o.shape[0]).to(z.dtype)).div_(n)
         # derivative factors of all steps at once: FF = D * M, D = s (1 - s) for o, i, f and 1 - u^2 for g,
-        # M = [tanh c, u, c_prev, i]; then d(o) = dh * FF[o], d(i, f, g) = dc * FF[i, f, g]
-        Mo, Mi, Mf, Mg, U, C0, Si, So, Dg = self.Mv
-        Mo.copy_(self.TC); Mi.copy_(U); Mf.copy_(C0); Mg.copy_(Si)
-        torch.addcmul(self.S, self.S, self.S, value=-1, out=self.D); Dg.add_(1.0).sub_(U)
-        self.D.mul_(self.M)
-        torch.mul(self.TC, self.TC, out=self.OD).neg_().add_(1.0).mul_(So)        # o (1 - tanh(c)^2)
-        dht, dc = torch.mm(dz, W_o, out=self.dht), self.dc
+        # M = [tanh c, u, c_prev, i] (multiplied into D slice by slice); then d(o) = dh * FF[o], d(i, f, g) = dc * FF[i, f, g]
+        Do, Di, Df, Dg, U, C0, Si, So = self.Dv
+        torch.addcmul(self.S, self.S, self.S, value=-1, out=self.D); Dg.add_(one).sub_(U)
+        Do.mul_(self.TC); Di.mul_(U); Df.mul_(C0); Dg.mul_(Si)
+        torch.mul(self.TC, self.TC, out=self.OD).neg_().add_(one).mul_(So)        # o (1 - tanh(c)^2)
+        if mg is not None: self.OD.mul_(mg); Do.mul_(mg)                           # dh = dh~ * mg, folded in once
+        dht, dc, dc3 = torch.mm(dz, W_o, out=self.dht), self.dc, self.dc3
         for t in range(T - 1, -1, -1):
             dGo, dGc, FFo, FFc, fn, od, dGt = self.bw[t]
-            if mg is not None: dht.mul_(mg)
             if fn is None: torch.mul(dht, od, out=dc)
             else: dc.mul_(fn).addcmul_(dht, od)
-            torch.mul(dht, FFo, out=dGo); torch.mul(dc.unsqueeze(1), FFc, out=dGc)
+            torch.mul(dht, FFo, out=dGo); torch.mul(dc3, FFc, out=dGc)
             if t: torch.mm(dGt, W_hh, out=dht)
         gb = dGf.sum(0)
         if lr is None:
@@ -360,12 +360,13 @@ def sgd_adapt(p:dict, # LSTMClassifier parameters (not modified)
     masks = (torch.rand(steps, nb, H, device=x.device, dtype=x.dtype) >= dropout).to(x.dtype) / (1 - dropout) if dropout > 0 else None
     one = _OneTask(x, nb, T, H)
     with torch.no_grad():
-        xT = _film_in(x, film).transpose(0, 1).contiguous()                    # (T, n, B): batches index dim 1
+        xb = _film_in(x, film)[batches].transpose(1, 2).contiguous()           # all batches gathered once: (steps, T, nb, B)
+        yb = y[batches]
         for s in range(steps):
-            b = batches[s]; mg, bm = _carried(film, None if masks is None else masks[s])
-            if grad_clip is None: one(q, xT[:, b], y[b], mg, bm, lr=lr)         # SGD step fused into the products
+            mg, bm = _carried(film, None if masks is None else masks[s])
+            if grad_clip is None: one(q, xb[s], yb[s], mg, bm, lr=lr)           # SGD step fused into the products
             else:
-                gs = list(one(q, xT[:, b], y[b], mg, bm)[1][k] for k in q)
+                gs = list(one(q, xb[s], yb[s], mg, bm)[1][k] for k in q)
                 norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in gs]))
                 torch._foreach_mul_(gs, (grad_clip / (norm + 1e-6)).clamp(max=1.0))
                 torch._foreach_add_(list(q.values()), gs, alpha=-lr)
