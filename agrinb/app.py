@@ -185,11 +185,9 @@ def _features(self:LabelingSession)->np.ndarray:
     if self._x is None:
         T, B, H, W = self.raster.shape
         x = self.raster.values.transpose(2, 3, 0, 1).reshape(H * W, T, B)
-        if isinstance(self.stats, str): mean, std = np.nanmean(x.reshape(-1, B), 0), np.nanstd(x.reshape(-1, B), 0)
-        else: mean, std = np.asarray(self.stats.mean), np.asarray(self.stats.std)
-        if len(mean) != B: raise bad_input('LabelingSession', 'stats', f'statistics for {B} bands', len(mean))
-        x = fill_gaps(x, band_mean=mean)  # as agrinb.tasks prepares training tasks: fill, then scale
-        self._x = ((x - mean) / np.where(std > 0, std, 1.)).astype(np.float32)
+        stats = BandStats.empty(B).update(x) if isinstance(self.stats, str) else self.stats
+        if len(stats.mean) != B: raise bad_input('LabelingSession', 'stats', f'statistics for {B} bands', len(stats.mean))
+        self._x = stats.scale(fill_gaps(x, band_mean=stats.mean))  # as agrinb.tasks prepares training tasks
     return self._x
 
 LabelingSession.set_raster, LabelingSession.contains, LabelingSession.features = _set_raster, _contains, _features

@@ -167,8 +167,7 @@ def _prepare(x:np.ndarray, stats:BandStats, ids=None)->np.ndarray:
     if empty.any():
         bad = (np.flatnonzero(empty) if ids is None else np.asarray(ids)[empty])[:5].tolist()
         raise bad_input('PixelDataset', 'x', 'at least one observed value per sample', f'samples {bad} are NaN for every step and band')
-    std = np.where(stats.std > 0, stats.std, 1.0)
-    return ((fill_gaps(x, band_mean=stats.mean) - stats.mean) / std).astype(np.float32)
+    return stats.scale(fill_gaps(x, band_mean=stats.mean))
 
 class TaskList(list):
     "A list of tasks that remembers the normalisation statistics and the regions held out when it was built."

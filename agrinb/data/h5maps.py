@@ -13,6 +13,7 @@ import torch.nn.functional as F
 import xarray as xr
 import rioxarray  # registers the .rio accessor
 from ..core import bad_input, suggest, atomic_path
+from .pixels import BandStats
 
 # %% auto #0
 __all__ = ['toy_cube', 'default_cube', 'check_cube', 'resample_time', 'coarsen_source', 'open_stack', 'write_sample',
@@ -229,14 +230,9 @@ def compute_stats(root, names, sources)->dict:
     for n in names:
         data, _ = read_sample(Path(root) / 'h5_samples' / f'{n}.h5', list(sources))
         for k, v in data.items():
-            v = np.moveaxis(v.astype(np.float64), 1, 0).reshape(v.shape[1], -1)
-            ok = np.isfinite(v); v = np.where(ok, v, 0)
-            s = acc.setdefault(k, np.zeros((3, v.shape[0])))
-            s += [ok.sum(1), v.sum(1), (v**2).sum(1)]
-    out = {}
-    for k, (c, s1, s2) in acc.items():
-        m = s1 / np.maximum(c, 1); sd = np.sqrt(np.maximum(s2 / np.maximum(c, 1) - m**2, 0))
-        out[k] = {'mean': m.tolist(), 'std': np.where(sd > 1e-8, sd, 1.0).tolist()}
+            v = np.moveaxis(np.asarray(v, np.float64), 1, -1)       # (T, H, W, C): bands last
+            acc.setdefault(k, BandStats.empty(v.shape[-1])).update(np.where(np.isfinite(v), v, np.nan))
+    out = {k: {'mean': s.mean.tolist(), 'std': np.where(s.std > 1e-8, s.std, 1.0).tolist()} for k, s in acc.items()}
     return out
 
 def normalize(data:dict, stats:dict)->dict:

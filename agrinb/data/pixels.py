@@ -76,7 +76,11 @@ class BandStats:
     @property
     def std(self)->np.ndarray: return np.sqrt(self.m2 / np.maximum(self.count, 1))
 
-# %% ../../nbs/01_data.pixels.ipynb #023f8f9c
+    def scale(self, x:np.ndarray)->np.ndarray:
+        "Standardise `x` (..., B) band-wise; a band with zero spread is only centred. The one place agrinb scales series."
+        return ((x - self.mean) / np.where(self.std > 0, self.std, 1.)).astype(np.float32)
+
+# %% ../../nbs/01_data.pixels.ipynb #bf462590
 _SAMPLE_COORDS = ('lat', 'lon', 'label', 'is_crop', 'region', 'dataset')
 
 def _per_sample(name, v, n, dtype=None):
@@ -124,7 +128,7 @@ class PixelDataset:
         return (f"PixelDataset({n} samples x {T} times x {B} bands, {len(np.unique(self.ds.label.values))} labels, "
                 f"{len(np.unique(self.ds.region.values))} regions, {miss:.1%} missing)")
 
-# %% ../../nbs/01_data.pixels.ipynb #8b76e6d8
+# %% ../../nbs/01_data.pixels.ipynb #edfcdf34
 def _prop(name): return property(lambda self: self.ds[name].values)
 
 for _n, _c in dict(lat='lat', lon='lon', labels='label', is_crop='is_crop', regions='region', datasets='dataset').items():
@@ -142,7 +146,7 @@ def _getitem(self, idx):
     return PixelDataset(self.ds.isel(sample=idx).assign_coords(sample=np.arange(len(idx))))
 PixelDataset.__getitem__ = _getitem
 
-# %% ../../nbs/01_data.pixels.ipynb #45602295
+# %% ../../nbs/01_data.pixels.ipynb #e8ee99bf
 _COL = re.compile(r'^(?P<band>.+?)[_\-](?:t|m|T|M)?(?P<time>\d+)$')
 
 @classmethod
@@ -169,7 +173,7 @@ def _from_dataframe(cls, df:pd.DataFrame, # one row per sample
                            bands=bands, times=times, extra={k: df[k].to_numpy() for k in (extra or [])})
 PixelDataset.from_dataframe = _from_dataframe
 
-# %% ../../nbs/01_data.pixels.ipynb #f1cee617
+# %% ../../nbs/01_data.pixels.ipynb #ff6f6d73
 def _fill(self)->PixelDataset:
     "Gap-filled copy (see `fill_gaps`); the observation mask is kept as `ds['mask']`."
     x = self.x
@@ -187,8 +191,7 @@ def _normalize(self, stats:BandStats|None=None)->PixelDataset:
     if self.ds.attrs.get('normalized'): raise bad_input('PixelDataset', 'normalized', 'raw values', 'already normalised')
     stats = stats or self.compute_stats()
     if len(stats.mean) != len(self.bands): raise bad_input('normalize', 'stats', f'{len(self.bands)} bands', len(stats.mean))
-    std = np.where(stats.std > 0, stats.std, 1.)
-    x = ((self.x - stats.mean) / std).astype(np.float32)
+    x = stats.scale(self.x)
     attrs = dict(self.ds.attrs, normalized=1, stats_mean=stats.mean, stats_m2=stats.m2, stats_count=stats.count)
     return PixelDataset(self.ds.assign(x=(('sample', 'time', 'band'), x)).assign_attrs(attrs))
 
@@ -205,7 +208,7 @@ def _denormalize(self)->PixelDataset:
 PixelDataset.fill_gaps, PixelDataset.compute_stats, PixelDataset.normalize = _fill, _compute_stats, _normalize
 PixelDataset.stats, PixelDataset.denormalize = property(_stats), _denormalize
 
-# %% ../../nbs/01_data.pixels.ipynb #459b4fb9
+# %% ../../nbs/01_data.pixels.ipynb #b9d9ed04
 def _select(self, bbox=None, # (min_lon, min_lat, max_lon, max_lat)
             region=None, label=None, # a value or a list of values
            )->PixelDataset:
