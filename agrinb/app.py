@@ -4,7 +4,7 @@
 
 # %% ../nbs/60_app.ipynb #9c1aae96
 from __future__ import annotations
-import base64, io, math, os, time, warnings
+import base64, inspect, io, math, os, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -280,7 +280,9 @@ def _adapt(self:LabelingSession, steps:int|None=None, # SGD steps (None: the ses
     "Adapt the learner to the labels."
     x, y = self._support()
     steps = self.adapt_steps if steps is None else steps
-    self.predictor = self.learner.adapt((x, y), task_info=self._task_info(), steps=steps)
+    # the same labels give the same map: MAML-family learners adapt with the session's seed
+    kw = {'seed': self.seed} if 'seed' in inspect.signature(self.learner.adapt).parameters else {}
+    self.predictor = self.learner.adapt((x, y), task_info=self._task_info(), steps=steps, **kw)
     self.proba = self.suggestions = None
     return self
 

@@ -463,7 +463,7 @@ def adapt(self, support, # a Task (support set + info) or (x (n, T, B), y (n,))
           batch_per_class:int=10, # examples of each class per step
           dropout:float|None=None, # dropout while adapting (None = the model's)
           grad_clip:float|None=None, # clip each step's gradient norm
-          seed:int=0,
+          seed:int|None=None, # None: drawn from torch's global generator (seed_everything makes runs repeatable)
          )->Predictor:
     "Fine-tune the meta-learned weights on a support set."
     steps = 250 if steps is None else steps
@@ -473,11 +473,15 @@ def adapt(self, support, # a Task (support set + info) or (x (n, T, B), y (n,))
     for m in self._modules().values(): m.eval()
     film = self._film(v); xin = self._inputs(x, v)
     p = {k: t.detach() for k, t in self._shared().items()}
-    rng = np.random.default_rng(seed); torch.manual_seed(seed)
+    seed = int(torch.randint(0, 2**31 - 1, ())) if seed is None else int(seed)
+    rng = np.random.default_rng(seed)
     drop = self.hparams['dropout'] if dropout is None else dropout
-    if isinstance(self.model, LSTMClassifier):
-        p = sgd_adapt(p, xin, y, steps, lr, batch_per_class, film, drop, rng, grad_clip)
-    else: p = self._generic_adapt(p, xin, y, steps, lr, batch_per_class, film, rng)
+    # the batches and dropout masks follow `seed`, without resetting the caller's global generator
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == 'cuda' else []):
+        torch.manual_seed(seed)
+        if isinstance(self.model, LSTMClassifier):
+            p = sgd_adapt(p, xin, y, steps, lr, batch_per_class, film, drop, rng, grad_clip)
+        else: p = self._generic_adapt(p, xin, y, steps, lr, batch_per_class, film, rng)
     return Predictor(self, p, film, v)
 
 @patch_into(MAML)

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from ..core import bad_input
 
 # %% auto #0
-__all__ = ['GateLSTM', 'LSTMClassifier', 'lstm_tasks_forward', 'lstm_tasks_grads', 'TaskEncoder', 'lstm_loss_and_grads',
-           'balanced_batches', 'sgd_adapt', 'lstm_predict']
+__all__ = ['GateLSTM', 'LSTMClassifier', 'lstm_tasks_forward', 'lstm_tasks_grads', 'task_grads_hvp', 'TaskEncoder',
+           'lstm_loss_and_grads', 'balanced_batches', 'sgd_adapt', 'lstm_predict']
 
 # %% ../../nbs/20_models.lstm.ipynb #67613cf6
 class GateLSTM(nn.Module):
@@ -78,8 +78,10 @@ class LSTMClassifier(nn.Module):
         return lstm_tasks_forward(params, x, film, self._mask(x, *x.shape[:2]))[0]
 
     def task_grads(self, params:dict, x:torch.Tensor, y:torch.Tensor, film:dict|None=None)->tuple:
-        "Per-task losses (K,) and gradients (K, ...) of K tasks, differentiable (see `lstm_tasks_grads`)."
-        return lstm_tasks_grads(params, x, y, film, self._mask(x, *x.shape[:2]))
+        "Per-task losses (K,) and gradients (K, ...) of K tasks, differentiable (see `lstm_tasks_grads`, `task_grads_hvp`)."
+        mask = self._mask(x, *x.shape[:2])
+        if film or x.requires_grad: return lstm_tasks_grads(params, x, y, film, mask)  # FiLM: autograd's second order
+        return task_grads_hvp(params, x, y, mask)
 
     def query_loss(self, params:dict, x:torch.Tensor, y:torch.Tensor, film:dict|None=None)->torch.Tensor:
         "Per-task losses (K,) whose backward pass is the hand-written one (first order through this call)."
@@ -195,6 +197,176 @@ class _TaskLoss(torch.autograd.Function):
         return (None, None, None, None, None, *out)
 
 # %% ../../nbs/20_models.lstm.ipynb #85aecadb
+def _bias(v): # (size,) shared or (K, size) per task -> broadcastable against (K, n, size)
+    return v if v.dim() == 1 else v[:, None]
+
+def _lin_into(out, inp, W, acc=False): # out (K, n, o) = [out +] inp (K, n, i) @ W^T, W (o, i) shared or (K, o, i)
+    if W.dim() == 2:
+        o2, i2 = out.view(-1, out.shape[-1]), inp.reshape(-1, inp.shape[-1])
+        return o2.addmm_(i2, W.T) if acc else torch.mm(i2, W.T, out=o2)
+    return out.baddbmm_(inp, W.transpose(1, 2)) if acc else torch.bmm(inp, W.transpose(1, 2), out=out)
+
+def _lin_t_into(out, inp, W): # out (K, n, i) = inp (K, n, o) @ W
+    if W.dim() == 2: torch.mm(inp.reshape(-1, inp.shape[-1]), W, out=out.view(-1, out.shape[-1])); return out
+    return torch.bmm(inp, W, out=out)
+
+def _task_major(a): # (T, K, n, p) -> (K, T * n, p), a copy
+    return a.transpose(0, 1).reshape(a.shape[1], -1, a.shape[-1])
+
+class _TasksBPTT:
+    """K tasks' forward pass and hand-written back-propagation through time (gate order i, f, g, o as `nn.LSTM`),
+    keeping the intermediates that `hvp` needs for the Hessian-vector products of second-order MAML: the tangent of
+    the whole forward-and-backward computation along each task's own direction, also written out. Buffers are
+    time-major (T, K, n, .), so each step is one product over all tasks' series (one `mm` when the weights are
+    shared, a `bmm` when each task has its own), and each step's elementwise work is done while its slice is hot."""
+    def __init__(self, p:dict, x:torch.Tensor, y:torch.Tensor, mask:torch.Tensor|None=None):
+        K, n, T, B = x.shape; self.shape, self.p, self.m = x.shape, p, mask
+        W_ih, W_hh, W_o = p['lstm.weight_ih_l0'], p['lstm.weight_hh_l0'], p['head.weight']
+        H = W_hh.shape[-1]; self.H = H; H2, H3 = 2 * H, 3 * H
+        self.xt = xt = x.permute(2, 0, 1, 3).contiguous()                      # (T, K, n, B)
+        e = x.new_empty
+        self.S, self.D, self.FF = S, D, FF = e(T, K, n, 4 * H), e(T, K, n, 4 * H), e(T, K, n, 4 * H)
+        self.C, self.Hs = C, Hs = x.new_zeros(T + 1, K, n, H), x.new_zeros(T + 1, K, n, H)  # c_t, carried h~_t
+        self.TC, self.E, self.A = TC, E, A = e(T, K, n, H), e(T, K, n, H), e(T, K, n, H)
+        b = _bias(p['lstm.bias_ih_l0'] + p['lstm.bias_hh_l0'])
+        for t in range(T):
+            G = S[t]; _lin_into(G, xt[t], W_ih).add_(b)
+            if t: _lin_into(G, Hs[t], W_hh, acc=True)
+            i, f, u, o = G.chunk(4, -1)
+            G[..., :H2].sigmoid_(); u.tanh_(); o.sigmoid_()
+            if t: torch.mul(f, C[t], out=C[t + 1]).addcmul_(i, u)
+            else: torch.mul(i, u, out=C[1])
+            torch.tanh(C[t + 1], out=TC[t]); torch.mul(o, TC[t], out=Hs[t + 1])
+            if mask is not None: Hs[t + 1].mul_(mask)
+            # derivative factors of this step: D = activation', E = tanh'(c), A = o E, FF = D * [u, c_prev, i, tanh c]
+            Dt = torch.addcmul(G, G, G, value=-1, out=D[t]); torch.addcmul(G.new_ones(()), u, u, value=-1, out=Dt[..., H2:H3])
+            torch.addcmul(TC.new_ones(()), TC[t], TC[t], value=-1, out=E[t]); torch.mul(o, E[t], out=A[t])
+            di, df, dg, do = Dt.chunk(4, -1); fi, ff, fg, fo = FF[t].chunk(4, -1)
+            torch.mul(di, u, out=fi); torch.mul(df, C[t], out=ff); torch.mul(dg, i, out=fg); torch.mul(do, TC[t], out=fo)
+        z = _lin(Hs[T], W_o) + _bias(p['head.bias']); self.z = z
+        if z.shape[-1] == 1:
+            self.prob = torch.sigmoid(z); yf = y.to(z.dtype)[..., None]
+            self.losses = F.binary_cross_entropy_with_logits(z, yf, reduction='none').mean((1, 2))
+            self.dz = (self.prob - yf) / n
+        else:
+            self.prob = torch.softmax(z, -1)
+            self.losses = F.cross_entropy(z.flatten(0, 1), y.flatten(), reduction='none').view(K, n).mean(1)
+            self.dz = (self.prob - F.one_hot(y, z.shape[-1]).to(z.dtype)) / n
+        self.dG, self.DC, self.DH = e(T, K, n, 4 * H), e(T, K, n, H), e(T, K, n, H)
+        self._back(_lin_t(self.dz, W_o), self.dG, self.DC, self.DH)
+
+    def _back(self, dht, dG, DC, DH, R=None, Q=None, extra=None):
+        "dG_t = [dc, dc, dc, dh] * FF_t (+ Q_t), dc_t = dh_t * A_t + dc_{t+1} * f_{t+1} (+ R_t), dh~_{t-1} = dG_t W_hh (+ extra(t))."
+        m, H, T = self.m, self.H, self.S.shape[0]; W_hh = self.p['lstm.weight_hh_l0']; H3 = 3 * H
+        Fg = self.S[..., H:2 * H]; K, n = dht.shape[:2]
+        for t in range(T - 1, -1, -1):
+            dh = torch.mul(dht, m, out=DH[t]) if m is not None else DH[t].copy_(dht)
+            if R is None: torch.mul(dh, self.A[t], out=DC[t])
+            else: torch.addcmul(R[t], dh, self.A[t], out=DC[t])
+            if t < T - 1: DC[t].addcmul_(DC[t + 1], Fg[t + 1])
+            g3, f3 = dG[t, ..., :H3].view(K, n, 3, H), self.FF[t, ..., :H3].view(K, n, 3, H)
+            if Q is None:
+                torch.mul(DC[t].unsqueeze(-2), f3, out=g3); torch.mul(dh, self.FF[t, ..., H3:], out=dG[t, ..., H3:])
+            else:
+                torch.addcmul(Q[t, ..., :H3].view(K, n, 3, H), DC[t].unsqueeze(-2), f3, out=g3)
+                torch.addcmul(Q[t, ..., H3:], dh, self.FF[t, ..., H3:], out=dG[t, ..., H3:])
+            if t:
+                _lin_t_into(dht, dG[t], W_hh)
+                if extra is not None: dht.add_(extra(t))
+
+    def grads(self)->dict:
+        "Each task's gradients (K, ...), keys as the parameters."
+        T, n = self.S.shape[0], self.shape[1]
+        self.dGk, self.Hk, self.xk = _task_major(self.dG), _task_major(self.Hs[1:T]), _task_major(self.xt)
+        gb = self.dGk.sum(1)
+        return {'lstm.weight_ih_l0': torch.bmm(self.dGk.transpose(1, 2), self.xk),
+                'lstm.weight_hh_l0': torch.bmm(self.dGk[:, n:].transpose(1, 2), self.Hk),
+                'lstm.bias_ih_l0': gb, 'lstm.bias_hh_l0': gb.clone(),
+                'head.weight': torch.bmm(self.dz.transpose(1, 2), self.Hs[T]), 'head.bias': self.dz.sum(1)}
+
+    def hvp(self, V:dict)->dict:
+        "Each task's Hessian-vector product H_k V_k along its own direction V_k (dict of (K, ...) tensors)."
+        p, m, H = self.p, self.m, self.H; K, n, T, B = self.shape; H2, H3 = 2 * H, 3 * H
+        W_hh, W_o = p['lstm.weight_hh_l0'], p['head.weight']
+        S, C, Hs, TC, D, E, DC, DH = self.S, self.C, self.Hs, self.TC, self.D, self.E, self.DC, self.DH
+        V_hhT, V_ihT = V['lstm.weight_hh_l0'].transpose(1, 2), V['lstm.weight_ih_l0'].transpose(1, 2)
+        Vb = (V['lstm.bias_ih_l0'] + V['lstm.bias_hh_l0'])[:, None]
+        # inputs of every step's gate tangent that do not depend on the recursion: [x_t, h~_{t-1}] [V_ih, V_hh]^T + V_b,
+        # one product per task over all steps (task-major storage, seen time-major)
+        Hprev = torch.cat([Hs.new_zeros(K, n, H), self.Hk], 1)                  # (K, T*n, H): h~_0 = 0
+        Sd = torch.baddbmm(Vb, torch.cat([self.xk, Hprev], -1), torch.cat([V_ihT, V_hhT], 1)).view(K, T, n, 4 * H).transpose(0, 1)
+        e = Hs.new_empty; Q, R = e(T, K, n, 4 * H), e(T, K, n, H)
+        Cd, Hd = Hs.new_zeros(T + 1, K, n, H), Hs.new_zeros(T + 1, K, n, H)
+        two = Hs.new_full((), 2.0)
+        # forward tangent (d of every activation along V), and the tangents of the backward factors: Q, R
+        for t in range(T):
+            G = Sd[t]
+            if t: G.add_(_lin(Hd[t], W_hh))
+            G.mul_(D[t])
+            i, f, u, o = S[t].chunk(4, -1); di, df, dg, do = Sd[t].chunk(4, -1); Di, Df, Dg, Do = D[t].chunk(4, -1)
+            c = torch.mul(df, C[t], out=Cd[t + 1]).addcmul_(di, u).addcmul_(i, dg)
+            if t: c.addcmul_(f, Cd[t])
+            tcd = E[t] * c
+            torch.mul(do, TC[t], out=Hd[t + 1]).addcmul_(o, tcd)
+            if m is not None: Hd[t + 1].mul_(m)
+            # FFd = dD * M + D * dM; Q = [dc, dc, dc, dh] * FFd; dD = d * (1 - 2 s) for sigmoids, -2 u du for tanh
+            qi, qf, qg, qo = Q[t].chunk(4, -1)
+            torch.mul(di, u, out=qi).mul_(torch.addcmul(Di.new_ones(()), i, two, value=-1)).addcmul_(Di, dg).mul_(DC[t])
+            torch.mul(df, C[t], out=qf).mul_(torch.addcmul(Df.new_ones(()), f, two, value=-1)).addcmul_(Df, Cd[t]).mul_(DC[t])
+            torch.mul(u, dg, out=qg).mul_(i).mul_(-2.0).addcmul_(Dg, di).mul_(DC[t])
+            torch.mul(do, TC[t], out=qo).mul_(torch.addcmul(Do.new_ones(()), o, two, value=-1)).addcmul_(Do, tcd).mul_(DH[t])
+            # R_t = dh_t * d(o tanh'(c)) + dc_{t+1} df_{t+1};  d(o tanh'(c)) = do E - 2 o tanh(c) dtanh(c)
+            torch.mul(do, E[t], out=R[t]).addcmul_(o * TC[t], tcd, value=-2.0).mul_(DH[t])
+            if t: R[t - 1].addcmul_(DC[t], df)
+        zd = _lin(Hd[T], W_o) + torch.bmm(Hs[T], V['head.weight'].transpose(1, 2)) + V['head.bias'][:, None]
+        if zd.shape[-1] == 1: dzd = self.prob * (1 - self.prob) * zd / n
+        else: pz = self.prob * zd; dzd = (pz - self.prob * pz.sum(-1, keepdim=True)) / n
+        # backward tangent: the same recursion plus Q, R and the direct terms dz V_o, dG_t V_hh
+        dGd, DCd, DHd = Sd, torch.empty_like(DC), torch.empty_like(DH)           # Sd is no longer needed
+        V_hh = V['lstm.weight_hh_l0']
+        dht = _lin_t(dzd, W_o).baddbmm_(self.dz, V['head.weight'])
+        Y = torch.bmm(self.dGk, V_hh).view(K, T, n, H)                       # dG_t V_hh, all steps at once
+        self._back(dht, dGd, DCd, DHd, R, Q, extra=lambda t: Y[:, t])
+        dGdk = _task_major(dGd); gb = dGdk.sum(1)
+        return {'lstm.weight_ih_l0': torch.bmm(dGdk.transpose(1, 2), self.xk),
+                'lstm.weight_hh_l0': torch.bmm(dGdk[:, n:].transpose(1, 2), self.Hk).baddbmm_(
+                    self.dGk[:, n:].transpose(1, 2), _task_major(Hd[1:T])),
+                'lstm.bias_ih_l0': gb, 'lstm.bias_hh_l0': gb.clone(),
+                'head.weight': torch.bmm(dzd.transpose(1, 2), Hs[T]).baddbmm_(self.dz.transpose(1, 2), Hd[T]),
+                'head.bias': dzd.sum(1)}
+
+# %% ../../nbs/20_models.lstm.ipynb #af927b5c
+class _InnerGrads(torch.autograd.Function):
+    "Per-task losses and gradients (`_TasksBPTT`); backward = Hessian-vector products, written out (second order)."
+    @staticmethod
+    def forward(ctx, names, mask, x, y, *tensors):
+        bp = _TasksBPTT(dict(zip(names, tensors)), x, y, mask); g = bp.grads()
+        ctx.bp, ctx.names, ctx.g = bp, names, g
+        ctx.shared = [t.dim() < g[k].dim() for k, t in zip(names, tensors)]
+        return (bp.losses, *[g[k] for k in names])
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gl, *gv):
+        hv = ctx.bp.hvp(dict(zip(ctx.names, gv))); out = []
+        for k, shared in zip(ctx.names, ctx.shared):
+            g = hv[k].addcmul_(ctx.g[k], gl.view(-1, *[1] * (hv[k].dim() - 1)))
+            out.append(g.sum(0) if shared else g)
+        del ctx.bp, ctx.g
+        return (None, None, None, None, *out)
+
+def task_grads_hvp(p:dict, # parameters, shared or with a leading K
+                   x:torch.Tensor, y:torch.Tensor, # (K, n, T, B), (K, n)
+                   mask:torch.Tensor|None=None, # (K, n, H) dropout mask (scaled) or None
+                  )->tuple: # (losses (K,), dict of per-task gradients (K, ...))
+    "Per-task losses and gradients whose backward pass is the written-out Hessian-vector product."
+    names = list(p)
+    if not (torch.is_grad_enabled() and any(v.requires_grad for v in p.values())):
+        bp = _TasksBPTT({k: v.detach() for k, v in p.items()}, x, y, mask); return bp.losses, bp.grads()
+    out = _InnerGrads.apply(names, mask, x, y, *p.values())
+    return out[0], dict(zip(names, out[1:]))
+
+# %% ../../nbs/20_models.lstm.ipynb #886d29d4
 class TaskEncoder(nn.Module):
     "Task vector -> FiLM parameters `{'gamma_in','beta_in','gamma_h','beta_h'}` for an `LSTMClassifier`."
     def __init__(self, info_dim:int=13, # size of the task vector
@@ -221,7 +393,7 @@ class TaskEncoder(nn.Module):
         gh, bh = self.to_h(e).chunk(2, -1)
         return dict(gamma_in=1 + gi, beta_in=bi, gamma_h=1 + gh, beta_h=bh)
 
-# %% ../../nbs/20_models.lstm.ipynb #853e5a9d
+# %% ../../nbs/20_models.lstm.ipynb #3fbc64b0
 def _film_in(x, film):
     return x * film['gamma_in'] + film['beta_in'] if film and 'gamma_in' in film else x
 
@@ -326,7 +498,7 @@ def lstm_loss_and_grads(p:dict, # LSTMClassifier parameters (plain tensors)
     loss, g = _loss_and_grads_oifg(_to_oifg(p), x, y, film, mask)
     return loss, _from_oifg(g)
 
-# %% ../../nbs/20_models.lstm.ipynb #4d64b58c
+# %% ../../nbs/20_models.lstm.ipynb #857854db
 def balanced_batches(y:np.ndarray, # (n,) integer labels
                      steps:int, # number of batches
                      per_class:int=10, # examples of each class per batch
@@ -372,7 +544,7 @@ def sgd_adapt(p:dict, # LSTMClassifier parameters (not modified)
                 torch._foreach_add_(list(q.values()), gs, alpha=-lr)
     return _from_oifg(q)
 
-# %% ../../nbs/20_models.lstm.ipynb #857854db
+# %% ../../nbs/20_models.lstm.ipynb #8f72fdd1
 def lstm_predict(p:dict, # LSTMClassifier parameters
                  x:torch.Tensor, # (N, T, B)
                  film:dict|None=None, # fixed FiLM parameters
