@@ -284,58 +284,61 @@ class _TasksBPTT:
                 'lstm.bias_ih_l0': gb, 'lstm.bias_hh_l0': gb.clone(),
                 'head.weight': torch.bmm(self.dz.transpose(1, 2), self.Hs[T]), 'head.bias': self.dz.sum(1)}
 
-    def hvp(self, V:dict)->dict:
-        "Each task's Hessian-vector product H_k V_k along its own direction V_k (dict of (K, ...) tensors)."
-        p, m, H = self.p, self.m, self.H; K, n, T, B = self.shape; H2, H3 = 2 * H, 3 * H
-        W_hh, W_o = p['lstm.weight_hh_l0'], p['head.weight']
-        S, C, Hs, TC, D, E, DC, DH = self.S, self.C, self.Hs, self.TC, self.D, self.E, self.DC, self.DH
-        V_hhT, V_ihT = V['lstm.weight_hh_l0'].transpose(1, 2), V['lstm.weight_ih_l0'].transpose(1, 2)
-        Vb = (V['lstm.bias_ih_l0'] + V['lstm.bias_hh_l0'])[:, None]
-        # inputs of every step's gate tangent that do not depend on the recursion: [x_t, h~_{t-1}] [V_ih, V_hh]^T + V_b,
-        # one product per task over all steps (task-major storage, seen time-major)
-        Hprev = torch.cat([Hs.new_zeros(K, n, H), self.Hk], 1)                  # (K, T*n, H): h~_0 = 0
-        Sd = torch.baddbmm(Vb, torch.cat([self.xk, Hprev], -1), torch.cat([V_ihT, V_hhT], 1)).view(K, T, n, 4 * H).transpose(0, 1)
-        e = Hs.new_empty; Q, R = e(T, K, n, 4 * H), e(T, K, n, H)
-        Cd, Hd = Hs.new_zeros(T + 1, K, n, H), Hs.new_zeros(T + 1, K, n, H)
-        two = Hs.new_full((), 2.0)
-        # forward tangent (d of every activation along V), and the tangents of the backward factors: Q, R
-        for t in range(T):
-            G = Sd[t]
-            if t: G.add_(_lin(Hd[t], W_hh))
-            G.mul_(D[t])
-            i, f, u, o = S[t].chunk(4, -1); di, df, dg, do = Sd[t].chunk(4, -1); Di, Df, Dg, Do = D[t].chunk(4, -1)
-            c = torch.mul(df, C[t], out=Cd[t + 1]).addcmul_(di, u).addcmul_(i, dg)
-            if t: c.addcmul_(f, Cd[t])
-            tcd = E[t] * c
-            torch.mul(do, TC[t], out=Hd[t + 1]).addcmul_(o, tcd)
-            if m is not None: Hd[t + 1].mul_(m)
-            # FFd = dD * M + D * dM; Q = [dc, dc, dc, dh] * FFd; dD = d * (1 - 2 s) for sigmoids, -2 u du for tanh
-            qi, qf, qg, qo = Q[t].chunk(4, -1)
-            torch.mul(di, u, out=qi).mul_(torch.addcmul(Di.new_ones(()), i, two, value=-1)).addcmul_(Di, dg).mul_(DC[t])
-            torch.mul(df, C[t], out=qf).mul_(torch.addcmul(Df.new_ones(()), f, two, value=-1)).addcmul_(Df, Cd[t]).mul_(DC[t])
-            torch.mul(u, dg, out=qg).mul_(i).mul_(-2.0).addcmul_(Dg, di).mul_(DC[t])
-            torch.mul(do, TC[t], out=qo).mul_(torch.addcmul(Do.new_ones(()), o, two, value=-1)).addcmul_(Do, tcd).mul_(DH[t])
-            # R_t = dh_t * d(o tanh'(c)) + dc_{t+1} df_{t+1};  d(o tanh'(c)) = do E - 2 o tanh(c) dtanh(c)
-            torch.mul(do, E[t], out=R[t]).addcmul_(o * TC[t], tcd, value=-2.0).mul_(DH[t])
-            if t: R[t - 1].addcmul_(DC[t], df)
-        zd = _lin(Hd[T], W_o) + torch.bmm(Hs[T], V['head.weight'].transpose(1, 2)) + V['head.bias'][:, None]
-        if zd.shape[-1] == 1: dzd = self.prob * (1 - self.prob) * zd / n
-        else: pz = self.prob * zd; dzd = (pz - self.prob * pz.sum(-1, keepdim=True)) / n
-        # backward tangent: the same recursion plus Q, R and the direct terms dz V_o, dG_t V_hh
-        dGd, DCd, DHd = Sd, torch.empty_like(DC), torch.empty_like(DH)           # Sd is no longer needed
-        V_hh = V['lstm.weight_hh_l0']
-        dht = _lin_t(dzd, W_o).baddbmm_(self.dz, V['head.weight'])
-        Y = torch.bmm(self.dGk, V_hh).view(K, T, n, H)                       # dG_t V_hh, all steps at once
-        self._back(dht, dGd, DCd, DHd, R, Q, extra=lambda t: Y[:, t])
-        dGdk = _task_major(dGd); gb = dGdk.sum(1)
-        return {'lstm.weight_ih_l0': torch.bmm(dGdk.transpose(1, 2), self.xk),
-                'lstm.weight_hh_l0': torch.bmm(dGdk[:, n:].transpose(1, 2), self.Hk).baddbmm_(
-                    self.dGk[:, n:].transpose(1, 2), _task_major(Hd[1:T])),
-                'lstm.bias_ih_l0': gb, 'lstm.bias_hh_l0': gb.clone(),
-                'head.weight': torch.bmm(dzd.transpose(1, 2), Hs[T]).baddbmm_(self.dz.transpose(1, 2), Hd[T]),
-                'head.bias': dzd.sum(1)}
-
 # %% ../../nbs/20_models.lstm.ipynb #af927b5c
+def _hvp(self:_TasksBPTT, V:dict)->dict:
+    "Each task's Hessian-vector product H_k V_k along its own direction V_k (dict of (K, ...) tensors)."
+    p, m, H = self.p, self.m, self.H; K, n, T, B = self.shape; H2, H3 = 2 * H, 3 * H
+    W_hh, W_o = p['lstm.weight_hh_l0'], p['head.weight']
+    S, C, Hs, TC, D, E, DC, DH = self.S, self.C, self.Hs, self.TC, self.D, self.E, self.DC, self.DH
+    V_hhT, V_ihT = V['lstm.weight_hh_l0'].transpose(1, 2), V['lstm.weight_ih_l0'].transpose(1, 2)
+    Vb = (V['lstm.bias_ih_l0'] + V['lstm.bias_hh_l0'])[:, None]
+    # inputs of every step's gate tangent that do not depend on the recursion: [x_t, h~_{t-1}] [V_ih, V_hh]^T + V_b,
+    # one product per task over all steps (task-major storage, seen time-major)
+    Hprev = torch.cat([Hs.new_zeros(K, n, H), self.Hk], 1)                  # (K, T*n, H): h~_0 = 0
+    Sd = torch.baddbmm(Vb, torch.cat([self.xk, Hprev], -1), torch.cat([V_ihT, V_hhT], 1)).view(K, T, n, 4 * H).transpose(0, 1)
+    e = Hs.new_empty; Q, R = e(T, K, n, 4 * H), e(T, K, n, H)
+    Cd, Hd = Hs.new_zeros(T + 1, K, n, H), Hs.new_zeros(T + 1, K, n, H)
+    two = Hs.new_full((), 2.0)
+    # forward tangent (d of every activation along V), and the tangents of the backward factors: Q, R
+    for t in range(T):
+        G = Sd[t]
+        if t: G.add_(_lin(Hd[t], W_hh))
+        G.mul_(D[t])
+        i, f, u, o = S[t].chunk(4, -1); di, df, dg, do = Sd[t].chunk(4, -1); Di, Df, Dg, Do = D[t].chunk(4, -1)
+        c = torch.mul(df, C[t], out=Cd[t + 1]).addcmul_(di, u).addcmul_(i, dg)
+        if t: c.addcmul_(f, Cd[t])
+        tcd = E[t] * c
+        torch.mul(do, TC[t], out=Hd[t + 1]).addcmul_(o, tcd)
+        if m is not None: Hd[t + 1].mul_(m)
+        # FFd = dD * M + D * dM; Q = [dc, dc, dc, dh] * FFd; dD = d * (1 - 2 s) for sigmoids, -2 u du for tanh
+        qi, qf, qg, qo = Q[t].chunk(4, -1)
+        torch.mul(di, u, out=qi).mul_(torch.addcmul(Di.new_ones(()), i, two, value=-1)).addcmul_(Di, dg).mul_(DC[t])
+        torch.mul(df, C[t], out=qf).mul_(torch.addcmul(Df.new_ones(()), f, two, value=-1)).addcmul_(Df, Cd[t]).mul_(DC[t])
+        torch.mul(u, dg, out=qg).mul_(i).mul_(-2.0).addcmul_(Dg, di).mul_(DC[t])
+        torch.mul(do, TC[t], out=qo).mul_(torch.addcmul(Do.new_ones(()), o, two, value=-1)).addcmul_(Do, tcd).mul_(DH[t])
+        # R_t = dh_t * d(o tanh'(c)) + dc_{t+1} df_{t+1};  d(o tanh'(c)) = do E - 2 o tanh(c) dtanh(c)
+        torch.mul(do, E[t], out=R[t]).addcmul_(o * TC[t], tcd, value=-2.0).mul_(DH[t])
+        if t: R[t - 1].addcmul_(DC[t], df)
+    zd = _lin(Hd[T], W_o) + torch.bmm(Hs[T], V['head.weight'].transpose(1, 2)) + V['head.bias'][:, None]
+    if zd.shape[-1] == 1: dzd = self.prob * (1 - self.prob) * zd / n
+    else: pz = self.prob * zd; dzd = (pz - self.prob * pz.sum(-1, keepdim=True)) / n
+    # backward tangent: the same recursion plus Q, R and the direct terms dz V_o, dG_t V_hh
+    dGd, DCd, DHd = Sd, torch.empty_like(DC), torch.empty_like(DH)           # Sd is no longer needed
+    V_hh = V['lstm.weight_hh_l0']
+    dht = _lin_t(dzd, W_o).baddbmm_(self.dz, V['head.weight'])
+    Y = torch.bmm(self.dGk, V_hh).view(K, T, n, H)                       # dG_t V_hh, all steps at once
+    self._back(dht, dGd, DCd, DHd, R, Q, extra=lambda t: Y[:, t])
+    dGdk = _task_major(dGd); gb = dGdk.sum(1)
+    return {'lstm.weight_ih_l0': torch.bmm(dGdk.transpose(1, 2), self.xk),
+            'lstm.weight_hh_l0': torch.bmm(dGdk[:, n:].transpose(1, 2), self.Hk).baddbmm_(
+                self.dGk[:, n:].transpose(1, 2), _task_major(Hd[1:T])),
+            'lstm.bias_ih_l0': gb, 'lstm.bias_hh_l0': gb.clone(),
+            'head.weight': torch.bmm(dzd.transpose(1, 2), Hs[T]).baddbmm_(self.dz.transpose(1, 2), Hd[T]),
+            'head.bias': dzd.sum(1)}
+
+_TasksBPTT.hvp = _hvp
+
+# %% ../../nbs/20_models.lstm.ipynb #d55f501d
 class _InnerGrads(torch.autograd.Function):
     "Per-task losses and gradients (`_TasksBPTT`); backward = Hessian-vector products, written out (second order)."
     @staticmethod
@@ -366,7 +369,7 @@ def task_grads_hvp(p:dict, # parameters, shared or with a leading K
     out = _InnerGrads.apply(names, mask, x, y, *p.values())
     return out[0], dict(zip(names, out[1:]))
 
-# %% ../../nbs/20_models.lstm.ipynb #886d29d4
+# %% ../../nbs/20_models.lstm.ipynb #9ef103c1
 class TaskEncoder(nn.Module):
     "Task vector -> FiLM parameters `{'gamma_in','beta_in','gamma_h','beta_h'}` for an `LSTMClassifier`."
     def __init__(self, info_dim:int=13, # size of the task vector
@@ -393,7 +396,7 @@ class TaskEncoder(nn.Module):
         gh, bh = self.to_h(e).chunk(2, -1)
         return dict(gamma_in=1 + gi, beta_in=bi, gamma_h=1 + gh, beta_h=bh)
 
-# %% ../../nbs/20_models.lstm.ipynb #3fbc64b0
+# %% ../../nbs/20_models.lstm.ipynb #22ede844
 def _film_in(x, film):
     return x * film['gamma_in'] + film['beta_in'] if film and 'gamma_in' in film else x
 
@@ -498,7 +501,7 @@ def lstm_loss_and_grads(p:dict, # LSTMClassifier parameters (plain tensors)
     loss, g = _loss_and_grads_oifg(_to_oifg(p), x, y, film, mask)
     return loss, _from_oifg(g)
 
-# %% ../../nbs/20_models.lstm.ipynb #857854db
+# %% ../../nbs/20_models.lstm.ipynb #7f75dda7
 def balanced_batches(y:np.ndarray, # (n,) integer labels
                      steps:int, # number of batches
                      per_class:int=10, # examples of each class per batch
@@ -544,7 +547,7 @@ def sgd_adapt(p:dict, # LSTMClassifier parameters (not modified)
                 torch._foreach_add_(list(q.values()), gs, alpha=-lr)
     return _from_oifg(q)
 
-# %% ../../nbs/20_models.lstm.ipynb #8f72fdd1
+# %% ../../nbs/20_models.lstm.ipynb #5d186802
 def lstm_predict(p:dict, # LSTMClassifier parameters
                  x:torch.Tensor, # (N, T, B)
                  film:dict|None=None, # fixed FiLM parameters
