@@ -80,8 +80,8 @@ class LSTMClassifier(nn.Module):
     def task_grads(self, params:dict, x:torch.Tensor, y:torch.Tensor, film:dict|None=None)->tuple:
         "Per-task losses (K,) and gradients (K, ...) of K tasks, differentiable (see `lstm_tasks_grads`, `task_grads_hvp`)."
         mask = self._mask(x, *x.shape[:2])
-        if film or x.requires_grad: return lstm_tasks_grads(params, x, y, film, mask)  # FiLM: autograd's second order
-        return task_grads_hvp(params, x, y, mask)
+        if x.requires_grad: return lstm_tasks_grads(params, x, y, film, mask)   # autograd's second order
+        return task_grads_hvp(params, x, y, mask, film)
 
     def query_loss(self, params:dict, x:torch.Tensor, y:torch.Tensor, film:dict|None=None)->torch.Tensor:
         "Per-task losses (K,) whose backward pass is the hand-written one (first order through this call)."
@@ -219,8 +219,18 @@ class _TasksBPTT:
     the whole forward-and-backward computation along each task's own direction, also written out. Buffers are
     time-major (T, K, n, .), so each step is one product over all tasks' series (one `mm` when the weights are
     shared, a `bmm` when each task has its own), and each step's elementwise work is done while its slice is hot."""
-    def __init__(self, p:dict, x:torch.Tensor, y:torch.Tensor, mask:torch.Tensor|None=None):
-        K, n, T, B = x.shape; self.shape, self.p, self.m = x.shape, p, mask
+    def __init__(self, p:dict, x:torch.Tensor, y:torch.Tensor, mask:torch.Tensor|None=None,
+                 film:dict|None=None): # FiLM parameters (K, size) each, fixed (see `film_grads`)
+        K, n, T, B = x.shape; self.shape, self.p, self.m, self.film = x.shape, p, mask, film or {}
+        # FiLM: x' = x gamma_in + beta_in; the carried state is h~ = (h gamma_h + beta_h) m = h mg + bm
+        f = self.film; self.x0 = x
+        if 'gamma_in' in f or 'beta_in' in f:
+            x = x * f['gamma_in'][:, None, None] if 'gamma_in' in f else x
+            x = x + f['beta_in'][:, None, None] if 'beta_in' in f else x
+        gh, bh = (f[k][:, None] if k in f else None for k in ('gamma_h', 'beta_h'))
+        self.mg = gh if mask is None else (mask if gh is None else gh * mask)
+        self.bm = None if bh is None else (bh if mask is None else bh * mask)
+        mg, bm = self.mg, self.bm
         W_ih, W_hh, W_o = p['lstm.weight_ih_l0'], p['lstm.weight_hh_l0'], p['head.weight']
         H = W_hh.shape[-1]; self.H = H; H2, H3 = 2 * H, 3 * H
         self.xt = xt = x.permute(2, 0, 1, 3).contiguous()                      # (T, K, n, B)
@@ -237,7 +247,8 @@ class _TasksBPTT:
             if t: torch.mul(f, C[t], out=C[t + 1]).addcmul_(i, u)
             else: torch.mul(i, u, out=C[1])
             torch.tanh(C[t + 1], out=TC[t]); torch.mul(o, TC[t], out=Hs[t + 1])
-            if mask is not None: Hs[t + 1].mul_(mask)
+            if mg is not None: Hs[t + 1].mul_(mg)
+            if bm is not None: Hs[t + 1].add_(bm)
             # derivative factors of this step: D = activation', E = tanh'(c), A = o E, FF = D * [u, c_prev, i, tanh c]
             Dt = torch.addcmul(G, G, G, value=-1, out=D[t]); torch.addcmul(G.new_ones(()), u, u, value=-1, out=Dt[..., H2:H3])
             torch.addcmul(TC.new_ones(()), TC[t], TC[t], value=-1, out=E[t]); torch.mul(o, E[t], out=A[t])
@@ -253,13 +264,15 @@ class _TasksBPTT:
             self.losses = F.cross_entropy(z.flatten(0, 1), y.flatten(), reduction='none').view(K, n).mean(1)
             self.dz = (self.prob - F.one_hot(y, z.shape[-1]).to(z.dtype)) / n
         self.dG, self.DC, self.DH = e(T, K, n, 4 * H), e(T, K, n, H), e(T, K, n, H)
-        self._back(_lin_t(self.dz, W_o), self.dG, self.DC, self.DH)
+        self.DHT = e(T, K, n, H) if self.film else None                   # dL/dh~ (FiLM gradients)
+        self._back(_lin_t(self.dz, W_o), self.dG, self.DC, self.DH, DHT=self.DHT)
 
-    def _back(self, dht, dG, DC, DH, R=None, Q=None, extra=None):
+    def _back(self, dht, dG, DC, DH, R=None, Q=None, extra=None, DHT=None):
         "dG_t = [dc, dc, dc, dh] * FF_t (+ Q_t), dc_t = dh_t * A_t + dc_{t+1} * f_{t+1} (+ R_t), dh~_{t-1} = dG_t W_hh (+ extra(t))."
-        m, H, T = self.m, self.H, self.S.shape[0]; W_hh = self.p['lstm.weight_hh_l0']; H3 = 3 * H
+        m, H, T = self.mg, self.H, self.S.shape[0]; W_hh = self.p['lstm.weight_hh_l0']; H3 = 3 * H
         Fg = self.S[..., H:2 * H]; K, n = dht.shape[:2]
         for t in range(T - 1, -1, -1):
+            if DHT is not None: DHT[t].copy_(dht)
             dh = torch.mul(dht, m, out=DH[t]) if m is not None else DH[t].copy_(dht)
             if R is None: torch.mul(dh, self.A[t], out=DC[t])
             else: torch.addcmul(R[t], dh, self.A[t], out=DC[t])
@@ -284,10 +297,25 @@ class _TasksBPTT:
                 'lstm.bias_ih_l0': gb, 'lstm.bias_hh_l0': gb.clone(),
                 'head.weight': torch.bmm(self.dz.transpose(1, 2), self.Hs[T]), 'head.bias': self.dz.sum(1)}
 
+    def _film_sums(self, DHT, hpre, dx, DHT2=None, hpre2=None)->dict:
+        "FiLM gradients from dL/dh~ (T, K, n, H), h before FiLM and dL/dx' (K, T*n, B) (plus a second h term)."
+        K, n, T, B = self.shape; f, m = self.film, self.m
+        dhm = DHT if m is None else DHT * m
+        gh = (dhm * hpre).sum((0, 2))
+        if DHT2 is not None: gh += ((DHT2 if m is None else DHT2 * m) * hpre2).sum((0, 2))
+        x0 = self.x0.transpose(1, 2).reshape(K, T * n, B)                      # rows in the order of dx
+        out = dict(gamma_h=gh, beta_h=dhm.sum((0, 2)), gamma_in=(dx * x0).sum(1), beta_in=dx.sum(1))
+        return {k: out[k] for k in f}
+
+    def film_grads(self)->dict:
+        "Each task's gradients with respect to its FiLM parameters (after `grads`)."
+        H = self.H
+        return self._film_sums(self.DHT, self.S[..., 3 * H:] * self.TC, _lin_t(self.dGk, self.p['lstm.weight_ih_l0']))
+
 # %% ../../nbs/20_models.lstm.ipynb #af927b5c
 def _hvp(self:_TasksBPTT, V:dict)->dict:
     "Each task's Hessian-vector product H_k V_k along its own direction V_k (dict of (K, ...) tensors)."
-    p, m, H = self.p, self.m, self.H; K, n, T, B = self.shape; H2, H3 = 2 * H, 3 * H
+    p, m, H = self.p, self.mg, self.H; K, n, T, B = self.shape; H2, H3 = 2 * H, 3 * H
     W_hh, W_o = p['lstm.weight_hh_l0'], p['head.weight']
     S, C, Hs, TC, D, E, DC, DH = self.S, self.C, self.Hs, self.TC, self.D, self.E, self.DC, self.DH
     V_hhT, V_ihT = V['lstm.weight_hh_l0'].transpose(1, 2), V['lstm.weight_ih_l0'].transpose(1, 2)
@@ -298,6 +326,7 @@ def _hvp(self:_TasksBPTT, V:dict)->dict:
     Sd = torch.baddbmm(Vb, torch.cat([self.xk, Hprev], -1), torch.cat([V_ihT, V_hhT], 1)).view(K, T, n, 4 * H).transpose(0, 1)
     e = Hs.new_empty; Q, R = e(T, K, n, 4 * H), e(T, K, n, H)
     Cd, Hd = Hs.new_zeros(T + 1, K, n, H), Hs.new_zeros(T + 1, K, n, H)
+    Hdp = e(T, K, n, H) if self.film else None
     two = Hs.new_full((), 2.0)
     # forward tangent (d of every activation along V), and the tangents of the backward factors: Q, R
     for t in range(T):
@@ -309,6 +338,7 @@ def _hvp(self:_TasksBPTT, V:dict)->dict:
         if t: c.addcmul_(f, Cd[t])
         tcd = E[t] * c
         torch.mul(do, TC[t], out=Hd[t + 1]).addcmul_(o, tcd)
+        if Hdp is not None: Hdp[t].copy_(Hd[t + 1])                          # before FiLM and dropout
         if m is not None: Hd[t + 1].mul_(m)
         # FFd = dD * M + D * dM; Q = [dc, dc, dc, dh] * FFd; dD = d * (1 - 2 s) for sigmoids, -2 u du for tanh
         qi, qf, qg, qo = Q[t].chunk(4, -1)
@@ -327,8 +357,13 @@ def _hvp(self:_TasksBPTT, V:dict)->dict:
     V_hh = V['lstm.weight_hh_l0']
     dht = _lin_t(dzd, W_o).baddbmm_(self.dz, V['head.weight'])
     Y = torch.bmm(self.dGk, V_hh).view(K, T, n, H)                       # dG_t V_hh, all steps at once
-    self._back(dht, dGd, DCd, DHd, R, Q, extra=lambda t: Y[:, t])
+    DHTd = e(T, K, n, H) if self.film else None
+    self._back(dht, dGd, DCd, DHd, R, Q, extra=lambda t: Y[:, t], DHT=DHTd)
     dGdk = _task_major(dGd); gb = dGdk.sum(1)
+    if self.film:   # tangents of the FiLM gradients (the mixed second derivatives), see `film_grads`
+        dxd = _lin_t(dGdk, p['lstm.weight_ih_l0']).baddbmm_(self.dGk, V['lstm.weight_ih_l0'])
+        hpre = S[..., 3 * H:] * TC                                           # h before FiLM and dropout
+        self.film_hvp = self._film_sums(DHTd, hpre, dxd, self.DHT, Hdp)
     return {'lstm.weight_ih_l0': torch.bmm(dGdk.transpose(1, 2), self.xk),
             'lstm.weight_hh_l0': torch.bmm(dGdk[:, n:].transpose(1, 2), self.Hk).baddbmm_(
                 self.dGk[:, n:].transpose(1, 2), _task_major(Hd[1:T])),
@@ -342,31 +377,38 @@ _TasksBPTT.hvp = _hvp
 class _InnerGrads(torch.autograd.Function):
     "Per-task losses and gradients (`_TasksBPTT`); backward = Hessian-vector products, written out (second order)."
     @staticmethod
-    def forward(ctx, names, mask, x, y, *tensors):
-        bp = _TasksBPTT(dict(zip(names, tensors)), x, y, mask); g = bp.grads()
-        ctx.bp, ctx.names, ctx.g = bp, names, g
+    def forward(ctx, names, fnames, mask, x, y, *tensors):
+        p, film = dict(zip(names, tensors[:len(names)])), dict(zip(fnames, tensors[len(names):]))
+        bp = _TasksBPTT(p, x, y, mask, film); g = bp.grads()
+        ctx.bp, ctx.names, ctx.fnames, ctx.g = bp, names, fnames, g
+        ctx.fg = bp.film_grads() if fnames else {}
         ctx.shared = [t.dim() < g[k].dim() for k, t in zip(names, tensors)]
         return (bp.losses, *[g[k] for k in names])
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, gl, *gv):
-        hv = ctx.bp.hvp(dict(zip(ctx.names, gv))); out = []
+        bp = ctx.bp; hv = bp.hvp(dict(zip(ctx.names, gv))); out = []
+        scale = lambda t: gl.view(-1, *[1] * (t.dim() - 1))
         for k, shared in zip(ctx.names, ctx.shared):
-            g = hv[k].addcmul_(ctx.g[k], gl.view(-1, *[1] * (hv[k].dim() - 1)))
+            g = hv[k].addcmul_(ctx.g[k], scale(hv[k]))
             out.append(g.sum(0) if shared else g)
-        del ctx.bp, ctx.g
-        return (None, None, None, None, *out)
+        out += [bp.film_hvp[k].addcmul_(ctx.fg[k], scale(ctx.fg[k])) for k in ctx.fnames]
+        del ctx.bp, ctx.g, ctx.fg
+        return (None, None, None, None, None, *out)
 
 def task_grads_hvp(p:dict, # parameters, shared or with a leading K
                    x:torch.Tensor, y:torch.Tensor, # (K, n, T, B), (K, n)
                    mask:torch.Tensor|None=None, # (K, n, H) dropout mask (scaled) or None
+                   film:dict|None=None, # FiLM parameters (K, size) each (they get gradients too)
                   )->tuple: # (losses (K,), dict of per-task gradients (K, ...))
     "Per-task losses and gradients whose backward pass is the written-out Hessian-vector product."
-    names = list(p)
-    if not (torch.is_grad_enabled() and any(v.requires_grad for v in p.values())):
-        bp = _TasksBPTT({k: v.detach() for k, v in p.items()}, x, y, mask); return bp.losses, bp.grads()
-    out = _InnerGrads.apply(names, mask, x, y, *p.values())
+    names, film = list(p), film or {}; fnames = list(film)
+    if not (torch.is_grad_enabled() and any(v.requires_grad for v in [*p.values(), *film.values()])):
+        with torch.no_grad():
+            bp = _TasksBPTT({k: v.detach() for k, v in p.items()}, x, y, mask, {k: v.detach() for k, v in film.items()})
+            return bp.losses, bp.grads()
+    out = _InnerGrads.apply(names, fnames, mask, x, y, *p.values(), *film.values())
     return out[0], dict(zip(names, out[1:]))
 
 # %% ../../nbs/20_models.lstm.ipynb #9ef103c1
