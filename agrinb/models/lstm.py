@@ -136,8 +136,7 @@ def lstm_tasks_forward(p:dict, # parameters, each shared (as in the state dict) 
 
 def lstm_tasks_grads(p:dict, x:torch.Tensor, y:torch.Tensor, # parameters (shared or per task), (K,n,T,B), (K,n)
                      film:dict|None=None, mask:torch.Tensor|None=None,
-                     film_grads:bool=False, # also return the gradients w.r.t. the FiLM parameters
-                    )->tuple: # (losses (K,), gradients: dict of (K, ...) tensors[, FiLM gradients])
+                    )->tuple: # (losses (K,), gradients: dict of (K, ...) tensors)
     "Each task's mean cross-entropy and its gradient, in differentiable operations (second order works through it)."
     K, n, T, B = x.shape
     z, (xi, hs, cs, ss, us, tcs, mg, mask) = lstm_tasks_forward(p, x, film, mask)
@@ -155,12 +154,8 @@ def lstm_tasks_grads(p:dict, x:torch.Tensor, y:torch.Tensor, # parameters (share
     Si, Sf, _, So = torch.stack(ss).chunk(4, -1)                            # chunk, not slices (see the forward)
     FF = torch.cat([U * (Si - Si * Si), C0 * (Sf - Sf * Sf), Si * (1 - U * U), TC * (So - So * So)], -1).unbind(0)
     ODTC = (So * (1 - TC * TC)).unbind(0); Fg = Sf.unbind(0)
-    HR = (So * TC).unbind(0) if film_grads and film and 'gamma_h' in film else None   # h before FiLM
-    dht, dc, dgs, fg = _lin_t(dz, W_o), 0, [None] * T, {}
+    dht, dc, dgs = _lin_t(dz, W_o), 0, [None] * T
     for t in range(T - 1, -1, -1):
-        if HR is not None:
-            dm = dht if mask is None else dht * mask
-            fg['gamma_h'] = fg.get('gamma_h', 0) + (dm * HR[t]).sum(1); fg['beta_h'] = fg.get('beta_h', 0) + dm.sum(1)
         dh = dht if mg is None else dht * mg
         dc = torch.addcmul(dc, dh, ODTC[t]) if t < T - 1 else dh * ODTC[t]
         dgs[t] = dg = torch.cat([dc, dc, dc, dh], -1) * FF[t]
@@ -170,33 +165,9 @@ def lstm_tasks_grads(p:dict, x:torch.Tensor, y:torch.Tensor, # parameters (share
     grads['lstm.weight_hh_l0'] = torch.bmm(dG[..., n:], torch.stack(hs[1:-1], 1).reshape(K, (T - 1) * n, -1))  # h_0 = 0
     grads['lstm.weight_ih_l0'] = torch.bmm(dG, xi.reshape(K, T * n, B))
     grads['lstm.bias_ih_l0'] = grads['lstm.bias_hh_l0'] = dG.sum(2)
-    if not film_grads: return losses, grads
-    if film and 'gamma_in' in film:
-        dxi = _lin_t(dG.transpose(1, 2), p['lstm.weight_ih_l0'])                # (K, T*n, B)
-        fg['gamma_in'] = (dxi * x.transpose(1, 2).reshape(K, T * n, B)).sum(1); fg['beta_in'] = dxi.sum(1)
-    return losses, grads, fg
+    return losses, grads
 
-# %% ../../nbs/20_models.lstm.ipynb #a37840ca
-class _TaskLoss(torch.autograd.Function):
-    "Per-task losses of `lstm_tasks_grads` with its gradients as the backward pass."
-    @staticmethod
-    def forward(ctx, names, fnames, mask, x, y, *tensors):
-        p = dict(zip(names, tensors[:len(names)])); film = dict(zip(fnames, tensors[len(names):])) or None
-        losses, g, fg = lstm_tasks_grads(p, x, y, film, mask, film_grads=True)
-        ctx.shared = [t.dim() < g[k].dim() for k, t in zip(names, tensors)] + [False] * len(fnames)
-        ctx.save_for_backward(*[g[k] for k in names], *[fg[k] for k in fnames])
-        return losses
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, gout):
-        out = []
-        for g, shared in zip(ctx.saved_tensors, ctx.shared):
-            s = g * gout.view(-1, *[1] * (g.dim() - 1))
-            out.append(s.sum(0) if shared else s)
-        return (None, None, None, None, None, *out)
-
-# %% ../../nbs/20_models.lstm.ipynb #85aecadb
+# %% ../../nbs/20_models.lstm.ipynb #5c1909ff
 def _bias(v): # (size,) shared or (K, size) per task -> broadcastable against (K, n, size)
     return v if v.dim() == 1 else v[:, None]
 
@@ -312,7 +283,7 @@ class _TasksBPTT:
         H = self.H
         return self._film_sums(self.DHT, self.S[..., 3 * H:] * self.TC, _lin_t(self.dGk, self.p['lstm.weight_ih_l0']))
 
-# %% ../../nbs/20_models.lstm.ipynb #af927b5c
+# %% ../../nbs/20_models.lstm.ipynb #85aecadb
 def _hvp(self:_TasksBPTT, V:dict)->dict:
     "Each task's Hessian-vector product H_k V_k along its own direction V_k (dict of (K, ...) tensors)."
     p, m, H = self.p, self.mg, self.H; K, n, T, B = self.shape; H2, H3 = 2 * H, 3 * H
@@ -373,7 +344,7 @@ def _hvp(self:_TasksBPTT, V:dict)->dict:
 
 _TasksBPTT.hvp = _hvp
 
-# %% ../../nbs/20_models.lstm.ipynb #d55f501d
+# %% ../../nbs/20_models.lstm.ipynb #af927b5c
 class _InnerGrads(torch.autograd.Function):
     "Per-task losses and gradients (`_TasksBPTT`); backward = Hessian-vector products, written out (second order)."
     @staticmethod
@@ -411,7 +382,27 @@ def task_grads_hvp(p:dict, # parameters, shared or with a leading K
     out = _InnerGrads.apply(names, fnames, mask, x, y, *p.values(), *film.values())
     return out[0], dict(zip(names, out[1:]))
 
-# %% ../../nbs/20_models.lstm.ipynb #9ef103c1
+# %% ../../nbs/20_models.lstm.ipynb #886d29d4
+class _TaskLoss(torch.autograd.Function):
+    "Per-task losses (`_TasksBPTT`) with their gradients as the backward pass."
+    @staticmethod
+    def forward(ctx, names, fnames, mask, x, y, *tensors):
+        p = dict(zip(names, tensors[:len(names)])); film = dict(zip(fnames, tensors[len(names):])) or None
+        bp = _TasksBPTT(p, x, y, mask, film); losses, g, fg = bp.losses, bp.grads(), bp.film_grads() if film else {}
+        ctx.shared = [t.dim() < g[k].dim() for k, t in zip(names, tensors)] + [False] * len(fnames)
+        ctx.save_for_backward(*[g[k] for k in names], *[fg[k] for k in fnames])
+        return losses
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gout):
+        out = []
+        for g, shared in zip(ctx.saved_tensors, ctx.shared):
+            s = g * gout.view(-1, *[1] * (g.dim() - 1))
+            out.append(s.sum(0) if shared else s)
+        return (None, None, None, None, None, *out)
+
+# %% ../../nbs/20_models.lstm.ipynb #75232986
 class TaskEncoder(nn.Module):
     "Task vector -> FiLM parameters `{'gamma_in','beta_in','gamma_h','beta_h'}` for an `LSTMClassifier`."
     def __init__(self, info_dim:int=13, # size of the task vector
@@ -438,7 +429,7 @@ class TaskEncoder(nn.Module):
         gh, bh = self.to_h(e).chunk(2, -1)
         return dict(gamma_in=1 + gi, beta_in=bi, gamma_h=1 + gh, beta_h=bh)
 
-# %% ../../nbs/20_models.lstm.ipynb #22ede844
+# %% ../../nbs/20_models.lstm.ipynb #857854db
 def _film_in(x, film):
     return x * film['gamma_in'] + film['beta_in'] if film and 'gamma_in' in film else x
 
@@ -543,7 +534,7 @@ def lstm_loss_and_grads(p:dict, # LSTMClassifier parameters (plain tensors)
     loss, g = _loss_and_grads_oifg(_to_oifg(p), x, y, film, mask)
     return loss, _from_oifg(g)
 
-# %% ../../nbs/20_models.lstm.ipynb #7f75dda7
+# %% ../../nbs/20_models.lstm.ipynb #8781e029
 def balanced_batches(y:np.ndarray, # (n,) integer labels
                      steps:int, # number of batches
                      per_class:int=10, # examples of each class per batch
@@ -589,7 +580,7 @@ def sgd_adapt(p:dict, # LSTMClassifier parameters (not modified)
                 torch._foreach_add_(list(q.values()), gs, alpha=-lr)
     return _from_oifg(q)
 
-# %% ../../nbs/20_models.lstm.ipynb #5d186802
+# %% ../../nbs/20_models.lstm.ipynb #e8185a07
 def lstm_predict(p:dict, # LSTMClassifier parameters
                  x:torch.Tensor, # (N, T, B)
                  film:dict|None=None, # fixed FiLM parameters
