@@ -594,20 +594,21 @@ def lstm_predict(p:dict, # LSTMClassifier parameters
         W_hhT, W_ihT = (q['lstm.weight_hh_l0'] * sc).T.contiguous(), (q['lstm.weight_ih_l0'] * sc).T.contiguous()
         b = (q['lstm.bias_ih_l0'] + q['lstm.bias_hh_l0']) * sc[:, 0]; W_oT = q['head.weight'].T.contiguous()
         gh, bh = (film.get('gamma_h'), film.get('beta_h')) if film else (None, None)
+        one, two = x.new_ones(()), x.new_full((), 2.0)                         # 0-dim constants: no conversion per call
         z = x.new_empty(N, W_oT.shape[1]); m = min(chunk, N)
-        pre, G, h, c, tc = x.new_empty(T * m, 4 * H), x.new_empty(m, 4 * H), x.new_empty(m, H), x.new_empty(m, H), x.new_empty(m, H)
+        pre, h, c, tc = x.new_empty(T * m, 4 * H), x.new_empty(m, H), x.new_empty(m, H), x.new_empty(m, H)
         for s in range(0, N, chunk):
             xc = _film_in(x[s:s + chunk], film); n = len(xc)
             P = torch.addmm(b, xc.transpose(0, 1).reshape(T * n, B), W_ihT, out=pre[:T * n]).view(T, n, 4 * H)
-            Gn, hn, cn, tcn = G[:n], h[:n], c[:n], tc[:n]
-            o, i, f, g = Gn[:, :H], Gn[:, H:H2], Gn[:, H2:H3], Gn[:, H3:]
+            hn, cn, tcn = h[:n], c[:n], tc[:n]
             for t in range(T):
-                if t: torch.addmm(P[t], hn, W_hhT, out=Gn)
-                else: Gn.copy_(P[0])
-                Gn.sigmoid_(); g.mul_(2.0).sub_(1.0)                                # g = tanh(pre-activation)
+                Gn = P[t]                                                            # gates in place, no copy
+                if t: Gn.addmm_(hn, W_hhT)
+                o, i, f, g = Gn[:, :H], Gn[:, H:H2], Gn[:, H2:H3], Gn[:, H3:]
+                Gn.sigmoid_(); g.mul_(two).sub_(one)                                # g = tanh(pre-activation)
                 if t: cn.mul_(f).addcmul_(i, g)
                 else: torch.mul(i, g, out=cn)
-                torch.mul(cn, 2.0, out=tcn).sigmoid_().mul_(2.0).sub_(1.0)            # tanh(c)
+                torch.mul(cn, two, out=tcn).sigmoid_().mul_(two).sub_(one)            # tanh(c)
                 torch.mul(o, tcn, out=hn)
                 if gh is not None: hn.mul_(gh).add_(bh)
             torch.addmm(q['head.bias'], hn, W_oT, out=z[s:s + n])
