@@ -61,6 +61,11 @@ def classification(a):
         print(f'{k:>2} shots  ' + '  '.join(f"{n}: acc {tab.loc[k, ('accuracy_mean', n)]:.3f} ({tab.loc[k, ('accuracy_se', n)]:.3f}) "
                                           f"kappa {tab.loc[k, ('kappa_mean', n)]:.3f} ({tab.loc[k, ('kappa_se', n)]:.3f})"
                                           for n in ('maml', 'pretrained', 'random')))
+    # MAML minus pretrained on the same test tasks and support tiles (paired by task), with the paired s.e.
+    allr = pd.concat(res); w = allr.pivot_table(index=['shot', 'task'], columns='learner', values='accuracy')
+    d = (w['maml'] - w['pretrained']).groupby(level='shot')
+    print('\nMAML - pretrained accuracy, paired by task: ' + '  '.join(
+        f'{k}: {v.mean():+.3f} ({v.sem():.3f}){" *" if abs(v.mean()) > 2 * v.sem() else ""}' for k, v in d))
     m, p = learners['maml'], learners['pretrained']
     t = time.time(); b = m.batch(test); m.predict(b, m.adapt(b, *m.hp[10])); dt = time.time() - t
     print(f'\ntiming: {a.tasks} tasks 4-way 10-shot, MAML adapt ({m.hp[10][1]} steps) + predict, batched, '

@@ -168,9 +168,6 @@ def lstm_tasks_grads(p:dict, x:torch.Tensor, y:torch.Tensor, # parameters (share
     return losses, grads
 
 # %% ../../nbs/20_models.lstm.ipynb #5c1909ff
-def _bias(v): # (size,) shared or (K, size) per task -> broadcastable against (K, n, size)
-    return v if v.dim() == 1 else v[:, None]
-
 def _lin_into(out, inp, W, acc=False): # out (K, n, o) = [out +] inp (K, n, i) @ W^T, W (o, i) shared or (K, o, i)
     if W.dim() == 2:
         o2, i2 = out.view(-1, out.shape[-1]), inp.reshape(-1, inp.shape[-1])
@@ -209,9 +206,9 @@ class _TasksBPTT:
         self.S, self.D, self.FF = S, D, FF = e(T, K, n, 4 * H), e(T, K, n, 4 * H), e(T, K, n, 4 * H)
         self.C, self.Hs = C, Hs = x.new_zeros(T + 1, K, n, H), x.new_zeros(T + 1, K, n, H)  # c_t, carried h~_t
         self.TC, self.E, self.A = TC, E, A = e(T, K, n, H), e(T, K, n, H), e(T, K, n, H)
-        b = _bias(p['lstm.bias_ih_l0'] + p['lstm.bias_hh_l0'])
+        b = _per_task(p['lstm.bias_ih_l0'] + p['lstm.bias_hh_l0'], K)
         for t in range(T):
-            G = S[t]; _lin_into(G, xt[t], W_ih).add_(b)
+            G = S[t]; _lin_into(G, xt[t], W_ih); G.add_(b)
             if t: _lin_into(G, Hs[t], W_hh, acc=True)
             i, f, u, o = G.chunk(4, -1)
             G[..., :H2].sigmoid_(); u.tanh_(); o.sigmoid_()
@@ -225,7 +222,7 @@ class _TasksBPTT:
             torch.addcmul(TC.new_ones(()), TC[t], TC[t], value=-1, out=E[t]); torch.mul(o, E[t], out=A[t])
             di, df, dg, do = Dt.chunk(4, -1); fi, ff, fg, fo = FF[t].chunk(4, -1)
             torch.mul(di, u, out=fi); torch.mul(df, C[t], out=ff); torch.mul(dg, i, out=fg); torch.mul(do, TC[t], out=fo)
-        z = _lin(Hs[T], W_o) + _bias(p['head.bias']); self.z = z
+        z = _lin(Hs[T], W_o) + _per_task(p['head.bias'], K); self.z = z
         if z.shape[-1] == 1:
             self.prob = torch.sigmoid(z); yf = y.to(z.dtype)[..., None]
             self.losses = F.binary_cross_entropy_with_logits(z, yf, reduction='none').mean((1, 2))
