@@ -104,6 +104,13 @@ def _lin_t(inp, W): # inp (K, m, o) -> (K, m, i): multiply by W (not transposed)
 def _per_task(v, K): # (size,) or (K, size) -> (K, 1, size)
     return (v.expand(K, -1) if v.dim() == 1 else v)[:, None]
 
+def _carried(film, mask):
+    "The carried state is h~ = (h * gamma_h + beta_h) * mask = h * mg + bm: (mg, bm), either may be None."
+    gh, bh = (film.get('gamma_h'), film.get('beta_h')) if film else (None, None)
+    mg = gh if mask is None else (mask if gh is None else gh * mask)
+    bm = None if bh is None else (bh if mask is None else bh * mask)
+    return mg, bm
+
 def lstm_tasks_forward(p:dict, # parameters, each shared (as in the state dict) or with a leading K
                        x:torch.Tensor, # (K, n, T, B)
                        film:dict|None=None, # FiLM parameters (K, size) or None
@@ -116,10 +123,7 @@ def lstm_tasks_forward(p:dict, # parameters, each shared (as in the state dict) 
     b = p['lstm.bias_ih_l0'] + p['lstm.bias_hh_l0']
     pre = (_lin(xi.reshape(K, T * n, B), p['lstm.weight_ih_l0']) + (b if b.dim() == 1 else b[:, None])).view(K, T, n, -1)
     W_hh = p['lstm.weight_hh_l0']; H = W_hh.shape[-1]; H2, H3 = 2 * H, 3 * H
-    gh = _per_task(film['gamma_h'], K) if film and 'gamma_h' in film else None
-    bh = _per_task(film['beta_h'], K) if film and 'beta_h' in film else None
-    mg = gh if mask is None else (mask if gh is None else gh * mask)        # carried state h~ = h * mg + bm
-    bm = None if bh is None else (bh if mask is None else bh * mask)
+    mg, bm = _carried({k: _per_task(film[k], K) for k in ('gamma_h', 'beta_h') if film and k in film}, mask)
     h = c = x.new_zeros(K, n, H)
     hs, cs, ss, us, tcs = [h], [c], [], [], []
     for t, pt in enumerate(pre.unbind(1)):
@@ -192,16 +196,11 @@ class _TasksBPTT:
         K, n, T, B = x.shape; self.shape, self.p, self.m, self.film = x.shape, p, mask, film or {}
         # FiLM: x' = x gamma_in + beta_in; the carried state is h~ = (h gamma_h + beta_h) m = h mg + bm
         f = self.film; self.x0 = x
-        if 'gamma_in' in f or 'beta_in' in f:
-            x = x * f['gamma_in'][:, None, None] if 'gamma_in' in f else x
-            x = x + f['beta_in'][:, None, None] if 'beta_in' in f else x
-        gh, bh = (f[k][:, None] if k in f else None for k in ('gamma_h', 'beta_h'))
-        self.mg = gh if mask is None else (mask if gh is None else gh * mask)
-        self.bm = None if bh is None else (bh if mask is None else bh * mask)
-        mg, bm = self.mg, self.bm
+        if 'gamma_in' in f: x = x * f['gamma_in'][:, None, None] + f['beta_in'][:, None, None]
+        self.mg, self.bm = mg, bm = _carried({k: f[k][:, None] for k in ('gamma_h', 'beta_h') if k in f}, mask)
         W_ih, W_hh, W_o = p['lstm.weight_ih_l0'], p['lstm.weight_hh_l0'], p['head.weight']
         H = W_hh.shape[-1]; self.H = H; H2, H3 = 2 * H, 3 * H
-        self.xt = xt = x.permute(2, 0, 1, 3).contiguous()                      # (T, K, n, B)
+        xt = x.permute(2, 0, 1, 3).contiguous()                                # (T, K, n, B)
         e = x.new_empty
         self.S, self.D, self.FF = S, D, FF = e(T, K, n, 4 * H), e(T, K, n, 4 * H), e(T, K, n, 4 * H)
         self.C, self.Hs = C, Hs = x.new_zeros(T + 1, K, n, H), x.new_zeros(T + 1, K, n, H)  # c_t, carried h~_t
@@ -222,7 +221,7 @@ class _TasksBPTT:
             torch.addcmul(TC.new_ones(()), TC[t], TC[t], value=-1, out=E[t]); torch.mul(o, E[t], out=A[t])
             di, df, dg, do = Dt.chunk(4, -1); fi, ff, fg, fo = FF[t].chunk(4, -1)
             torch.mul(di, u, out=fi); torch.mul(df, C[t], out=ff); torch.mul(dg, i, out=fg); torch.mul(do, TC[t], out=fo)
-        z = _lin(Hs[T], W_o) + _per_task(p['head.bias'], K); self.z = z
+        z = _lin(Hs[T], W_o) + _per_task(p['head.bias'], K)
         if z.shape[-1] == 1:
             self.prob = torch.sigmoid(z); yf = y.to(z.dtype)[..., None]
             self.losses = F.binary_cross_entropy_with_logits(z, yf, reduction='none').mean((1, 2))
@@ -234,6 +233,8 @@ class _TasksBPTT:
         self.dG, self.DC, self.DH = e(T, K, n, 4 * H), e(T, K, n, H), e(T, K, n, H)
         self.DHT = e(T, K, n, H) if self.film else None                   # dL/dh~ (FiLM gradients)
         self._back(_lin_t(self.dz, W_o), self.dG, self.DC, self.DH, DHT=self.DHT)
+        # task-major copies for the per-task sums over steps (weight gradients here and in `hvp`)
+        self.dGk, self.Hk, self.xk = _task_major(self.dG), _task_major(Hs[1:T]), _task_major(xt)
 
     def _back(self, dht, dG, DC, DH, R=None, Q=None, extra=None, DHT=None):
         "dG_t = [dc, dc, dc, dh] * FF_t (+ Q_t), dc_t = dh_t * A_t + dc_{t+1} * f_{t+1} (+ R_t), dh~_{t-1} = dG_t W_hh (+ extra(t))."
@@ -258,7 +259,6 @@ class _TasksBPTT:
     def grads(self)->dict:
         "Each task's gradients (K, ...), keys as the parameters."
         T, n = self.S.shape[0], self.shape[1]
-        self.dGk, self.Hk, self.xk = _task_major(self.dG), _task_major(self.Hs[1:T]), _task_major(self.xt)
         gb = self.dGk.sum(1)
         return {'lstm.weight_ih_l0': torch.bmm(self.dGk.transpose(1, 2), self.xk),
                 'lstm.weight_hh_l0': torch.bmm(self.dGk[:, n:].transpose(1, 2), self.Hk),
@@ -276,7 +276,7 @@ class _TasksBPTT:
         return {k: out[k] for k in f}
 
     def film_grads(self)->dict:
-        "Each task's gradients with respect to its FiLM parameters (after `grads`)."
+        "Each task's gradients with respect to its FiLM parameters."
         H = self.H
         return self._film_sums(self.DHT, self.S[..., 3 * H:] * self.TC, _lin_t(self.dGk, self.p['lstm.weight_ih_l0']))
 
@@ -373,9 +373,7 @@ def task_grads_hvp(p:dict, # parameters, shared or with a leading K
     "Per-task losses and gradients whose backward pass is the written-out Hessian-vector product."
     names, film = list(p), film or {}; fnames = list(film)
     if not (torch.is_grad_enabled() and any(v.requires_grad for v in [*p.values(), *film.values()])):
-        with torch.no_grad():
-            bp = _TasksBPTT({k: v.detach() for k, v in p.items()}, x, y, mask, {k: v.detach() for k, v in film.items()})
-            return bp.losses, bp.grads()
+        with torch.no_grad(): bp = _TasksBPTT(p, x, y, mask, film); return bp.losses, bp.grads()
     out = _InnerGrads.apply(names, fnames, mask, x, y, *p.values(), *film.values())
     return out[0], dict(zip(names, out[1:]))
 
@@ -506,13 +504,6 @@ class _OneTask:
         p['lstm.weight_hh_l0'].addmm_(dG1.T, H1, alpha=-lr); p['lstm.weight_ih_l0'].addmm_(dGf.T, xf, alpha=-lr)
         p['lstm.bias_ih_l0'].sub_(gb, alpha=lr); p['lstm.bias_hh_l0'].sub_(gb, alpha=lr)
         return loss
-
-def _carried(film, mask):
-    "The carried state is h~ = (h * gamma_h + beta_h) * mask = h * mg + bm: (mg, bm), either may be None."
-    gh, bh = (film.get('gamma_h'), film.get('beta_h')) if film else (None, None)
-    mg = gh if mask is None else (mask if gh is None else gh * mask)
-    bm = None if bh is None else (bh if mask is None else bh * mask)
-    return mg, bm
 
 def _loss_and_grads_oifg(p, x, y, film=None, mask=None):
     "`lstm_loss_and_grads` on parameters in o, i, f, g order (gradients in the same order); no autograd."
