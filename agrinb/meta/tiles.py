@@ -77,16 +77,24 @@ class TileLearner:
     def batch(self, tasks): return stack_tasks(tasks, self.stats, self.device)
 
 # %% ../../nbs/36_meta.tiles.ipynb #3ce11dea
-def _fit(self, sample, # rng -> TileTask (a meta-train task)
+def _fit(self, sample, # rng -> TileTask (a meta-train task), or (rng, k) -> TileTask when `shots` is given
          steps:int=200, meta_batch:int=8, outer_lr:float=1e-3,
-         first_order:bool=False, chunk_size:int|None=None, progress:bool=True, seed:int=0):
+         first_order:bool=False, chunk_size:int|None=None, progress:bool=True, seed:int=0,
+         shots=None): # numbers of shots to draw each meta-batch's k from (None: `sample` decides)
     "Meta-train (MAML) or pretrain on tasks from `sample`; a random learner is left as it is."
+    if shots is not None:
+        shots = np.atleast_1d(shots)
+        if not len(shots) or shots.dtype.kind not in 'iu' or (shots < 1).any():
+            raise bad_input('meta_fit', 'shots', 'positive whole numbers of shots, e.g. (1, 2, 3)', shots.tolist())
     if self.kind == 'random': return self
     rng = np.random.default_rng(seed)
+    def draw():
+        if shots is None: return [sample(rng) for _ in range(meta_batch)]
+        k = int(rng.choice(shots)); return [sample(rng, k) for _ in range(meta_batch)]
     theta = {k: v.detach().clone().requires_grad_() for k, v in self.theta.items()}
     opt = torch.optim.Adam(theta.values(), outer_lr); self.net.train()
     for it in (bar := tqdm(range(steps), desc=f'{self.kind} fit', disable=not progress)):
-        b = self.batch([sample(rng) for _ in range(meta_batch)]); opt.zero_grad()
+        b = self.batch(draw()); opt.zero_grad()
         w = self._w(theta); extra = () if b['seg'] else (b['ways'],)
         if self.kind == 'maml':
             loss = query_losses(self.net, w, b['sx'], b['sy'], b['qx'], b['qy'], *extra, inner_lr=self.lr,
@@ -126,7 +134,7 @@ def _predict(self, b:dict, params:dict, chunk_size:int=32)->np.ndarray: # (K, n_
     return torch.cat(out).cpu().numpy()
 TileLearner.adapt, TileLearner.predict = _adapt, _predict
 
-# %% ../../nbs/36_meta.tiles.ipynb #99e6741b
+# %% ../../nbs/36_meta.tiles.ipynb #ab9cfdb1
 def _save(self, path):
     m = self.model; arch = ('TileCNN', dict(in_channels=m.in_channels, n_classes=m.n_classes, hidden=m.head.in_features,
             n_blocks=len(m.features))) if isinstance(m, TileCNN) else ('UNet', dict(in_channels=m.in_channels,
@@ -144,7 +152,7 @@ def _load(cls, path, device=None):
     out.theta = {k: v.to(out.device) for k, v in ck['state']['theta'].items()}; return out
 TileLearner.save, TileLearner.load = _save, _load
 
-# %% ../../nbs/36_meta.tiles.ipynb #fcedbf74
+# %% ../../nbs/36_meta.tiles.ipynb #1a4e479d
 def evaluate_shots(learner:TileLearner, tasks:list, # test tasks, all with the same n_way and k_max shots
                    shots=range(0, 11), # numbers of support tiles per class
                    hp:dict|None=None, # shot -> (lr, steps); default the learner's own
@@ -167,7 +175,7 @@ def summarise(df:pd.DataFrame, metrics=('accuracy', 'kappa'), by=('learner', 'sh
     out = g.mean().add_suffix('_mean').join(g.sem().add_suffix('_se'))
     return out.reset_index()
 
-# %% ../../nbs/36_meta.tiles.ipynb #9eed5358
+# %% ../../nbs/36_meta.tiles.ipynb #b0d9fd92
 def choose_adaptation(learner:TileLearner, val_tasks:list, shots=range(1, 11),
                       lrs=(0.01, 0.05, 0.1, 0.4, 1.0), steps=(1, 5, 10), # the grid
                       metric:str='accuracy', seed:int=0, progress:bool=False)->dict: # shot -> (lr, steps)
@@ -179,7 +187,7 @@ def choose_adaptation(learner:TileLearner, val_tasks:list, shots=range(1, 11),
         best[k] = max(scores, key=scores.get)
     return best
 
-# %% ../../nbs/36_meta.tiles.ipynb #43200157
+# %% ../../nbs/36_meta.tiles.ipynb #f9c3ab66
 def segmentation_scores(pred:np.ndarray, target:np.ndarray, n_classes:int)->tuple: # (mIoU, pixel accuracy)
     "mIoU over the classes present in target or prediction, and pixel accuracy (target -1 is ignored)."
     ok = target >= 0; p, t = pred[ok], target[ok]
