@@ -117,7 +117,9 @@ if __name__ == '__main__':
     ap.add_argument('--pretrain-lr', type=float, default=1e-3, help="the pretrained model's Adam step size")
     ap.add_argument('--inner-lr', type=float, default=0.2); ap.add_argument('--inner-steps', type=int, default=1)
     ap.add_argument('--first-order', action='store_true', help='first-order MAML (default: second order, as in the paper)')
-    ap.add_argument('--train-shots', type=int, nargs='+', default=[1, 2, 3], help='shots per class in meta-training (one drawn per meta-batch)'); ap.add_argument('--train-queries', type=int, default=4)
+    ap.add_argument('--train-shots', type=int, nargs='+', default=[1, 2, 3],
+                    help='shots per class in meta-training (one number drawn per meta-batch)')
+    ap.add_argument('--train-queries', type=int, default=4)
     ap.add_argument('--tasks', type=int, default=100)
     ap.add_argument('--val-tasks', type=int, default=20); ap.add_argument('--size', type=int, default=16)
     ap.add_argument('--regions', type=int, default=48); ap.add_argument('--tiles', type=int, default=120)
