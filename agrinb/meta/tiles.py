@@ -135,6 +135,18 @@ def _predict(self, b:dict, params:dict, chunk_size:int=32)->np.ndarray: # (K, n_
 TileLearner.adapt, TileLearner.predict = _adapt, _predict
 
 # %% ../../nbs/36_meta.tiles.ipynb #ab9cfdb1
+def _init_from(self, other:TileLearner)->TileLearner:
+    "Start from a copy of `other`'s weights (e.g. MAML meta-training from a pretrained model); returns self."
+    for k, v in self.theta.items():
+        if k not in other.theta:
+            raise bad_input(f'init_from({other.name})', k, f'a weight of shape {tuple(v.shape)}', 'no such weight')
+        if other.theta[k].shape != v.shape:
+            raise bad_input(f'init_from({other.name})', k, f'shape {tuple(v.shape)}', tuple(other.theta[k].shape))
+    self.theta = {k: other.theta[k].detach().clone().to(self.device) for k in self.theta}
+    return self
+TileLearner.init_from = _init_from
+
+# %% ../../nbs/36_meta.tiles.ipynb #1a4e479d
 def _save(self, path):
     m = self.model; arch = ('TileCNN', dict(in_channels=m.in_channels, n_classes=m.n_classes, hidden=m.head.in_features,
             n_blocks=len(m.features))) if isinstance(m, TileCNN) else ('UNet', dict(in_channels=m.in_channels,
@@ -152,7 +164,7 @@ def _load(cls, path, device=None):
     out.theta = {k: v.to(out.device) for k, v in ck['state']['theta'].items()}; return out
 TileLearner.save, TileLearner.load = _save, _load
 
-# %% ../../nbs/36_meta.tiles.ipynb #1a4e479d
+# %% ../../nbs/36_meta.tiles.ipynb #b0d9fd92
 def evaluate_shots(learner:TileLearner, tasks:list, # test tasks, all with the same n_way and k_max shots
                    shots=range(0, 11), # numbers of support tiles per class
                    hp:dict|None=None, # shot -> (lr, steps); default the learner's own
@@ -175,7 +187,7 @@ def summarise(df:pd.DataFrame, metrics=('accuracy', 'kappa'), by=('learner', 'sh
     out = g.mean().add_suffix('_mean').join(g.sem().add_suffix('_se'))
     return out.reset_index()
 
-# %% ../../nbs/36_meta.tiles.ipynb #b0d9fd92
+# %% ../../nbs/36_meta.tiles.ipynb #f9c3ab66
 def choose_adaptation(learner:TileLearner, val_tasks:list, shots=range(1, 11),
                       lrs=(0.01, 0.05, 0.1, 0.4, 1.0), steps=(1, 5, 10), # the grid
                       metric:str='accuracy', seed:int=0, progress:bool=False)->dict: # shot -> (lr, steps)
@@ -187,7 +199,7 @@ def choose_adaptation(learner:TileLearner, val_tasks:list, shots=range(1, 11),
         best[k] = max(scores, key=scores.get)
     return best
 
-# %% ../../nbs/36_meta.tiles.ipynb #f9c3ab66
+# %% ../../nbs/36_meta.tiles.ipynb #f5922d39
 def segmentation_scores(pred:np.ndarray, target:np.ndarray, n_classes:int)->tuple: # (mIoU, pixel accuracy)
     "mIoU over the classes present in target or prediction, and pixel accuracy (target -1 is ignored)."
     ok = target >= 0; p, t = pred[ok], target[ok]
