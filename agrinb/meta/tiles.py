@@ -137,6 +137,9 @@ TileLearner.adapt, TileLearner.predict = _adapt, _predict
 # %% ../../nbs/36_meta.tiles.ipynb #ab9cfdb1
 def _init_from(self, other:TileLearner)->TileLearner:
     "Start from a copy of `other`'s weights (e.g. MAML meta-training from a pretrained model); returns self."
+    for k in other.theta:
+        if k not in self.theta:
+            raise bad_input(f'init_from({other.name})', k, 'only weights of this architecture', 'a weight it does not have')
     for k, v in self.theta.items():
         if k not in other.theta:
             raise bad_input(f'init_from({other.name})', k, f'a weight of shape {tuple(v.shape)}', 'no such weight')
