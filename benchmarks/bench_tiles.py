@@ -13,12 +13,11 @@ import argparse, time, tempfile
 from pathlib import Path
 import numpy as np, torch
 from agrinb.core import seed_everything
-from agrinb.data.tiles import (make_sen12ms_tiles, write_sen12ms, read_sen12ms, sen12ms_tileset, sample_tile_task, meta_split,
-                               make_deepglobe_images, write_deepglobe, read_deepglobe, random_conv_features)
+from agrinb.data.tiles import (make_sen12ms_tiles, write_sen12ms, read_sen12ms, sen12ms_tileset, make_deepglobe_images,
+                               write_deepglobe, read_deepglobe, random_conv_features)
+from agrinb.tasks.tiles import sample_tile_task, deepglobe_task, meta_split, channel_stats
 from agrinb.models.cnn import TileCNN, UNet
-from agrinb.meta.tiles import (TileLearner, channel_stats, evaluate_shots, summarise, choose_adaptation,
-                               evaluate_segmentation)
-from agrinb.data.tiles import deepglobe_task
+from agrinb.meta.tiles import TileLearner, evaluate_shots, summarise, choose_adaptation, evaluate_segmentation
 
 def classification(a):
     seed_everything(a.seed)

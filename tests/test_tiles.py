@@ -4,10 +4,10 @@ import numpy as np, pytest, torch
 from PIL import Image
 from agrinb.core import AgrinbError
 from agrinb.data.tiles import (make_sen12ms_tiles, write_sen12ms, read_sen12ms, make_deepglobe_images, write_deepglobe,
-                               read_deepglobe, sample_tile_task, deepglobe_task, TileTask, TileSet, meta_split,
-                               random_conv_features, DFC_CLASSES, SEN12MS_BANDS, igbp_to_dfc)
+                               read_deepglobe, TileSet, random_conv_features, DFC_CLASSES, SEN12MS_BANDS, igbp_to_dfc)
+from agrinb.tasks.tiles import sample_tile_task, deepglobe_task, TileTask, meta_split, channel_stats, stack_tasks
 from agrinb.models.cnn import TileCNN, UNet
-from agrinb.meta.tiles import TileLearner, channel_stats, stack_tasks, evaluate_shots, segmentation_scores
+from agrinb.meta.tiles import TileLearner, evaluate_shots, segmentation_scores
 
 torch.set_num_threads(1)
 
@@ -200,3 +200,19 @@ def test_synthetic_tiles_are_few_shot_hard():
             a.append((t.ways[((fq[:, None] - proto[None]) ** 2).sum(-1).argmin(1)] == t.query_y).mean())
         acc[k] = np.mean(a)
     assert 0.3 < acc[1] < 0.85 and acc[10] > acc[1] + 0.1, acc
+
+def test_support_and_query_never_share_a_tile(sen_root):
+    "Over many sampled tasks and their k-shot supports, support and query tiles are disjoint by tile id."
+    ts = read_sen12ms(sen_root, progress=False); rng = np.random.default_rng(7)
+    for _ in range(300):
+        t = sample_tile_task(ts, 3, int(rng.integers(1, 4)), int(rng.integers(1, 3)), rng=rng)
+        for u in (t, t.shots(1, rng)):
+            assert not set(u.support_ids) & set(u.query_ids)
+            np.testing.assert_array_equal(u.support_x, ts.x[u.support_ids]); np.testing.assert_array_equal(u.query_x, ts.x[u.query_ids])
+    img = make_deepglobe_images(n_images=1, size=64, seed=1)['image'][0].transpose(2, 0, 1) / 255.
+    for i in range(100):
+        t = deepglobe_task(img, np.zeros((64, 64), int), k_shot=int(rng.integers(1, 33)), q_query=int(rng.integers(1, 33)), rng=rng)
+        for u in (t, t.shots(int(rng.integers(0, len(t.support_y) + 1)), rng)):
+            assert not set(u.support_ids) & set(u.query_ids)
+    with pytest.raises(AgrinbError, match='in both'):
+        TileTask(t.support_x, t.support_y, t.query_x[:1], t.query_y[:1], t.ways, support_ids=t.support_ids, query_ids=t.support_ids[:1])

@@ -12,14 +12,16 @@ from torch import nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 from ..core import bad_input, get_device, seed_everything, save_checkpoint, load_checkpoint
-from ..data.tiles import TileSet, TileTask, sample_tile_task, deepglobe_task
+from ..data.pixels import BandStats
+from ..data.tiles import TileSet
+from ..tasks.tiles import TileTask, sample_tile_task, deepglobe_task, stack_tasks, channel_stats
 from ..models.cnn import TileCNN, UNet
 from .maml import stack_params, batched_forward, task_losses, inner_loop, query_losses
 from torch.func import functional_call
 
 # %% auto #0
-__all__ = ['Ways', 'channel_stats', 'stack_tasks', 'TileLearner', 'evaluate_shots', 'summarise', 'choose_adaptation',
-           'segmentation_scores', 'evaluate_segmentation']
+__all__ = ['Ways', 'TileLearner', 'evaluate_shots', 'summarise', 'choose_adaptation', 'segmentation_scores',
+           'evaluate_segmentation']
 
 # %% ../../nbs/36_meta.tiles.ipynb #4e68cea2
 class Ways(nn.Module):
@@ -34,35 +36,14 @@ class Ways(nn.Module):
         return torch.stack([functional_call(self, {k: v[i] for k, v in params.items()}, (x[i], *(e[i] for e in extra)))
                             for i in range(len(x))])
 
-# %% ../../nbs/36_meta.tiles.ipynb #c446dc3b
-def channel_stats(x:np.ndarray)->tuple: # (mean, std), each (C, 1, 1)
-    "Per-channel mean and std of (N, C, H, W) tiles."
-    return x.mean((0, 2, 3))[:, None, None].astype(np.float32), x.std((0, 2, 3))[:, None, None].astype(np.float32) + 1e-6
-
-def stack_tasks(tasks:list, # TileTask objects of one shape
-                stats=None, # (mean, std) per channel (None = no standardisation)
-                device=None)->dict: # sx, sy, qx, qy (leading task dim), ways (K, n_way), seg (bool)
-    "Stack tasks into tensors; classification labels become local indices 0..n_way-1."
-    t0 = tasks[0]; seg = t0.query_y.ndim > 1
-    for i, t in enumerate(tasks):
-        for k in ('support_x', 'query_x', 'support_y', 'query_y') + (() if seg else ('ways',)):
-            if getattr(t, k).shape != getattr(t0, k).shape:
-                raise bad_input(f'task {i} ({t.region} {t.season})', k, f'shape {getattr(t0, k).shape} like task 0 '
-                                '(tiles of mixed sizes or different shots)', getattr(t, k).shape)
-    m, s = stats if stats is not None else (0.0, 1.0)
-    f = lambda k: torch.from_numpy(np.stack([(getattr(t, k) - m) / s for t in tasks]).astype(np.float32)).to(device)
-    g = lambda k: torch.from_numpy(np.stack([getattr(t, k) if seg else t.local_labels(getattr(t, k)) for t in tasks])).to(device)
-    return dict(sx=f('support_x'), sy=g('support_y'), qx=f('query_x'), qy=g('query_y'), seg=seg,
-                ways=None if seg else torch.from_numpy(np.stack([t.ways for t in tasks])).to(device))
-
-# %% ../../nbs/36_meta.tiles.ipynb #e484cc16
+# %% ../../nbs/36_meta.tiles.ipynb #ef62f38c
 class TileLearner:
     "A tile classifier / segmenter with MAML, pretrained or random initial weights."
     def __init__(self, model:nn.Module, # TileCNN (classification) or UNet (segmentation)
                  kind:str='maml', # 'maml', 'pretrained' or 'random'
                  lr:float=0.4, # adaptation step size (MAML's inner step size)
                  steps:int=1, # adaptation steps
-                 stats=None, # (mean, std) channel statistics of the meta-train tiles
+                 stats:BandStats|None=None, # channel statistics of the meta-train tiles (`channel_stats`)
                  device=None, seed:int=0):
         if kind not in ('maml', 'pretrained', 'random'):
             raise bad_input('TileLearner', 'kind', "'maml', 'pretrained' or 'random'", kind)
@@ -76,7 +57,7 @@ class TileLearner:
     def _w(self, p): return {'model.' + k: v for k, v in p.items()}  # names inside Ways
     def batch(self, tasks): return stack_tasks(tasks, self.stats, self.device)
 
-# %% ../../nbs/36_meta.tiles.ipynb #3ce11dea
+# %% ../../nbs/36_meta.tiles.ipynb #e29c4a40
 def _fit(self, sample, # rng -> TileTask (a meta-train task), or (rng, k) -> TileTask when `shots` is given
          steps:int=200, meta_batch:int=8, outer_lr:float=1e-3,
          first_order:bool=False, chunk_size:int|None=None, progress:bool=True, seed:int=0,
@@ -108,7 +89,7 @@ def _fit(self, sample, # rng -> TileTask (a meta-train task), or (rng, k) -> Til
     return self
 TileLearner.meta_fit = _fit
 
-# %% ../../nbs/36_meta.tiles.ipynb #fe1cbb3b
+# %% ../../nbs/36_meta.tiles.ipynb #3ce11dea
 def _adapt(self, b:dict, # a stacked batch from `batch`
            lr=None, steps=None, chunk_size:int=8)->dict: # per-task weights (K, ...)
     "SGD on each task's support set from theta, all tasks of the batch at once."
@@ -134,7 +115,7 @@ def _predict(self, b:dict, params:dict, chunk_size:int=32)->np.ndarray: # (K, n_
     return torch.cat(out).cpu().numpy()
 TileLearner.adapt, TileLearner.predict = _adapt, _predict
 
-# %% ../../nbs/36_meta.tiles.ipynb #ab9cfdb1
+# %% ../../nbs/36_meta.tiles.ipynb #8136193a
 def _init_from(self, other:TileLearner)->TileLearner:
     "Start from a copy of `other`'s weights (e.g. MAML meta-training from a pretrained model); returns self."
     for k in other.theta:
@@ -149,12 +130,12 @@ def _init_from(self, other:TileLearner)->TileLearner:
     return self
 TileLearner.init_from = _init_from
 
-# %% ../../nbs/36_meta.tiles.ipynb #1a4e479d
+# %% ../../nbs/36_meta.tiles.ipynb #5203955a
 def _save(self, path):
     m = self.model; arch = ('TileCNN', dict(in_channels=m.in_channels, n_classes=m.n_classes, hidden=m.head.in_features,
             n_blocks=len(m.features))) if isinstance(m, TileCNN) else ('UNet', dict(in_channels=m.in_channels,
             n_classes=m.n_classes, base=m.out.in_channels, depth=m.depth))
-    st = None if self.stats is None else [torch.from_numpy(np.asarray(a)) for a in self.stats]
+    st = None if self.stats is None else {k: torch.from_numpy(np.asarray(getattr(self.stats, k))) for k in ('mean', 'm2', 'count')}
     return save_checkpoint(path, 'TileLearner', {'theta': self.theta, 'stats': st}, arch=arch[0], arch_kw=arch[1],
                            learner_kind=self.kind, lr=self.lr, steps=self.steps)
 
@@ -162,12 +143,12 @@ def _save(self, path):
 def _load(cls, path, device=None):
     ck = load_checkpoint(path, 'TileLearner'); m = ck['meta']
     model = {'TileCNN': TileCNN, 'UNet': UNet}[m['arch']](**m['arch_kw'])
-    st = ck['state']['stats']; st = None if st is None else tuple(a.numpy() for a in st)
+    st = ck['state']['stats']; st = None if st is None else BandStats(*(st[k].numpy() for k in ('mean', 'm2', 'count')))
     out = cls(model, m['learner_kind'], m['lr'], m['steps'], st, device)
     out.theta = {k: v.to(out.device) for k, v in ck['state']['theta'].items()}; return out
 TileLearner.save, TileLearner.load = _save, _load
 
-# %% ../../nbs/36_meta.tiles.ipynb #b0d9fd92
+# %% ../../nbs/36_meta.tiles.ipynb #c372c514
 def evaluate_shots(learner:TileLearner, tasks:list, # test tasks, all with the same n_way and k_max shots
                    shots=range(0, 11), # numbers of support tiles per class
                    hp:dict|None=None, # shot -> (lr, steps); default the learner's own
@@ -190,7 +171,7 @@ def summarise(df:pd.DataFrame, metrics=('accuracy', 'kappa'), by=('learner', 'sh
     out = g.mean().add_suffix('_mean').join(g.sem().add_suffix('_se'))
     return out.reset_index()
 
-# %% ../../nbs/36_meta.tiles.ipynb #f9c3ab66
+# %% ../../nbs/36_meta.tiles.ipynb #2e6b8763
 def choose_adaptation(learner:TileLearner, val_tasks:list, shots=range(1, 11),
                       lrs=(0.01, 0.05, 0.1, 0.4, 1.0), steps=(1, 5, 10), # the grid
                       metric:str='accuracy', seed:int=0, progress:bool=False)->dict: # shot -> (lr, steps)
@@ -202,7 +183,7 @@ def choose_adaptation(learner:TileLearner, val_tasks:list, shots=range(1, 11),
         best[k] = max(scores, key=scores.get)
     return best
 
-# %% ../../nbs/36_meta.tiles.ipynb #f5922d39
+# %% ../../nbs/36_meta.tiles.ipynb #41c82e26
 def segmentation_scores(pred:np.ndarray, target:np.ndarray, n_classes:int)->tuple: # (mIoU, pixel accuracy)
     "mIoU over the classes present in target or prediction, and pixel accuracy (target -1 is ignored)."
     ok = target >= 0; p, t = pred[ok], target[ok]

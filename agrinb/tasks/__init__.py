@@ -1,0 +1,1 @@
+"agrinb.tasks subpackage (modules are exported from nbs/)."
