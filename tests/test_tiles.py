@@ -135,11 +135,16 @@ def test_adaptation_fits_support_and_learner_roundtrip(sen_root, tmp_path):
     # query = support: adapting on the support must fit it better than not adapting
     same = [TileTask(t.support_x, t.support_y, t.support_x, t.support_y, t.ways) for t in tasks]
     b = l.batch(same)
-    acc0 = (l.predict(b, l.adapt(b, steps=0)) == np.stack([t.query_y for t in same])).mean()
-    acc10 = (l.predict(b, l.adapt(b)) == np.stack([t.query_y for t in same])).mean()
+    acc0 = (l.predict(b, l.adapt_many(b, steps=0)) == np.stack([t.query_y for t in same])).mean()
+    acc10 = (l.predict(b, l.adapt_many(b)) == np.stack([t.query_y for t in same])).mean()
     assert acc10 >= 0.9 and acc10 > acc0
+    # the protocol's one-task adapt gives the batched answer
+    for i, t in enumerate(same):
+        p = l.adapt(t); np.testing.assert_array_equal(p.predict(t.query_x), l.predict(b, l.adapt_many(b))[i])
+        pr = p.predict_proba(t.query_x); assert pr.shape == (len(t.query_x), 3) and np.allclose(pr.sum(1), 1, atol=1e-5)
     l.save(tmp_path / 'l.pt'); l2 = TileLearner.load(tmp_path / 'l.pt')
-    np.testing.assert_array_equal(l2.predict(b, l2.adapt(b)), l.predict(b, l.adapt(b)))
+    np.testing.assert_array_equal(l2.predict(b, l2.adapt_many(b)), l.predict(b, l.adapt_many(b)))
+    np.testing.assert_array_equal(l2.stats.mean, l.stats.mean); np.testing.assert_array_equal(l2.stats.count, l.stats.count)
 
 def test_maml_meta_training_lowers_query_loss(sen_root):
     ts = read_sen12ms(sen_root, progress=False)
@@ -147,6 +152,30 @@ def test_maml_meta_training_lowers_query_loss(sen_root):
     l.meta_fit(lambda r: sample_tile_task(ts, 3, 2, 2, rng=r), steps=60, meta_batch=4, progress=False)
     h = np.array(l.history)
     assert h[-15:].mean() < h[:15].mean()
+
+@pytest.mark.parametrize('kind', ['maml', 'pretrained'])
+def test_meta_fit_kill_and_resume_is_bit_identical(sen_root, tmp_path, kind):
+    "A meta_fit killed after its step-3 checkpoint and resumed ends with the weights of an uninterrupted run."
+    ts = read_sen12ms(sen_root, progress=False); st = channel_stats(ts.x)
+    def run(d=None, resume=False, stop=None, **kw):
+        torch.manual_seed(1); l = TileLearner(TileCNN(15, 10, hidden=8, n_blocks=2), kind, lr=0.3, stats=st, seed=1)
+        n = [0]
+        def sample(r, k):
+            n[0] += 1
+            if stop is not None and n[0] > stop: raise RuntimeError('killed')
+            return sample_tile_task(ts, 3, k, 2, rng=r)
+        return l.meta_fit(sample, steps=7, meta_batch=2, shots=(1, 2), checkpoint_dir=d, checkpoint_every=3,
+                          resume=resume, progress=False, seed=4, **kw)
+    full = run()
+    with pytest.raises(RuntimeError, match='killed'): run(tmp_path, stop=9)  # dies in step 5, after the step-3 checkpoint
+    assert (tmp_path / f'TileLearner-{kind}.pt').exists()
+    resumed = run(tmp_path, resume=True)
+    for k in full.theta: assert torch.equal(full.theta[k], resumed.theta[k]), k
+    assert resumed.history == full.history and len(full.history) == 7
+    with pytest.raises(AgrinbError, match='meta_batch'):
+        TileLearner(TileCNN(15, 10, hidden=8, n_blocks=2), kind, stats=st).meta_fit(
+            lambda r, k: sample_tile_task(ts, 3, k, 2, rng=r), steps=7, meta_batch=3, shots=(1, 2), checkpoint_dir=tmp_path,
+            resume=True, progress=False, seed=4)
 
 def test_segmentation_scores_against_sklearn():
     from sklearn.metrics import jaccard_score

@@ -4,23 +4,25 @@
 
 # %% ../../nbs/36_meta.tiles.ipynb #79342b85
 from __future__ import annotations
-import copy, time
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+from pathlib import Path
+from fastcore.basics import patch
 from ..core import bad_input, get_device, seed_everything, save_checkpoint, load_checkpoint
 from ..data.pixels import BandStats
 from ..data.tiles import TileSet
-from ..tasks.tiles import TileTask, sample_tile_task, deepglobe_task, stack_tasks, channel_stats
+from ..tasks.tiles import TileTask, sample_tile_task, deepglobe_task, stack_tasks, channel_stats, scale_tiles
 from ..models.cnn import TileCNN, UNet
 from .maml import stack_params, batched_forward, task_losses, inner_loop, query_losses
+from .core import fit_loop, Learner, Predictor
 from torch.func import functional_call
 
 # %% auto #0
-__all__ = ['Ways', 'TileLearner', 'evaluate_shots', 'summarise', 'choose_adaptation', 'segmentation_scores',
+__all__ = ['Ways', 'TileLearner', 'TilePredictor', 'evaluate_shots', 'summarise', 'choose_adaptation', 'segmentation_scores',
            'evaluate_segmentation']
 
 # %% ../../nbs/36_meta.tiles.ipynb #4e68cea2
@@ -47,54 +49,76 @@ class TileLearner:
                  device=None, seed:int=0):
         if kind not in ('maml', 'pretrained', 'random'):
             raise bad_input('TileLearner', 'kind', "'maml', 'pretrained' or 'random'", kind)
+        if stats is not None and not isinstance(stats, BandStats):
+            raise bad_input('TileLearner', 'stats', 'BandStats from channel_stats', type(stats).__name__)
         seed_everything(seed); self.device = get_device(device)
         self.model, self.kind, self.lr, self.steps, self.stats = model.to(self.device), kind, lr, steps, stats
         self.net = Ways(self.model); self.name = kind
         self.theta = {k: v.detach().clone() for k, v in self.model.named_parameters()}
         self.history = []
-    @property
-    def params(self): return self.theta  # what agrinb.viz.parts_of looks for
     def _w(self, p): return {'model.' + k: v for k, v in p.items()}  # names inside Ways
     def batch(self, tasks): return stack_tasks(tasks, self.stats, self.device)
 
-# %% ../../nbs/36_meta.tiles.ipynb #e29c4a40
-def _fit(self, sample, # rng -> TileTask (a meta-train task), or (rng, k) -> TileTask when `shots` is given
-         steps:int=200, meta_batch:int=8, outer_lr:float=1e-3,
-         first_order:bool=False, chunk_size:int|None=None, progress:bool=True, seed:int=0,
-         shots=None): # numbers of shots to draw each meta-batch's k from (None: `sample` decides)
-    "Meta-train (MAML) or pretrain on tasks from `sample`; a random learner is left as it is."
+@patch(as_prop=True)
+def weights(self:TileLearner)->tuple: # (network, name -> tensor): `functional_call(net, params, (x, ways))`
+    "The network the learner adapts (`Ways` around the model) and its current weights θ, by the network's names."
+    return self.net, self._w(self.theta)
+
+# %% ../../nbs/36_meta.tiles.ipynb #fe1cbb3b
+@patch
+def _loss(self:TileLearner, b:dict, # a stacked batch from `batch`
+          theta:dict, # the weights being trained (the model's names)
+          first_order:bool=False)->torch.Tensor: # scalar, differentiable w.r.t. theta
+    w = self._w(theta); extra = () if b['seg'] else (b['ways'],)
+    if self.kind == 'maml':
+        return query_losses(self.net, w, b['sx'], b['sy'], b['qx'], b['qy'], *extra, inner_lr=self.lr,
+                            inner_steps=self.steps, first_order=first_order).mean()
+    x, y = torch.cat([b['sx'], b['qx']], 1), torch.cat([b['sy'], b['qy']], 1)
+    if not b['seg']: y = torch.gather(b['ways'], 1, y)  # back to global class ids
+    return task_losses(batched_forward(self.net, stack_params(w, len(x)), x), y).mean()
+
+# %% ../../nbs/36_meta.tiles.ipynb #8136193a
+@patch
+def meta_fit(self:TileLearner, sample, # rng -> TileTask (a meta-train task), or (rng, k) -> TileTask when `shots` is given
+             steps:int=200, meta_batch:int=8, outer_lr:float=1e-3, first_order:bool=False, progress:bool=True, seed:int=0,
+             shots=None, # numbers of shots to draw each meta-batch's k from (None: `sample` decides)
+             checkpoint_dir=None, checkpoint_every:int=100, resume:bool=False, # see `fit_loop`
+            )->TileLearner:
+    "Meta-train (MAML) or pretrain on tasks from `sample`; a random learner (or `steps=0`) is left as it is."
     if shots is not None:
         shots = np.atleast_1d(shots)
         if not len(shots) or shots.dtype.kind not in 'iu' or (shots < 1).any():
             raise bad_input('meta_fit', 'shots', 'positive whole numbers of shots, e.g. (1, 2, 3)', shots.tolist())
-    if self.kind == 'random': return self
-    rng = np.random.default_rng(seed)
-    def draw():
-        if shots is None: return [sample(rng) for _ in range(meta_batch)]
-        k = int(rng.choice(shots)); return [sample(rng, k) for _ in range(meta_batch)]
+    if self.kind == 'random' or steps == 0: return self
     theta = {k: v.detach().clone().requires_grad_() for k, v in self.theta.items()}
     opt = torch.optim.Adam(theta.values(), outer_lr); self.net.train()
-    for it in (bar := tqdm(range(steps), desc=f'{self.kind} fit', disable=not progress)):
-        b = self.batch(draw()); opt.zero_grad()
-        w = self._w(theta); extra = () if b['seg'] else (b['ways'],)
-        if self.kind == 'maml':
-            loss = query_losses(self.net, w, b['sx'], b['sy'], b['qx'], b['qy'], *extra, inner_lr=self.lr,
-                                inner_steps=self.steps, first_order=first_order).mean()
-        else:  # ordinary training on support + query, all classes compete
-            x, y = torch.cat([b['sx'], b['qx']], 1), torch.cat([b['sy'], b['qy']], 1)
-            if not b['seg']: y = torch.gather(b['ways'], 1, y)  # back to global class ids
-            loss = task_losses(batched_forward(self.net, stack_params(w, len(x)), x), y).mean()
-        loss.backward(); opt.step(); l = loss.item(); self.history.append(l); bar.set_postfix(loss=f'{l:.3f}')
+    def step(s, rng):
+        k = None if shots is None else int(rng.choice(shots))
+        b = self.batch([sample(rng) if k is None else sample(rng, k) for _ in range(meta_batch)])
+        opt.zero_grad(); loss = self._loss(b, theta, first_order); loss.backward(); opt.step(); return loss.item()
+    def state(): return {'theta': {k: v.detach() for k, v in theta.items()}, 'opt': opt.state_dict()}
+    def load(st):
+        with torch.no_grad():
+            for k, v in st['theta'].items(): theta[k].copy_(v)
+        opt.load_state_dict(st['opt'])
+    meta = dict(learner_kind=self.kind, lr=self.lr, inner_steps=self.steps, meta_batch=meta_batch, outer_lr=outer_lr,
+                first_order=first_order, shots=None if shots is None else shots.tolist())
+    out = fit_loop(step, steps, state, load, f'TileLearner-{self.kind}', checkpoint_dir=checkpoint_dir,
+                   checkpoint_every=checkpoint_every, resume=resume, meta=meta, seed=seed, progress=progress,
+                   desc=f'{self.kind} fit')
+    self.history += [r['train_loss'] for r in out['history']]
     self.theta = {k: v.detach().clone() for k, v in theta.items()}
     return self
-TileLearner.meta_fit = _fit
 
-# %% ../../nbs/36_meta.tiles.ipynb #3ce11dea
-def _adapt(self, b:dict, # a stacked batch from `batch`
-           lr=None, steps=None, chunk_size:int=8)->dict: # per-task weights (K, ...)
-    "SGD on each task's support set from theta, all tasks of the batch at once."
+# %% ../../nbs/36_meta.tiles.ipynb #43200157
+@patch
+def adapt_many(self:TileLearner, b:dict, # a stacked batch from `batch`
+               lr=None, steps=None, # step size and steps (None: the learner's)
+               chunk_size:int=8)->dict: # per-task weights (K, ...), by the names inside `net`
+    "SGD on each task's support set from theta, all tasks of the batch at once (on the batch's device)."
     lr, steps = self.lr if lr is None else lr, self.steps if steps is None else steps
-    K = b['sx'].shape[0]; theta = {k: v.detach().requires_grad_() for k, v in self._w(self.theta).items()}
+    K, dev = b['sx'].shape[0], b['sx'].device
+    theta = {k: v.detach().to(dev).requires_grad_() for k, v in self._w(self.theta).items()}
     if steps == 0 or b['sx'].shape[1] == 0: return {k: v.detach() for k, v in stack_params(theta, K).items()}
     out = []
     for s in range(0, K, chunk_size):
@@ -104,7 +128,10 @@ def _adapt(self, b:dict, # a stacked batch from `batch`
         out.append({k: v.detach() for k, v in p.items()})
     return {k: torch.cat([o[k] for o in out]) for k in out[0]}
 
-def _predict(self, b:dict, params:dict, chunk_size:int=32)->np.ndarray: # (K, n_query) global ids / (K, n, H, W)
+# %% ../../nbs/36_meta.tiles.ipynb #b2233207
+@patch
+def predict(self:TileLearner, b:dict, params:dict, # batch and per-task weights from `adapt_many`
+            chunk_size:int=32)->np.ndarray: # (K, n_query) global ids / (K, n, H, W)
     "Query predictions of each task with its own weights: a class among the ways, or a class per pixel."
     out = []
     with torch.no_grad():
@@ -113,10 +140,48 @@ def _predict(self, b:dict, params:dict, chunk_size:int=32)->np.ndarray: # (K, n_
             if b['seg']: out.append(batched_forward(self.net, p, b['qx'][i]).argmax(2))
             else: out.append(torch.gather(b['ways'][i], 1, batched_forward(self.net, p, b['qx'][i], b['ways'][i]).argmax(2)))
     return torch.cat(out).cpu().numpy()
-TileLearner.adapt, TileLearner.predict = _adapt, _predict
 
-# %% ../../nbs/36_meta.tiles.ipynb #8136193a
-def _init_from(self, other:TileLearner)->TileLearner:
+# %% ../../nbs/36_meta.tiles.ipynb #679b88c3
+class TilePredictor:
+    "A TileLearner adapted to one task (`agrinb.meta.core.Predictor`)."
+    def __init__(self, learner:TileLearner, params:dict, # one task's weights, by the names inside `learner.net`
+                 ways, device): # the task's classes (None for segmentation), where to run
+        self.learner, self.params, self.ways, self.device = learner, params, ways, device
+    def _logits(self, x, batch:int=64)->torch.Tensor:
+        x = scale_tiles(self.learner.stats, np.asarray(x)); w = None if self.ways is None else torch.as_tensor(self.ways, device=self.device)
+        with torch.no_grad():
+            return torch.cat([functional_call(self.learner.net, self.params, (torch.from_numpy(x[i:i + batch]).to(self.device),
+                              *(() if w is None else (w,)))) for i in range(0, len(x), batch)])
+    def predict_proba(self, x)->np.ndarray: # (n, n_way) over `ways`, or (n, n_classes, H, W) per pixel
+        return torch.softmax(self._logits(x), 1).cpu().numpy()
+    def predict(self, x)->np.ndarray: # (n,) global class ids, or (n, H, W) pixel classes
+        i = self._logits(x).argmax(1).cpu().numpy()
+        return i if self.ways is None else np.asarray(self.ways)[i]
+
+@patch
+def adapt(self:TileLearner, support_x, # (n, C, H, W) support tiles, or a TileTask
+          support_y=None, # (n,) global class ids or (n, H, W) pixel classes (None when `support_x` is a task)
+          info=None, # the task's classes (`ways`) for classification (None: those in `support_y`)
+          steps:int|None=None, seed:int|None=None, device=None, # adaptation steps, torch seed, where to adapt
+          lr:float|None=None)->TilePredictor: # step size (None: the learner's)
+    "Adapt to one task's support set (the learner protocol)."
+    if isinstance(support_x, TileTask): support_x, support_y, info = support_x.support_x, support_x.support_y, support_x.ways
+    if support_y is None: raise bad_input('TileLearner.adapt', 'support_y', 'support labels (or a TileTask as support_x)', None)
+    sx, sy = np.asarray(support_x, np.float32), np.asarray(support_y, np.int64); seg = sy.ndim > 1
+    if sx.ndim != 4 or len(sy) != len(sx): raise bad_input('TileLearner.adapt', 'support_x', f'{len(sy)} tiles (n, C, H, W)', sx.shape)
+    ways = None if seg else np.unique(sy if info is None else info)
+    if ways is not None and not np.isin(sy, ways).all():
+        raise bad_input('TileLearner.adapt', 'support_y', f'classes among the task ways {ways.tolist()}', np.unique(sy).tolist())
+    dev = self.device if device is None else get_device(device)
+    if seed is not None: torch.manual_seed(seed)
+    b = dict(sx=torch.from_numpy(scale_tiles(self.stats, sx[None])).to(dev), seg=seg,
+             sy=torch.from_numpy(sy if seg else np.searchsorted(ways, sy))[None].to(dev),
+             ways=None if seg else torch.from_numpy(ways)[None].to(dev))
+    return TilePredictor(self, {k: v[0] for k, v in self.adapt_many(b, lr, steps).items()}, ways, dev)
+
+# %% ../../nbs/36_meta.tiles.ipynb #8025d7b1
+@patch
+def init_from(self:TileLearner, other:TileLearner)->TileLearner:
     "Start from a copy of `other`'s weights (e.g. MAML meta-training from a pretrained model); returns self."
     for k in other.theta:
         if k not in self.theta:
@@ -128,10 +193,11 @@ def _init_from(self, other:TileLearner)->TileLearner:
             raise bad_input(f'init_from({other.name})', k, f'shape {tuple(v.shape)}', tuple(other.theta[k].shape))
     self.theta = {k: other.theta[k].detach().clone().to(self.device) for k in self.theta}
     return self
-TileLearner.init_from = _init_from
 
-# %% ../../nbs/36_meta.tiles.ipynb #5203955a
-def _save(self, path):
+# %% ../../nbs/36_meta.tiles.ipynb #3fd8486f
+@patch
+def save(self:TileLearner, path)->Path:
+    "Write the learner (weights, channel statistics, model architecture, adaptation settings) to one checkpoint."
     m = self.model; arch = ('TileCNN', dict(in_channels=m.in_channels, n_classes=m.n_classes, hidden=m.head.in_features,
             n_blocks=len(m.features))) if isinstance(m, TileCNN) else ('UNet', dict(in_channels=m.in_channels,
             n_classes=m.n_classes, base=m.out.in_channels, depth=m.depth))
@@ -139,16 +205,16 @@ def _save(self, path):
     return save_checkpoint(path, 'TileLearner', {'theta': self.theta, 'stats': st}, arch=arch[0], arch_kw=arch[1],
                            learner_kind=self.kind, lr=self.lr, steps=self.steps)
 
-@classmethod
-def _load(cls, path, device=None):
+@patch(cls_method=True)
+def load(cls:TileLearner, path, device=None)->TileLearner:
+    "A learner written by `save`."
     ck = load_checkpoint(path, 'TileLearner'); m = ck['meta']
     model = {'TileCNN': TileCNN, 'UNet': UNet}[m['arch']](**m['arch_kw'])
     st = ck['state']['stats']; st = None if st is None else BandStats(*(st[k].numpy() for k in ('mean', 'm2', 'count')))
     out = cls(model, m['learner_kind'], m['lr'], m['steps'], st, device)
     out.theta = {k: v.to(out.device) for k, v in ck['state']['theta'].items()}; return out
-TileLearner.save, TileLearner.load = _save, _load
 
-# %% ../../nbs/36_meta.tiles.ipynb #c372c514
+# %% ../../nbs/36_meta.tiles.ipynb #10027887
 def evaluate_shots(learner:TileLearner, tasks:list, # test tasks, all with the same n_way and k_max shots
                    shots=range(0, 11), # numbers of support tiles per class
                    hp:dict|None=None, # shot -> (lr, steps); default the learner's own
@@ -159,7 +225,7 @@ def evaluate_shots(learner:TileLearner, tasks:list, # test tasks, all with the s
     for k in tqdm(list(shots), desc=learner.name, disable=not progress):
         sub = [t.shots(k, seed + i) for i, t in enumerate(tasks)]
         lr, steps = (hp or {}).get(k, (learner.lr, learner.steps))
-        b = learner.batch(sub); pred = learner.predict(b, learner.adapt(b, lr, steps if k else 0))
+        b = learner.batch(sub); pred = learner.predict(b, learner.adapt_many(b, lr, steps if k else 0))
         for i, (t, p) in enumerate(zip(sub, pred)):
             rows.append(dict(learner=learner.name, shot=k, task=i, region=t.region, accuracy=float((p == t.query_y).mean()),
                              kappa=float(cohen_kappa_score(t.query_y, p, labels=t.ways))))
@@ -171,7 +237,7 @@ def summarise(df:pd.DataFrame, metrics=('accuracy', 'kappa'), by=('learner', 'sh
     out = g.mean().add_suffix('_mean').join(g.sem().add_suffix('_se'))
     return out.reset_index()
 
-# %% ../../nbs/36_meta.tiles.ipynb #2e6b8763
+# %% ../../nbs/36_meta.tiles.ipynb #4bd14a92
 def choose_adaptation(learner:TileLearner, val_tasks:list, shots=range(1, 11),
                       lrs=(0.01, 0.05, 0.1, 0.4, 1.0), steps=(1, 5, 10), # the grid
                       metric:str='accuracy', seed:int=0, progress:bool=False)->dict: # shot -> (lr, steps)
@@ -183,7 +249,7 @@ def choose_adaptation(learner:TileLearner, val_tasks:list, shots=range(1, 11),
         best[k] = max(scores, key=scores.get)
     return best
 
-# %% ../../nbs/36_meta.tiles.ipynb #41c82e26
+# %% ../../nbs/36_meta.tiles.ipynb #7d974012
 def segmentation_scores(pred:np.ndarray, target:np.ndarray, n_classes:int)->tuple: # (mIoU, pixel accuracy)
     "mIoU over the classes present in target or prediction, and pixel accuracy (target -1 is ignored)."
     ok = target >= 0; p, t = pred[ok], target[ok]
@@ -197,7 +263,7 @@ def evaluate_segmentation(learner:TileLearner, images:TileSet, # meta-test image
     for k in tqdm(list(shots), desc=learner.name, disable=not progress):
         tasks = [deepglobe_task(images.x[i], images.mask[i], k, rng=seed + i, name=images.region[i]) for i in range(len(images))]
         lr, steps = (hp or {}).get(k, (learner.lr, learner.steps))
-        b = learner.batch(tasks); pred = learner.predict(b, learner.adapt(b, lr, steps), chunk_size=8)
+        b = learner.batch(tasks); pred = learner.predict(b, learner.adapt_many(b, lr, steps), chunk_size=8)
         for t, p in zip(tasks, pred):
             miou, acc = segmentation_scores(p, t.query_y, len(images.classes))
             rows.append(dict(learner=learner.name, shot=k, image=t.region, miou=miou, pixel_accuracy=acc))
