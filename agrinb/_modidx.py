@@ -692,5 +692,4 @@ d = { 'settings': { 'branch': 'main',
                             'agrinb.viz.plot_adapted_weights': ('viz.html#plot_adapted_weights', 'agrinb/viz.py'),
                             'agrinb.viz.plot_loss_along_gradient': ('viz.html#plot_loss_along_gradient', 'agrinb/viz.py'),
                             'agrinb.viz.plot_loss_surface': ('viz.html#plot_loss_surface', 'agrinb/viz.py'),
-                            'agrinb.viz.plot_shot_curve': ('viz.html#plot_shot_curve', 'agrinb/viz.py'),
-                            'agrinb.viz.sgd_adapt': ('viz.html#sgd_adapt', 'agrinb/viz.py')}}}
+                            'agrinb.viz.plot_shot_curve': ('viz.html#plot_shot_curve', 'agrinb/viz.py')}}}

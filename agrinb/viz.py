@@ -13,21 +13,22 @@ import matplotlib
 import matplotlib.pyplot as plt
 from tqdm.auto import tqdm
 from .core import bad_input
+from .meta.maml import inner_loop
 
 # %% auto #0
-__all__ = ['loss_of', 'binary_criterion', 'parts_of', 'flatten', 'sgd_adapt', 'adapted_weights', 'plot_adapted_weights',
-           'loss_along_gradient', 'plot_loss_along_gradient', 'filter_normalized_direction', 'loss_surface',
-           'plot_loss_surface', 'plot_shot_curve']
+__all__ = ['loss_of', 'binary_criterion', 'flatten', 'parts_of', 'adapted_weights', 'plot_adapted_weights', 'loss_along_gradient',
+           'plot_loss_along_gradient', 'filter_normalized_direction', 'loss_surface', 'plot_loss_surface',
+           'plot_shot_curve']
 
 # %% ../nbs/50_viz.ipynb #a448ee15
-def loss_of(model:nn.Module, # any torch model whose forward takes one tensor
+def loss_of(model:nn.Module, # any torch model: forward(x, *extra)
             criterion=F.cross_entropy, # criterion(output, y) -> scalar
             eval_mode:bool=True, # run in eval mode (no dropout; batch norm without running stats still uses the batch)
            ):
-    "`loss_fn(params, x, y)`: the criterion of `model` run with the weights `params` (a name -> tensor dict)."
-    def loss_fn(params, x, y):
+    "`loss_fn(params, x, y, *extra)`: the criterion of `model` run with the weights `params` (a name -> tensor dict)."
+    def loss_fn(params, x, y, *extra):
         was = model.training; model.train(not eval_mode)
-        try: return criterion(functional_call(model, params, (x,)), y)
+        try: return criterion(functional_call(model, params, (x, *extra)), y)
         finally: model.train(was)
     return loss_fn
 
@@ -35,37 +36,37 @@ def binary_criterion(out, y):
     "BCE with logits for one-output binary models (the pixel LSTMs): out (n, 1) or (n,), y in {0, 1}."
     return F.binary_cross_entropy_with_logits(out.reshape(len(y)), y.to(out.dtype))
 
-def parts_of(obj)->tuple: # (model, params)
-    "The network and its weights (detached copies) inside a module, a (module, params) pair or a learner."
-    if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], nn.Module): model, params = obj
-    elif isinstance(obj, nn.Module): model, params = obj, None
-    else:
-        model = next((getattr(obj, a) for a in ('model', 'net', 'module') if isinstance(getattr(obj, a, None), nn.Module)), None)
-        if model is None: raise bad_input(type(obj).__name__, 'model', 'an nn.Module in .model, .net or .module', 'none')
-        params = next((getattr(obj, a) for a in ('params', 'theta') if isinstance(getattr(obj, a, None), dict)), None)
-    params = dict(model.named_parameters()) if params is None else params
-    return model, {k: v.detach().clone() for k, v in params.items()}
-
 def flatten(params:dict)->np.ndarray:
     "All parameter tensors of a dict as one float64 vector (dict order)."
     return torch.cat([v.detach().reshape(-1).double() for v in params.values()]).cpu().numpy()
 
 # %% ../nbs/50_viz.ipynb #cbf6edc9
-def sgd_adapt(loss_fn, params:dict, x, y, lr:float=0.1, steps:int=1)->dict:
-    "`steps` gradient-descent steps of size `lr` on (x, y) from `params`."
-    for _ in range(steps):
-        g = grad(loss_fn)(params, x, y)
-        params = {k: params[k] - lr * g[k] for k in params}
-    return params
+def parts_of(obj, # a (module, params) pair, an nn.Module, or a learner with a `weights` property returning such a pair
+            )->tuple: # (model, params): detached copies of the weights
+    "The network and its weights: explicit, or a learner's documented `weights`."
+    if isinstance(obj, nn.Module): obj = (obj, dict(obj.named_parameters()))
+    elif not isinstance(obj, tuple) and hasattr(type(obj), 'weights'): obj = obj.weights
+    if not (isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], nn.Module) and isinstance(obj[1], dict)):
+        raise bad_input('parts_of', type(obj).__name__, 'a (module, params) pair, an nn.Module or a learner with .weights', repr(obj)[:80])
+    model, params = obj
+    return model, {k: v.detach().clone() for k, v in params.items()}
 
-def adapted_weights(loss_fn, params:dict, # starting weights θ
-                    supports, # iterable of (x, y) support sets, one per task
+# %% ../nbs/50_viz.ipynb #263fbe6b
+def adapted_weights(model:nn.Module, params:dict, # the network and its starting weights θ (e.g. from `parts_of`)
+                    supports, # iterable of (x, y, *extra) support sets, one per task
                     lr:float=0.1, steps:int=1, progress:bool=False)->np.ndarray: # (n_tasks, n_params)
-    "Flattened adapted weights φτ of many tasks."
-    return np.stack([flatten(sgd_adapt(loss_fn, params, x, y, lr, steps))
-                     for x, y in tqdm(list(supports), desc='adapt', disable=not progress)])
+    "Flattened adapted weights φτ of many tasks (`inner_loop` from θ on each support set, in eval mode)."
+    theta = {k: v.detach().requires_grad_() for k, v in params.items()}; out = []
+    was = model.training; model.eval()
+    try:
+        for x, y, *extra in tqdm(list(supports), desc='adapt', disable=not progress):
+            phi = inner_loop(model, theta, x[None], y[None], *(torch.as_tensor(e)[None] for e in extra), lr=lr,
+                             steps=steps, first_order=True, shared=True)
+            out.append(flatten({k: v[0] for k, v in phi.items()}))
+    finally: model.train(was)
+    return np.stack(out)
 
-# %% ../nbs/50_viz.ipynb #59999ed5
+# %% ../nbs/50_viz.ipynb #fa3ec006
 def plot_adapted_weights(theta, # θ: a parameter dict or a flat vector
                          phis:np.ndarray, # (n_tasks, n_params) adapted weights
                          groups, # (n_tasks,) region (or any group) of each task
@@ -86,10 +87,10 @@ def plot_adapted_weights(theta, # θ: a parameter dict or a flat vector
     ax.set(xlabel='PC 1', ylabel='PC 2', title=title); ax.legend(fontsize=7, loc='best')
     return fig
 
-# %% ../nbs/50_viz.ipynb #86b42de7
+# %% ../nbs/50_viz.ipynb #b65f7a4a
 def loss_along_gradient(loss_fn, params:dict, # θ
-                        support, # (x, y) that defines g
-                        queries, # list of (x, y) query sets
+                        support, # (x, y, *extra) that defines g
+                        queries, # list of (x, y, *extra) query sets
                         alphas=np.linspace(0, 1, 11), # step sizes
                        )->np.ndarray: # (n_queries, n_alphas)
     "Query losses at θ - α·∇L_support(θ) for every α."
@@ -98,7 +99,7 @@ def loss_along_gradient(loss_fn, params:dict, # θ
     with torch.no_grad():
         for j, a in enumerate(alphas):
             phi = {k: params[k] - float(a) * g[k] for k in params}
-            for i, (x, y) in enumerate(queries): out[i, j] = float(loss_fn(phi, x, y))
+            for i, q in enumerate(queries): out[i, j] = float(loss_fn(phi, *q))
     return out
 
 def plot_loss_along_gradient(curves:dict, # name -> (alphas, losses (n_queries, n_alphas))
@@ -111,7 +112,7 @@ def plot_loss_along_gradient(curves:dict, # name -> (alphas, losses (n_queries, 
     fig.suptitle(title); fig.tight_layout()
     return fig
 
-# %% ../nbs/50_viz.ipynb #c94a67d3
+# %% ../nbs/50_viz.ipynb #061648e3
 def filter_normalized_direction(params:dict, seed:int=0)->dict:
     "A random direction, each filter scaled to the norm of θ's filter; zero for 1-D tensors."
     g = torch.Generator().manual_seed(seed); out = {}
@@ -122,7 +123,7 @@ def filter_normalized_direction(params:dict, seed:int=0)->dict:
         out[k] = d * (vn / (dn + 1e-10)).reshape(-1, *[1] * (v.dim() - 1))
     return out
 
-def loss_surface(loss_fn, params:dict, batch, # (x, y) to evaluate
+def loss_surface(loss_fn, params:dict, batch, # (x, y, *extra) to evaluate
                  span:float=1.0, n:int=11, seed:int=0, progress:bool=False)->tuple: # (a (n,), b (n,), Z (n, n))
     "Loss on the grid θ + a·d1 + b·d2, a, b in [-span, span], with filter-normalised d1, d2."
     d1, d2 = filter_normalized_direction(params, seed), filter_normalized_direction(params, seed + 1)
@@ -143,7 +144,7 @@ def plot_loss_surface(surfaces:dict, # name -> (a, b, Z) from `loss_surface`
     fig.suptitle(title); fig.tight_layout()
     return fig
 
-# %% ../nbs/50_viz.ipynb #542e33fa
+# %% ../nbs/50_viz.ipynb #ab272ab5
 def plot_shot_curve(summary, # DataFrame with learner, shot, <metric>_mean, <metric>_se
                     metrics=('accuracy', 'kappa'), title:str='')->matplotlib.figure.Figure:
     "One panel per metric: mean ± standard error against shots, one line per learner."

@@ -191,14 +191,23 @@ def test_viz_works_on_tiles_and_pixel_lstm():
     lstm = LSTMClassifier(18, 16, 1, 0.0)
     model, p = viz.parts_of(lstm); lf = viz.loss_of(model, viz.binary_criterion)
     x, y = torch.randn(10, 12, 18), torch.randint(0, 2, (10,))
-    phis = viz.adapted_weights(lf, p, [(x[:5], y[:5]), (x[5:], y[5:])], lr=0.1)
+    phis = viz.adapted_weights(model, p, [(x[:5], y[:5]), (x[5:], y[5:])], lr=0.1)
+    g = torch.func.grad(lf)(p, x[:5], y[:5])  # one step on the binary loss, by hand
+    np.testing.assert_allclose(phis[0], viz.flatten({k: p[k] - 0.1 * g[k] for k in p}), rtol=1e-4, atol=1e-6)
     fig = viz.plot_adapted_weights(p, phis, ['a', 'b']); assert fig.axes
     L = viz.loss_along_gradient(lf, p, (x, y), [(x, y)], alphas=[0, 0.05])
     assert L.shape == (1, 2) and L[0, 1] < L[0, 0]
     cnn = TileCNN(15, 10, hidden=8)
-    m2, p2 = viz.parts_of(TileLearner(cnn, 'random'))
+    tl = TileLearner(cnn, 'random', lr=0.3)
+    m2, p2 = viz.parts_of(tl)
     a, b, Z = viz.loss_surface(viz.loss_of(m2), p2, (torch.randn(6, 15, 16, 16), torch.randint(0, 10, (6,))), n=3)
     assert Z.shape == (3, 3) and np.isfinite(Z).all()
+    # the pictures adapt exactly as the learner does (one primitive): viz on (x, local y, ways) == adapt_many
+    xs, ys, ws = torch.randn(2, 4, 15, 16, 16), torch.randint(0, 3, (2, 4)), torch.tensor([[0, 4, 7], [1, 2, 9]])
+    phi = tl.adapt_many(dict(sx=xs, sy=ys, ways=ws, seg=False), steps=2)
+    vz = viz.adapted_weights(m2, p2, [(xs[i], ys[i], ws[i]) for i in range(2)], lr=0.3, steps=2)
+    for i in range(2): np.testing.assert_allclose(vz[i], viz.flatten({k: v[i] for k, v in phi.items()}), rtol=1e-4, atol=1e-6)
+    with pytest.raises(AgrinbError, match='weights'): viz.parts_of(object())
 
 def test_task_loop_matches_vmap_gradients():
     "Ways.forward_tasks (one plain conv pass per task) gives the same adapted weights as a vmap over tasks."
