@@ -87,7 +87,7 @@ def plot_adapted_weights(theta, # θ: a parameter dict or a flat vector
     ax.set(xlabel='PC 1', ylabel='PC 2', title=title); ax.legend(fontsize=7, loc='best')
     return fig
 
-# %% ../nbs/50_viz.ipynb #b65f7a4a
+# %% ../nbs/50_viz.ipynb #542e33fa
 def loss_along_gradient(loss_fn, params:dict, # θ
                         support, # (x, y, *extra) that defines g
                         queries, # list of (x, y, *extra) query sets
@@ -112,7 +112,7 @@ def plot_loss_along_gradient(curves:dict, # name -> (alphas, losses (n_queries, 
     fig.suptitle(title); fig.tight_layout()
     return fig
 
-# %% ../nbs/50_viz.ipynb #061648e3
+# %% ../nbs/50_viz.ipynb #aa25df9b
 def filter_normalized_direction(params:dict, seed:int=0)->dict:
     "A random direction, each filter scaled to the norm of θ's filter; zero for 1-D tensors."
     g = torch.Generator().manual_seed(seed); out = {}
@@ -144,7 +144,7 @@ def plot_loss_surface(surfaces:dict, # name -> (a, b, Z) from `loss_surface`
     fig.suptitle(title); fig.tight_layout()
     return fig
 
-# %% ../nbs/50_viz.ipynb #ab272ab5
+# %% ../nbs/50_viz.ipynb #9466eb00
 def plot_shot_curve(summary, # DataFrame with learner, shot, <metric>_mean, <metric>_se
                     metrics=('accuracy', 'kappa'), title:str='')->matplotlib.figure.Figure:
     "One panel per metric: mean ± standard error against shots, one line per learner."

@@ -38,7 +38,7 @@ class Ways(nn.Module):
         return torch.stack([functional_call(self, {k: v[i] for k, v in params.items()}, (x[i], *(e[i] for e in extra)))
                             for i in range(len(x))])
 
-# %% ../../nbs/36_meta.tiles.ipynb #ef62f38c
+# %% ../../nbs/36_meta.tiles.ipynb #e484cc16
 class TileLearner:
     "A tile classifier / segmenter with MAML, pretrained or random initial weights."
     def __init__(self, model:nn.Module, # TileCNN (classification) or UNet (segmentation)
@@ -64,7 +64,7 @@ def weights(self:TileLearner)->tuple: # (network, name -> tensor): `functional_c
     "The network the learner adapts (`Ways` around the model) and its current weights θ, by the network's names."
     return self.net, self._w(self.theta)
 
-# %% ../../nbs/36_meta.tiles.ipynb #fe1cbb3b
+# %% ../../nbs/36_meta.tiles.ipynb #84c6a3a3
 @patch
 def _loss(self:TileLearner, b:dict, # a stacked batch from `batch`
           theta:dict, # the weights being trained (the model's names)
@@ -77,7 +77,7 @@ def _loss(self:TileLearner, b:dict, # a stacked batch from `batch`
     if not b['seg']: y = torch.gather(b['ways'], 1, y)  # back to global class ids
     return task_losses(batched_forward(self.net, stack_params(w, len(x)), x), y).mean()
 
-# %% ../../nbs/36_meta.tiles.ipynb #8136193a
+# %% ../../nbs/36_meta.tiles.ipynb #ab9cfdb1
 @patch
 def meta_fit(self:TileLearner, sample, # rng -> TileTask (a meta-train task), or (rng, k) -> TileTask when `shots` is given
              steps:int=200, meta_batch:int=8, outer_lr:float=1e-3, first_order:bool=False, progress:bool=True, seed:int=0,
@@ -110,7 +110,7 @@ def meta_fit(self:TileLearner, sample, # rng -> TileTask (a meta-train task), or
     self.theta = {k: v.detach().clone() for k, v in theta.items()}
     return self
 
-# %% ../../nbs/36_meta.tiles.ipynb #43200157
+# %% ../../nbs/36_meta.tiles.ipynb #2e6b8763
 @patch
 def adapt_many(self:TileLearner, b:dict, # a stacked batch from `batch`
                lr=None, steps=None, # step size and steps (None: the learner's)
@@ -128,7 +128,7 @@ def adapt_many(self:TileLearner, b:dict, # a stacked batch from `batch`
         out.append({k: v.detach() for k, v in p.items()})
     return {k: torch.cat([o[k] for o in out]) for k in out[0]}
 
-# %% ../../nbs/36_meta.tiles.ipynb #b2233207
+# %% ../../nbs/36_meta.tiles.ipynb #41c82e26
 @patch
 def predict(self:TileLearner, b:dict, params:dict, # batch and per-task weights from `adapt_many`
             chunk_size:int=32)->np.ndarray: # (K, n_query) global ids / (K, n, H, W)
@@ -141,7 +141,7 @@ def predict(self:TileLearner, b:dict, params:dict, # batch and per-task weights 
             else: out.append(torch.gather(b['ways'][i], 1, batched_forward(self.net, p, b['qx'][i], b['ways'][i]).argmax(2)))
     return torch.cat(out).cpu().numpy()
 
-# %% ../../nbs/36_meta.tiles.ipynb #679b88c3
+# %% ../../nbs/36_meta.tiles.ipynb #e8326b26
 class TilePredictor:
     "A TileLearner adapted to one task (`agrinb.meta.core.Predictor`)."
     def __init__(self, learner:TileLearner, params:dict, # one task's weights, by the names inside `learner.net`
@@ -179,7 +179,7 @@ def adapt(self:TileLearner, support_x, # (n, C, H, W) support tiles, or a TileTa
              ways=None if seg else torch.from_numpy(ways)[None].to(dev))
     return TilePredictor(self, {k: v[0] for k, v in self.adapt_many(b, lr, steps).items()}, ways, dev)
 
-# %% ../../nbs/36_meta.tiles.ipynb #8025d7b1
+# %% ../../nbs/36_meta.tiles.ipynb #da783542
 @patch
 def init_from(self:TileLearner, other:TileLearner)->TileLearner:
     "Start from a copy of `other`'s weights (e.g. MAML meta-training from a pretrained model); returns self."
@@ -194,7 +194,7 @@ def init_from(self:TileLearner, other:TileLearner)->TileLearner:
     self.theta = {k: other.theta[k].detach().clone().to(self.device) for k in self.theta}
     return self
 
-# %% ../../nbs/36_meta.tiles.ipynb #3fd8486f
+# %% ../../nbs/36_meta.tiles.ipynb #8538fc63
 @patch
 def save(self:TileLearner, path)->Path:
     "Write the learner (weights, channel statistics, model architecture, adaptation settings) to one checkpoint."
@@ -214,7 +214,7 @@ def load(cls:TileLearner, path, device=None)->TileLearner:
     out = cls(model, m['learner_kind'], m['lr'], m['steps'], st, device)
     out.theta = {k: v.to(out.device) for k, v in ck['state']['theta'].items()}; return out
 
-# %% ../../nbs/36_meta.tiles.ipynb #10027887
+# %% ../../nbs/36_meta.tiles.ipynb #61f0ec27
 def evaluate_shots(learner:TileLearner, tasks:list, # test tasks, all with the same n_way and k_max shots
                    shots=range(0, 11), # numbers of support tiles per class
                    hp:dict|None=None, # shot -> (lr, steps); default the learner's own
@@ -237,7 +237,7 @@ def summarise(df:pd.DataFrame, metrics=('accuracy', 'kappa'), by=('learner', 'sh
     out = g.mean().add_suffix('_mean').join(g.sem().add_suffix('_se'))
     return out.reset_index()
 
-# %% ../../nbs/36_meta.tiles.ipynb #4bd14a92
+# %% ../../nbs/36_meta.tiles.ipynb #337f6158
 def choose_adaptation(learner:TileLearner, val_tasks:list, shots=range(1, 11),
                       lrs=(0.01, 0.05, 0.1, 0.4, 1.0), steps=(1, 5, 10), # the grid
                       metric:str='accuracy', seed:int=0, progress:bool=False)->dict: # shot -> (lr, steps)
@@ -249,7 +249,7 @@ def choose_adaptation(learner:TileLearner, val_tasks:list, shots=range(1, 11),
         best[k] = max(scores, key=scores.get)
     return best
 
-# %% ../../nbs/36_meta.tiles.ipynb #7d974012
+# %% ../../nbs/36_meta.tiles.ipynb #2d544615
 def segmentation_scores(pred:np.ndarray, target:np.ndarray, n_classes:int)->tuple: # (mIoU, pixel accuracy)
     "mIoU over the classes present in target or prediction, and pixel accuracy (target -1 is ignored)."
     ok = target >= 0; p, t = pred[ok], target[ok]

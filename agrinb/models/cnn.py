@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 import torch.nn.functional as F
+from ..core import bad_input
 
 # %% auto #0
 __all__ = ['TaskNorm2d', 'conv_block', 'TileCNN', 'UNet', 'n_params']
@@ -46,7 +47,7 @@ class TileCNN(nn.Module):
         return self.features(x).mean((-2, -1))
     def forward(self, x): return self.head(self.embed(x))  # (N, n_classes)
 
-# %% ../../nbs/21_models.cnn.ipynb #73bbdac3
+# %% ../../nbs/21_models.cnn.ipynb #b29e9c45
 def _double(c_in, c_out): return nn.Sequential(conv_block(c_in, c_out, False), conv_block(c_out, c_out, False))
 
 class UNet(nn.Module):
@@ -66,14 +67,14 @@ class UNet(nn.Module):
     def forward(self, x):  # (N, C, H, W) -> (N, n_classes, H, W)
         f = 2 ** self.depth
         if x.shape[-1] % f or x.shape[-2] % f:
-            raise ValueError(f"UNet: field 'input size': expected height and width divisible by {f}, got {tuple(x.shape[-2:])}")
+            raise bad_input('UNet', 'input size', f'height and width divisible by {f}', tuple(x.shape[-2:]))
         skips = []
         for d in self.down: x = d(x); skips.append(x); x = F.max_pool2d(x, 2)
         x = self.bottom(x)
         for up, dec, s in zip(self.up, self.dec, reversed(skips)): x = dec(up(x) + s)
         return self.out(x)
 
-# %% ../../nbs/21_models.cnn.ipynb #0506f263
+# %% ../../nbs/21_models.cnn.ipynb #c5651e80
 def n_params(model:nn.Module)->int:
     "Number of trainable parameters."
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

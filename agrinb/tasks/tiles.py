@@ -60,20 +60,17 @@ class TileTask:
             raise bad_input(where, 'query_x', f'tiles of the support size {self.support_x.shape[1:]} (mixed sizes)',
                             self.query_x.shape[1:])
         self.support_y = np.asarray(self.support_y, np.int64); self.query_y = np.asarray(self.query_y, np.int64)
-        self.ways = np.asarray(self.ways, np.int64); self._check_ids(where)
+        self.ways = np.asarray(self.ways, np.int64)
+        for k, x in (('support_ids', self.support_x), ('query_ids', self.query_x)):  # one id per tile, none in both
+            if getattr(self, k) is None: continue
+            v = np.asarray(getattr(self, k), np.int64); setattr(self, k, v)
+            if v.shape != (len(x),): raise bad_input(where, k, f'one id per tile ({len(x)},)', v.shape)
+        if self.support_ids is not None and self.query_ids is not None:
+            both = np.intersect1d(self.support_ids, self.query_ids)
+            if len(both): raise bad_input(where, 'query_ids', 'tiles that are not in the support',
+                                          f'{len(both)} tiles in both, ids {both[:5].tolist()}')
 
-# %% ../../nbs/11_tasks.tiles.ipynb #a121d6b9
-@patch
-def _check_ids(self:TileTask, where:str):
-    for k, x in (('support_ids', self.support_x), ('query_ids', self.query_x)):
-        if getattr(self, k) is None: continue
-        v = np.asarray(getattr(self, k), np.int64); setattr(self, k, v)
-        if v.shape != (len(x),): raise bad_input(where, k, f'one id per tile ({len(x)},)', v.shape)
-    if self.support_ids is not None and self.query_ids is not None:
-        both = np.intersect1d(self.support_ids, self.query_ids)
-        if len(both): raise bad_input(where, 'query_ids', 'tiles that are not in the support',
-                                      f'{len(both)} tiles in both, ids {both[:5].tolist()}')
-
+# %% ../../nbs/11_tasks.tiles.ipynb #98e09fcc
 @patch
 def local_labels(self:TileTask, y): return np.searchsorted(self.ways, y) if y.ndim == 1 else y
 
@@ -87,7 +84,7 @@ def shots(self:TileTask, k:int, # support tiles per class (classification) or in
     return TileTask(self.support_x[idx], self.support_y[idx], self.query_x, self.query_y, self.ways, self.region,
                     self.season, None if self.support_ids is None else self.support_ids[idx], self.query_ids)
 
-# %% ../../nbs/11_tasks.tiles.ipynb #ceb14c9f
+# %% ../../nbs/11_tasks.tiles.ipynb #791623c4
 def _eligible(ts, idx, n_need):
     return [c for c in np.unique(ts.y[idx]) if c >= 0 and (ts.y[idx] == c).sum() >= n_need]
 
@@ -114,7 +111,7 @@ def sample_tile_task(ts:TileSet, # tiles with classes
     sup, qry = draw_tiles(idx, (k_shot, q_query), ts.y[idx], ways, rng)
     return TileTask(ts.x[sup], ts.y[sup], ts.x[qry], ts.y[qry], ways, key[0], key[1], sup, qry)
 
-# %% ../../nbs/11_tasks.tiles.ipynb #d7ef40d7
+# %% ../../nbs/11_tasks.tiles.ipynb #a89ea491
 def _quarter(a, n):  # (C?, H, W) -> (n*n, C?, H/n, W/n) row-major
     h, w = a.shape[-2] // n, a.shape[-1] // n
     return np.stack([a[..., i * h:(i + 1) * h, j * w:(j + 1) * w] for i in range(n) for j in range(n)])
@@ -135,7 +132,7 @@ def deepglobe_task(x:np.ndarray, # (C, H, W) image, H and W divisible by 8
     q = draw_tiles(qry_all, (q_query,), rng=rng, where=where)[0] if q_query else qry_all
     return TileTask(tiles[s], masks[s], tiles[q], masks[q], np.unique(mask[mask >= 0]), name, '', s, q)
 
-# %% ../../nbs/11_tasks.tiles.ipynb #a296c548
+# %% ../../nbs/11_tasks.tiles.ipynb #a3740f1d
 def meta_split(ids, # items to split (regions or image ids)
                method:str='random', # 'random' or 'clustered'
                features=None, # (len(ids), D) features, needed for 'clustered'
@@ -159,7 +156,7 @@ def meta_split(ids, # items to split (regions or image ids)
     else: raise bad_input('meta_split', 'method', "'random' or 'clustered'" + suggest(method, ['random', 'clustered']), method)
     return {k: [str(i) for i in ids[np.sort(p)]] for k, p in zip(('train', 'val', 'test'), parts)}
 
-# %% ../../nbs/11_tasks.tiles.ipynb #37a341a6
+# %% ../../nbs/11_tasks.tiles.ipynb #eb46c481
 def channel_stats(x:np.ndarray, # (N, C, H, W) tiles
                  )->BandStats: # per-channel mean / std over tiles and pixels
     "Per-channel statistics of tiles, NaN ignored."
@@ -175,7 +172,7 @@ def scale_tiles(stats:BandStats|None, # from `channel_stats` (None: no scaling)
     if not isinstance(stats, BandStats): raise bad_input('scale_tiles', 'stats', 'BandStats from channel_stats', type(stats).__name__)
     return np.moveaxis(stats.scale(np.moveaxis(np.asarray(x), -3, -1)), -1, -3)
 
-# %% ../../nbs/11_tasks.tiles.ipynb #64fce0c6
+# %% ../../nbs/11_tasks.tiles.ipynb #61f4096e
 def stack_tasks(tasks:list, # TileTask objects of one shape
                 stats:BandStats|None=None, # channel statistics (None = no standardisation)
                 device=None)->dict: # sx, sy, qx, qy (leading task dim), ways (K, n_way), seg (bool)
