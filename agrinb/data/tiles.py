@@ -38,7 +38,7 @@ def igbp_to_dfc(igbp:np.ndarray)->np.ndarray:
     ok = (igbp >= 0) & (igbp < len(IGBP_TO_DFC))
     return np.where(ok, IGBP_TO_DFC[np.clip(igbp, 0, len(IGBP_TO_DFC) - 1)], 0) - 1
 
-# %% ../../nbs/05_data.tiles.ipynb #a8a299ba
+# %% ../../nbs/05_data.tiles.ipynb #9f1854ce
 def tile_class(mask:np.ndarray, # (N, H, W) int, -1 = no label
                n_classes:int)->np.ndarray: # (N,) most frequent class, -1 when a tile has no labelled pixel
     "The most frequent labelled pixel class of each tile."
@@ -60,7 +60,7 @@ def stack_tiles(tiles, # sequence of (C, H, W) arrays
                             f'the same size as the first tile {tiles[0].shape} (tiles of mixed sizes)', t.shape)
     return np.stack(tiles).astype(np.float32)
 
-# %% ../../nbs/05_data.tiles.ipynb #7f57db5a
+# %% ../../nbs/05_data.tiles.ipynb #f26c6b15
 @dataclass
 class TileSet:
     "Image tiles with per-pixel labels and per-tile region / season."
@@ -101,7 +101,7 @@ class TileSet:
         for i, key in enumerate(zip(self.region, self.season)): out.setdefault(key, []).append(i)
         return {k: np.array(v) for k, v in out.items()}
 
-# %% ../../nbs/05_data.tiles.ipynb #a7750292
+# %% ../../nbs/05_data.tiles.ipynb #7193692f
 _VEG = [0, 1, 2, 3, 4, 5]  # DFC classes whose near-infrared responds to the season
 _SEASON_GAIN = {'spring': 1.0, 'summer': 1.25, 'fall': 0.85, 'winter': 0.6}
 
@@ -121,7 +121,7 @@ def _regions(rng, n_regions, n_classes, classes_per_region, shift):
                         freq=rng.uniform(0.5, 3.0, size=n_classes), gain=rng.uniform(0.8, 1.2)))
     return out
 
-# %% ../../nbs/05_data.tiles.ipynb #1604bd43
+# %% ../../nbs/05_data.tiles.ipynb #2ac1c9d4
 def _class_signatures(rng, n_classes):
     "Base (n_classes, 15) signature in model units: 13 optical reflectances, then VV, VH in dB."
     s2 = np.clip(rng.uniform(0.05, 0.45, size=(n_classes, 1)) + rng.normal(0, 0.08, size=(n_classes, 13)).cumsum(1) / 3,
@@ -140,6 +140,7 @@ def _tile_images(rng, sig, lab, freq, spread, tile_var):
     tex = np.sin(2 * np.pi * freq[lab] * scale * 4 * (xx + yy)[None] + ph)  # class/region texture, per-tile scale
     return img + (0.4 * tex[:, None] + rng.normal(0, 0.4, img.shape)) * spread[0][None, :, None, None]
 
+# %% ../../nbs/05_data.tiles.ipynb #604eb268
 def make_sen12ms_tiles(n_regions:int=8, # number of scenes (regions)
                        seasons=('spring', 'summer'), # seasons, one ROIs folder each
                        n_tiles:int=60, # tiles per region and season
@@ -173,7 +174,7 @@ def make_sen12ms_tiles(n_regions:int=8, # number of scenes (regions)
             out['lc'].append(lc); out['region'] += [str(r + 1)] * n_tiles; out['season'] += [season] * n_tiles
     return {k: (np.concatenate(v) if k in ('s1', 's2', 'lc') else np.array(v)) for k, v in out.items()}
 
-# %% ../../nbs/05_data.tiles.ipynb #6343d8ab
+# %% ../../nbs/05_data.tiles.ipynb #6e55d34e
 def _write_tif(path, arr, crs='EPSG:32631', origin=(500000.0, 5000000.0), res=10.0):
     import rasterio
     from rasterio.transform import from_origin
@@ -195,7 +196,7 @@ def write_sen12ms(raw:dict, # output of `make_sen12ms_tiles` (or the same keys f
             _write_tif(d / f'{roi}_{season}_{mod}_{scene}_p{p}.tif', raw[mod][i])
     return root
 
-# %% ../../nbs/05_data.tiles.ipynb #2ac1c9d4
+# %% ../../nbs/05_data.tiles.ipynb #48793fa3
 _PATCH = re.compile(r'^(?P<stem>.+)_(?P<mod>s1|s2|lc)_(?P<scene>[^_]+)_p(?P<patch>\d+)\.tif$')
 
 def sen12ms_files(root, # folder holding ROIs*_<season> folders
@@ -224,7 +225,7 @@ def sen12ms_files(root, # folder holding ROIs*_<season> folders
         out.append((season, scene, patch, mods))
     return out
 
-# %% ../../nbs/05_data.tiles.ipynb #3acdb7bc
+# %% ../../nbs/05_data.tiles.ipynb #c899f7a8
 def _read_tif(path, n_bands=None):
     import rasterio
     try:
@@ -263,7 +264,7 @@ def read_sen12ms(root, # folder holding ROIs*_<season> folders
     return TileSet(stack_tiles(xs, root, paths), np.stack(masks), reg, sea, list(DFC_CLASSES), list(SEN12MS_BANDS),
                    paths)
 
-# %% ../../nbs/05_data.tiles.ipynb #a97fc3c8
+# %% ../../nbs/05_data.tiles.ipynb #5ecaf87e
 def decode_mask(rgb:np.ndarray, # (H, W, 3) uint8 colour mask
                 where='mask', # file name used in errors
                 table:dict=None, # class -> (r, g, b); default DEEPGLOBE_CLASSES
@@ -283,7 +284,7 @@ def decode_mask(rgb:np.ndarray, # (H, W, 3) uint8 colour mask
                         f'{tuple(int(v) for v in rgb[r, c])} at pixel (row {r}, col {c})')
     return out
 
-# %% ../../nbs/05_data.tiles.ipynb #500a3977
+# %% ../../nbs/05_data.tiles.ipynb #0f174e8f
 _DG_BASE = np.array([[150, 150, 150], [190, 170, 90], [160, 140, 110], [40, 90, 40], [30, 60, 110],
                      [200, 190, 170], [0, 0, 0]], dtype=np.float32)
 
@@ -315,7 +316,7 @@ def write_deepglobe(images:dict, # output of `make_deepglobe_images`
         Image.fromarray(m).save(root / f'{i + 1:06d}_mask.png')
     return root
 
-# %% ../../nbs/05_data.tiles.ipynb #586aac6b
+# %% ../../nbs/05_data.tiles.ipynb #5642b001
 def read_deepglobe(root, # folder with `<id>_sat.jpg` (or .png) and `<id>_mask.png`
                    progress:bool=True)->TileSet: # one item per image; region = image id
     "Read DeepGlobe images and decode their colour masks (x scaled to 0..1)."
@@ -334,7 +335,7 @@ def read_deepglobe(root, # folder with `<id>_sat.jpg` (or .png) and `<id>_mask.p
     return TileSet(stack_tiles(xs, root, [str(p) for p in sats]), np.stack(ms), ids, [''] * len(ids),
                    list(DEEPGLOBE_CLASSES), ['R', 'G', 'B'], [str(p) for p in sats])
 
-# %% ../../nbs/05_data.tiles.ipynb #7a945e6c
+# %% ../../nbs/05_data.tiles.ipynb #c0085b8c
 def random_conv_features(x:np.ndarray, # (N, C, H, W)
                          n_features:int=64, seed:int=0, batch:int=256)->np.ndarray: # (N, 2*n_features)
     "Mean and max of a fixed random 2-layer conv net (a cheap stand-in for pretrained CNN features)."
