@@ -210,7 +210,10 @@ def load(cls:TileLearner, path, device=None)->TileLearner:
     "A learner written by `save`."
     ck = load_checkpoint(path, 'TileLearner'); m = ck['meta']
     model = {'TileCNN': TileCNN, 'UNet': UNet}[m['arch']](**m['arch_kw'])
-    st = ck['state']['stats']; st = None if st is None else BandStats(*(st[k].numpy() for k in ('mean', 'm2', 'count')))
+    st = ck['state']['stats']
+    if st is not None and not isinstance(st, dict):  # written before the statistics became BandStats
+        raise bad_input(path, 'stats', 'channel statistics as BandStats fields (mean, m2, count)', 'an older (mean, std) pair')
+    st = None if st is None else BandStats(*(st[k].numpy() for k in ('mean', 'm2', 'count')))
     out = cls(model, m['learner_kind'], m['lr'], m['steps'], st, device)
     out.theta = {k: v.to(out.device) for k, v in ck['state']['theta'].items()}; return out
 
