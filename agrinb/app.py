@@ -12,7 +12,7 @@ import pandas as pd
 import xarray as xr
 from tqdm.auto import tqdm
 from .core import AgrinbError, bad_input, suggest, get_device, seed_everything, atomic_path
-from .data.pixels import CROPHARVEST_BANDS, NON_CROP, BandStats, fill_gaps
+from .data.pixels import CROPHARVEST_BANDS, NON_CROP, BandStats, prepare_series
 
 # %% auto #0
 __all__ = ['TIML_APP_CONFIG', 'LABEL_COLORS', 'check_raster', 'load_raster', 'cache_dir', 'save_stats', 'load_stats',
@@ -187,7 +187,7 @@ def _features(self:LabelingSession)->np.ndarray:
         x = self.raster.values.transpose(2, 3, 0, 1).reshape(H * W, T, B)
         stats = BandStats.empty(B).update(x) if isinstance(self.stats, str) else self.stats
         if len(stats.mean) != B: raise bad_input('LabelingSession', 'stats', f'statistics for {B} bands', len(stats.mean))
-        self._x = stats.scale(fill_gaps(x, band_mean=stats.mean))  # as agrinb.tasks prepares training tasks
+        self._x = prepare_series(x, stats, allow_empty=True)  # as agrinb.tasks prepares training tasks; no-data pixels sit at the band means
     return self._x
 
 LabelingSession.set_raster, LabelingSession.contains, LabelingSession.features = _set_raster, _contains, _features

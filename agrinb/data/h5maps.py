@@ -18,7 +18,7 @@ from .pixels import BandStats
 # %% auto #0
 __all__ = ['toy_cube', 'default_cube', 'check_cube', 'resample_time', 'coarsen_source', 'open_stack', 'write_sample',
            'read_sample', 'write_samples', 'write_data_list', 'read_data_list', 'check_sample', 'compute_stats',
-           'normalize', 'augment', 'resize_sample', 'MappingDataset', 'demo_samples']
+           'source_stats', 'normalize', 'augment', 'resize_sample', 'MappingDataset', 'demo_samples']
 
 # %% ../../nbs/06_data.h5maps.ipynb #f5eaaac2
 def toy_cube(size=(64, 64), # (y, x) pixels
@@ -224,27 +224,32 @@ def check_sample(path, # H5 sample
     return data, lab
 
 # %% ../../nbs/06_data.h5maps.ipynb #944cffd8
-def compute_stats(root, names, sources)->dict:
-    "Per-source, per-band {'mean': [...], 'std': [...]} over the samples `names`."
+def compute_stats(root, # folder with h5_samples/
+                  names, # sample names
+                  sources, # source names
+                 )->dict: # source -> BandStats (axis 1: the C of (T, C, H, W))
+    "Per-source, per-band statistics over the samples `names`."
     acc = {}
     for n in names:
         data, _ = read_sample(Path(root) / 'h5_samples' / f'{n}.h5', list(sources))
         for k, v in data.items():
-            v = np.moveaxis(np.asarray(v, np.float64), 1, -1)       # (T, H, W, C): bands last
-            acc.setdefault(k, BandStats.empty(v.shape[-1])).update(np.where(np.isfinite(v), v, np.nan))
-    out = {k: {'mean': s.mean.tolist(), 'std': np.where(s.std > 1e-8, s.std, 1.0).tolist()} for k, s in acc.items()}
-    return out
+            v = np.asarray(v, np.float64)
+            acc.setdefault(k, BandStats.empty(v.shape[1], axis=1)).update(np.where(np.isfinite(v), v, np.nan))
+    return acc
 
-def normalize(data:dict, stats:dict)->dict:
+def source_stats(stats:dict, # source -> BandStats, `BandStats.to_dict()` or {'mean', 'std'}
+                )->dict: # source -> BandStats with axis 1
+    "The per-source statistics as `BandStats`, from any form a checkpoint holds."
+    return {k: s if isinstance(s, BandStats) else BandStats.from_dict(s, axis=1) for k, s in stats.items()}
+
+def normalize(data:dict, # source -> array (T, C, H, W)
+              stats:dict, # source -> statistics (any form `source_stats` reads)
+             )->dict: # source -> float32 tensor
     "Standardise each source band-wise with `stats`; NaN becomes 0 (the mean)."
-    out = {}
-    for k, v in data.items():
-        m = torch.as_tensor(stats[k]['mean'], dtype=torch.float32)[:, None, None]
-        s = torch.as_tensor(stats[k]['std'], dtype=torch.float32)[:, None, None]
-        out[k] = torch.nan_to_num((torch.as_tensor(v, dtype=torch.float32) - m) / s)
-    return out
+    stats = source_stats(stats)
+    return {k: torch.nan_to_num(torch.from_numpy(stats[k].scale(np.asarray(v, np.float32)))) for k, v in data.items()}
 
-# %% ../../nbs/06_data.h5maps.ipynb #e23d43e5
+# %% ../../nbs/06_data.h5maps.ipynb #3cac391c
 def augment(data:dict, # source -> tensor (T, C, H, W)
             label:torch.Tensor, # (H, W)
             rng:np.random.Generator, # random draws
@@ -268,18 +273,19 @@ def resize_sample(data:dict, label:torch.Tensor, size:int)->tuple[dict, torch.Te
     lab = F.interpolate(label[None, None].float(), size=(size, size), mode='nearest')[0, 0].long()
     return out, lab
 
-# %% ../../nbs/06_data.h5maps.ipynb #16ce0764
+# %% ../../nbs/06_data.h5maps.ipynb #91580fb0
 class MappingDataset(torch.utils.data.Dataset):
     "AgriFM-style samples: {'data': {source: (T, C, H, W)}, 'label': (H, W) long, 'file_name': str}."
     def __init__(self, root, # folder with h5_samples/ and data_lists/
                  split:str='train', # data list to read
                  sources:dict|None=None, # source -> bands (None: every source of the first sample)
-                 stats:dict|None=None, # normalisation stats (None: no normalisation)
+                 stats:dict|None=None, # source -> BandStats (or its plain forms); None: no normalisation
                  augment:bool=False, # random flips and rotations
                  size:int|None=None, # resize label to size x size (None: keep)
                  check:bool=True, # validate every sample now
                  seed:int=0):
-        self.root, self.split, self.stats, self.do_augment, self.size = Path(root), split, stats, augment, size
+        self.root, self.split, self.do_augment, self.size = Path(root), split, augment, size
+        self.stats = source_stats(stats) if stats else None
         self.names = read_data_list(root, split)
         if sources is None:
             data, _ = read_sample(self.path(self.names[0])) if self.names else ({}, None)
@@ -300,7 +306,7 @@ class MappingDataset(torch.utils.data.Dataset):
         if self.do_augment: data, lab = augment(data, lab, self.rng)
         return {'data': data, 'label': lab, 'file_name': name}
 
-# %% ../../nbs/06_data.h5maps.ipynb #8e6bfb8a
+# %% ../../nbs/06_data.h5maps.ipynb #9bfcfc98
 def demo_samples(root, # output folder
                  size:int=128, # cube size (pixels)
                  tile:int=32, # sample size (pixels)
