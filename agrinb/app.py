@@ -13,61 +13,13 @@ import xarray as xr
 from tqdm.auto import tqdm
 from .core import AgrinbError, bad_input, suggest, get_device, seed_everything, atomic_path
 from .data.pixels import CROPHARVEST_BANDS, NON_CROP, BandStats, prepare_series
+from .data.raster import check_raster, load_raster, lonlat_bounds, lonlat_to_xy
 
 # %% auto #0
-__all__ = ['TIML_APP_CONFIG', 'LABEL_COLORS', 'check_raster', 'load_raster', 'cache_dir', 'save_stats', 'load_stats',
-           'pretrained_timl', 'LabelingSession', 'raster_rgba', 'proba_rgba', 'png_data_url', 'map_view',
-           'colorbar_html', 'MapLabeler']
+__all__ = ['TIML_APP_CONFIG', 'LABEL_COLORS', 'cache_dir', 'save_stats', 'load_stats', 'pretrained_timl', 'LabelingSession',
+           'raster_rgba', 'proba_rgba', 'png_data_url', 'map_view', 'colorbar_html', 'MapLabeler']
 
-# %% ../nbs/60_app.ipynb #8738cea7
-def check_raster(raster:xr.DataArray, # (time, band, y, x) datacube with lat/lon coordinates
-                 bands=CROPHARVEST_BANDS, # the bands the learner expects, in its order
-                 n_time:int=12, # the number of time steps the learner expects
-                 where:str|None=None, # named in error messages (default: the raster's `source` attr or 'raster')
-                )->xr.DataArray: # float32, dims (time, band, y, x), bands in `bands` order
-    "Check that a learner can use `raster`; return it in the learner's band order."
-    if not isinstance(raster, xr.DataArray): raise bad_input(where or 'raster', 'raster', 'an xarray.DataArray', type(raster).__name__)
-    where = where or raster.attrs.get('source', 'raster')
-    if set(raster.dims) != {'time', 'band', 'y', 'x'}:
-        raise bad_input(where, 'dims', "('time', 'band', 'y', 'x')", raster.dims)
-    crs = raster.rio.crs
-    if crs is None:
-        raise bad_input(where, 'crs', "a coordinate reference system (EPSG:4326 lon/lat); "
-                        "set one with raster.rio.write_crs('EPSG:4326')", 'none')
-    if crs.to_epsg() != 4326:
-        raise bad_input(where, 'crs', "EPSG:4326 (lon/lat degrees); reproject the raster first", str(crs))
-    have = [str(b) for b in raster.band.values]
-    missing = [b for b in bands if b not in have]
-    if missing:
-        raise AgrinbError(str(bad_input(where, 'band', f"the model's {len(bands)} bands {list(bands)}",
-                                        f"{have}, missing {missing}")) + suggest(missing[0], have))
-    if raster.sizes['time'] != n_time:
-        raise bad_input(where, 'time', f"{n_time} time steps like the model's training data", raster.sizes['time'])
-    raster = raster.transpose('time', 'band', 'y', 'x').sel(band=list(bands)).astype(np.float32)
-    empty = np.isnan(raster.values).all(axis=(1, 2, 3))
-    if empty.any():
-        raise bad_input(where, 'time', 'data in every month (a month with no valid pixel cannot be gap-filled '
-                        'reliably; use an export with fewer clouds or a longer window)',
-                        f'all-NaN months at time index {np.flatnonzero(empty).tolist()}')
-    return raster
-
-# %% ../nbs/60_app.ipynb #6e7ecb03
-def load_raster(src, # a DataArray, a raw CropHarvest Earth Engine GeoTIFF, or a netCDF datacube
-               )->xr.DataArray: # (time, band, y, x), not yet checked
-    "Open a raster for a `LabelingSession`; gaps are kept (the session fills them)."
-    if isinstance(src, xr.DataArray): return src
-    path = Path(src)
-    if not path.exists(): raise bad_input(path, 'path', 'an existing GeoTIFF or netCDF file', 'no such file')
-    if path.suffix.lower() in ('.tif', '.tiff'):
-        from agrinb.data.cropharvest import tif_to_datacube
-        return tif_to_datacube(path, fill=False)
-    if path.suffix.lower() in ('.nc', '.nc4'):
-        import rioxarray  # noqa: F401  (registers .rio)
-        da = xr.open_dataarray(path).load()
-        return da.assign_attrs(source=path.name)
-    raise bad_input(path, 'suffix', "'.tif' (an Earth Engine export) or '.nc' (a datacube)", repr(path.suffix))
-
-# %% ../nbs/60_app.ipynb #9cce7f50
+# %% ../nbs/60_app.ipynb #71a823c0
 def cache_dir()->Path:
     "Where agrinb caches small pretrained models: `$AGRINB_CACHE` or `~/.cache/agrinb`."
     return Path(os.environ.get('AGRINB_CACHE') or Path.home() / '.cache' / 'agrinb')
@@ -86,7 +38,7 @@ def load_stats(path)->BandStats:
         if not {'mean', 'm2', 'count'} <= set(z.files): raise bad_input(path, 'arrays', "'mean', 'm2', 'count'", z.files)
         return BandStats(z['mean'], z['m2'], z['count'])
 
-# %% ../nbs/60_app.ipynb #33bb8f73
+# %% ../nbs/60_app.ipynb #dbf5122f
 TIML_APP_CONFIG = dict(n_samples=6000, missing=0.1, exclude=('Togo', 'Kenya', 'Brazil'), seed=0,  # data
                        hidden=32,  # model
                        meta_steps=100, meta_batch=16, inner_lr=0.3, outer_lr=3e-3)  # meta-training
@@ -123,7 +75,7 @@ def pretrained_timl(cache:Path|str|None=None, # folder for the cached model (def
     learner.save(mpath)
     return learner, tasks.stats
 
-# %% ../nbs/60_app.ipynb #8a596707
+# %% ../nbs/60_app.ipynb #33bb8f73
 class LabelingSession:
     "Labels on a raster, a meta-trained learner adapted to them, and the map it predicts."
     def __init__(self, raster=None, # DataArray / GeoTIFF / netCDF path; None: the embedded synthetic datacube
@@ -159,13 +111,11 @@ class LabelingSession:
         return (f"LabelingSession({self.region}: {self.raster.sizes['y']}x{self.raster.sizes['x']} px, "
                 f"{len(self.labels)} labels, learner {getattr(self.learner, 'name', type(self.learner).__name__)})")
 
-# %% ../nbs/60_app.ipynb #3961ec01
+# %% ../nbs/60_app.ipynb #b5abc8f2
 def _set_raster(self:LabelingSession, raster):
     "Use `raster` (checked); labels outside it are dropped."
     self.raster = check_raster(load_raster(raster), self.bands, self.n_time)
-    y, x = self.raster.y.values, self.raster.x.values
-    dy, dx = (abs(y[1] - y[0]) if len(y) > 1 else 1e-4), (abs(x[1] - x[0]) if len(x) > 1 else 1e-4)
-    self.bounds = (x.min() - dx / 2, y.min() - dy / 2, x.max() + dx / 2, y.max() + dy / 2)  # (W, S, E, N)
+    self.bounds = lonlat_bounds(self.raster)  # (W, S, E, N) degrees, also for a projected raster
     self._x, self.predictor, self.proba, self.suggestions = None, None, None, None
     old = getattr(self, 'labels', None)
     self.labels = pd.DataFrame({'lat': pd.Series(dtype=float), 'lon': pd.Series(dtype=float),
@@ -176,9 +126,15 @@ def _set_raster(self:LabelingSession, raster):
     return self
 
 def _contains(self:LabelingSession, lat:float, lon:float)->bool:
-    "Whether (lat, lon) falls on the raster."
-    W, S, E, N = self.bounds
-    return bool(S <= lat <= N and W <= lon <= E)
+    "Whether (lat, lon) falls on the raster (tested in the raster's own CRS)."
+    x, y = lonlat_to_xy(self.raster, lon, lat)
+    return bool(self._cell(self.raster.x.values, x) is not None and self._cell(self.raster.y.values, y) is not None)
+
+def _cell(self:LabelingSession, centres:np.ndarray, v:float)->int|None:
+    "Index of the pixel whose cell holds `v` along one axis (None when off the raster)."
+    d = abs(centres[1] - centres[0]) if len(centres) > 1 else 1e-4
+    if not (np.isfinite(v) and centres.min() - d / 2 <= v <= centres.max() + d / 2): return None
+    return int(np.abs(centres - v).argmin())
 
 def _features(self:LabelingSession)->np.ndarray:
     "Gap-filled, normalised series of every pixel, (y * x, time, band) float32, row by row."
@@ -191,8 +147,9 @@ def _features(self:LabelingSession)->np.ndarray:
     return self._x
 
 LabelingSession.set_raster, LabelingSession.contains, LabelingSession.features = _set_raster, _contains, _features
+LabelingSession._cell = _cell
 
-# %% ../nbs/60_app.ipynb #9a969c8c
+# %% ../nbs/60_app.ipynb #8a596707
 def _pixel(self:LabelingSession, lat:float, lon:float, where='add_label')->tuple:
     "(row, col) of the pixel under (lat, lon); a clear error when it is off the raster or not in degrees."
     if not (np.isfinite(lat) and np.isfinite(lon)): raise bad_input(where, 'lat/lon', 'finite numbers', (lat, lon))
@@ -203,7 +160,8 @@ def _pixel(self:LabelingSession, lat:float, lon:float, where='add_label')->tuple
         W, S, E, N = self.bounds
         raise bad_input(where, 'lat/lon', f'a point on the raster (lat {S:.4f}..{N:.4f}, lon {W:.4f}..{E:.4f})',
                         (round(float(lat), 5), round(float(lon), 5)))
-    return int(np.abs(self.raster.y.values - lat).argmin()), int(np.abs(self.raster.x.values - lon).argmin())
+    x, y = lonlat_to_xy(self.raster, lon, lat)
+    return self._cell(self.raster.y.values, y), self._cell(self.raster.x.values, x)
 
 def _add_label(self:LabelingSession, lat:float, # latitude, degrees
                lon:float, # longitude, degrees
@@ -237,7 +195,7 @@ def _counts(self:LabelingSession)->dict:
 LabelingSession._pixel, LabelingSession.add_label, LabelingSession.undo = _pixel, _add_label, _undo
 LabelingSession.clear, LabelingSession.counts = _clear, _counts
 
-# %% ../nbs/60_app.ipynb #01372637
+# %% ../nbs/60_app.ipynb #3961ec01
 def _add_labels(self:LabelingSession, labels, # GeoDataFrame / GeoJSON path (any CRS) or DataFrame with lat, lon
                 column:str='cls', # the column holding the class
                )->int: # number of labels
@@ -257,7 +215,7 @@ def _add_labels(self:LabelingSession, labels, # GeoDataFrame / GeoJSON path (any
 
 LabelingSession.add_labels = _add_labels
 
-# %% ../nbs/60_app.ipynb #e3dcf58a
+# %% ../nbs/60_app.ipynb #01372637
 def _support(self:LabelingSession, min_per_class:int=2)->tuple:
     "(x, y) of the labelled pixels; clear errors when a class is missing or too small."
     n = self.counts()
@@ -288,7 +246,7 @@ def _adapt(self:LabelingSession, steps:int|None=None, # SGD steps (None: the ses
 
 LabelingSession._support, LabelingSession._task_info, LabelingSession.adapt = _support, _task_info, _adapt
 
-# %% ../nbs/60_app.ipynb #54e7f40f
+# %% ../nbs/60_app.ipynb #3a6f161c
 def _predict(self:LabelingSession, batch_size:int=16384, # pixels per batch
              progress:bool|None=None, # progress bar (default: the session's setting, shown above 4 batches)
              callback=None, # called as callback(done, total) after each batch
@@ -311,7 +269,7 @@ def _predict(self:LabelingSession, batch_size:int=16384, # pixels per batch
 
 LabelingSession.predict = _predict
 
-# %% ../nbs/60_app.ipynb #d46a8fa0
+# %% ../nbs/60_app.ipynb #54e7f40f
 def _suggest(self:LabelingSession, n:int=5, # how many pixels
             )->pd.DataFrame: # lat, lon, row, col, proba of each suggestion
     "The `n` unlabelled pixels where the model is least certain, spread out in space."
@@ -333,13 +291,13 @@ def _suggest(self:LabelingSession, n:int=5, # how many pixels
             if len(taken) == n: break
         dist = dist / 2 if dist >= 1 else -1
     rows, cols = np.array([t[0] for t in taken], int), np.array([t[1] for t in taken], int)
-    self.suggestions = pd.DataFrame({'lat': self.raster.y.values[rows], 'lon': self.raster.x.values[cols],
+    self.suggestions = pd.DataFrame({'lat': self.raster.lat.values[rows, cols], 'lon': self.raster.lon.values[rows, cols],
                                      'row': rows, 'col': cols, 'proba': p[rows, cols]})
     return self.suggestions
 
 LabelingSession.suggest = _suggest
 
-# %% ../nbs/60_app.ipynb #f73b0c7c
+# %% ../nbs/60_app.ipynb #d46a8fa0
 def _stretch(v:np.ndarray)->np.ndarray:
     lo, hi = np.nanpercentile(v, [2, 98]) if np.isfinite(v).any() else (0., 1.)
     return np.clip((v - lo) / (hi - lo if hi > lo else 1.), 0, 1)
@@ -376,7 +334,7 @@ def png_data_url(rgba:np.ndarray)->str:
     buf = io.BytesIO(); Image.fromarray(rgba, 'RGBA').save(buf, format='PNG')
     return 'data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode()
 
-# %% ../nbs/60_app.ipynb #48d48b85
+# %% ../nbs/60_app.ipynb #0cb00084
 def _labels_gdf(self:LabelingSession):
     import geopandas as gpd
     return gpd.GeoDataFrame(self.labels[['lat', 'lon', 'cls']].copy(), crs='EPSG:4326',
@@ -395,7 +353,7 @@ def _export_proba(self:LabelingSession, path)->Path:
 
 LabelingSession.labels_gdf, LabelingSession.export_labels, LabelingSession.export_proba = _labels_gdf, _export_labels, _export_proba
 
-# %% ../nbs/60_app.ipynb #a4a0f0b1
+# %% ../nbs/60_app.ipynb #f73b0c7c
 LABEL_COLORS = {0: '#1a9641', 1: '#d7191c'}  # positive class green, other class red
 
 def _export_html(self:LabelingSession, path, opacity:float=0.7)->Path:
@@ -425,13 +383,14 @@ def _export(self:LabelingSession, folder, # destination folder
 
 LabelingSession.export_html, LabelingSession.export = _export_html, _export
 
-# %% ../nbs/60_app.ipynb #e676ea6e
+# %% ../nbs/60_app.ipynb #a4a0f0b1
 def _set_region(self:LabelingSession, bbox, # (min_lon, min_lat, max_lon, max_lat), degrees
                )->LabelingSession:
     "Crop the raster to `bbox`; labels outside are dropped."
     W, S, E, N = map(float, bbox)
     y, x = self.raster.y.values, self.raster.x.values
-    rows, cols = (y >= S) & (y <= N), (x >= W) & (x <= E)
+    bx, by = lonlat_to_xy(self.raster, [W, W, E, E], [S, N, S, N])   # the box in the raster's CRS
+    rows, cols = (y >= np.min(by)) & (y <= np.max(by)), (x >= np.min(bx)) & (x <= np.max(bx))
     if rows.sum() < 2 or cols.sum() < 2:
         b = self.bounds
         raise bad_input('set_region', 'bbox', f'a box overlapping the raster by 2 x 2 pixels or more (raster: '
@@ -453,7 +412,7 @@ def _set_country(self:LabelingSession, name:str, # a country name or ISO code
 
 LabelingSession.set_region, LabelingSession.set_country = _set_region, _set_country
 
-# %% ../nbs/60_app.ipynb #070a368d
+# %% ../nbs/60_app.ipynb #e676ea6e
 def map_view(bounds, # (W, S, E, N) degrees
              px:int=420, # map size in screen pixels the bounds should fit in
             )->tuple: # (center (lat, lon), zoom)
@@ -472,7 +431,7 @@ def colorbar_html(cmap:str='RdYlGn', label:str='P(crop)')->str:
     return (f'<div style="display:flex;align-items:center;gap:4px;font-size:12px">{label}: 0'
             f'<div style="width:120px;height:12px;background:linear-gradient(to right, {stops})"></div>1</div>')
 
-# %% ../nbs/60_app.ipynb #fdaf69e2
+# %% ../nbs/60_app.ipynb #cb1d9803
 class MapLabeler:
     "A JupyterLab map over a `LabelingSession`: click to label, adapt, see the prediction, label where unsure."
     def __init__(self, session:LabelingSession|None=None, # the session to drive (default: a new one)
@@ -500,7 +459,7 @@ class MapLabeler:
 
     def _repr_mimebundle_(self, **kwargs): return self.widget._repr_mimebundle_(**kwargs)
 
-# %% ../nbs/60_app.ipynb #b013e1f8
+# %% ../nbs/60_app.ipynb #070a368d
 def _build_controls(self:MapLabeler, w, export_dir):
     s = self.session
     names = _region_choices(s)
@@ -545,7 +504,7 @@ def _region_choices(s:LabelingSession)->list:
 
 MapLabeler._build_controls = _build_controls
 
-# %% ../nbs/60_app.ipynb #10637b65
+# %% ../nbs/60_app.ipynb #fdaf69e2
 def _bounds_ll(self:MapLabeler):
     W, S, E, N = self.session.bounds
     return [[S, W], [N, E]]
@@ -589,7 +548,7 @@ def _refresh(self:MapLabeler):
 MapLabeler._bounds_ll, MapLabeler.draw_raster, MapLabeler.draw_proba = _bounds_ll, _draw_raster, _draw_proba
 MapLabeler.draw_labels, MapLabeler.refresh = _draw_labels, _refresh
 
-# %% ../nbs/60_app.ipynb #fd0a5357
+# %% ../nbs/60_app.ipynb #b013e1f8
 def _run(self:MapLabeler, f, *args):
     "Call f(*args); show any error as a message in the widget instead of raising."
     try:
@@ -625,7 +584,7 @@ def _on_draw(self:MapLabeler, target, action, geo_json):
 MapLabeler._run, MapLabeler.say, MapLabeler._on_interaction, MapLabeler.click, MapLabeler._on_draw = \
     _run, _say, _on_interaction, _click, _on_draw
 
-# %% ../nbs/60_app.ipynb #e9c2c5c7
+# %% ../nbs/60_app.ipynb #0197d60a
 def _undo_w(self:MapLabeler): self.session.undo(); self.draw_labels()
 def _clear_w(self:MapLabeler): self.session.clear(); self.draw_labels(); self.say('labels cleared')
 

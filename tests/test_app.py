@@ -12,7 +12,8 @@ from agrinb.data.pixels import CROPHARVEST_BANDS
 from agrinb.data.synthetic import make_datacube
 from agrinb.data.cropharvest import RAW_DYNAMIC_BANDS, RAW_STATIC_BANDS
 from agrinb.meta.baselines import RandomForest
-from agrinb.app import LabelingSession, MapLabeler, pretrained_timl, check_raster, load_stats
+from agrinb.app import LabelingSession, MapLabeler, pretrained_timl, load_stats
+from agrinb.data.raster import check_raster
 
 SHARED = Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
 TOGO_TIF = SHARED / 'ee_exports' / '98-togo_2019-02-06_2020-02-01.tif'
@@ -35,13 +36,13 @@ def label_truth(s, cube, k, rng):
         for i in rng.choice(len(rows), k, replace=False): s.add_label(float(cube.y[rows[i]]), float(cube.x[cols[i]]), cls)
 
 
-def raw_tif(path, crs='EPSG:4326', H=6, W=5, seed=0):
+def raw_tif(path, crs='EPSG:4326', H=6, W=5, seed=0, y0=8.5, x0=1.0, step=1e-4):
     "A small raw Earth Engine export (206 bands) with or without a CRS."
     rng = np.random.default_rng(seed)
     names = [f'{b}_{t}' if t else b for t in range(12) for b in RAW_DYNAMIC_BANDS] + RAW_STATIC_BANDS
     v = rng.uniform(0.01, 0.5, (len(names), H, W)).astype(np.float32)
     da = xr.DataArray(v, dims=('band', 'y', 'x'), coords={'band': np.arange(1, len(names) + 1),
-                      'y': 8.5 - np.arange(H) * 1e-4, 'x': 1.0 + np.arange(W) * 1e-4})
+                      'y': y0 - np.arange(H) * step, 'x': x0 + np.arange(W) * step})
     if crs: da = da.rio.write_crs(crs)
     da.rio.to_raster(path)
     return path
@@ -54,6 +55,37 @@ def test_geotiff_without_crs(tmp_path):
     with pytest.raises(AgrinbError, match=r"nocrs.tif: field 'crs'.*rio.write_crs"):
         forest_session(path)
     forest_session(raw_tif(tmp_path / 'ok.tif'))  # the same file with a CRS is fine
+
+
+def test_projected_raster(cube, tmp_path):
+    "A raster in UTM metres: pixels get lat/lon from its CRS, labels in degrees land on them, maps keep the CRS."
+    from pyproj import Transformer
+    to_ll = Transformer.from_crs('EPSG:32631', 'EPSG:4326', always_xy=True)
+    s = forest_session(raw_tif(tmp_path / 'utm.tif', crs='EPSG:32631', y0=900005., x0=300005., step=10.))
+    lon, lat = to_ll.transform(300005. + 10 * 3, 900005. - 10 * 2)
+    np.testing.assert_allclose([s.raster.lon.values[2, 3], s.raster.lat.values[2, 3]], [lon, lat], atol=1e-9)
+    W, S, E, N = s.bounds
+    assert W < s.raster.lon.values.min() and s.raster.lat.values.max() < N and 1 < W < 1.4 and 8 < S < 8.3
+    # the synthetic cube on a 20 m UTM grid: labels by lat/lon, adapt, predict, suggest, export
+    H, Wd = cube.sizes['y'], cube.sizes['x']
+    utm = cube.assign_coords(y=900000. - 20 * np.arange(H), x=300000. + 20 * np.arange(Wd)).rio.write_crs('EPSG:32631')
+    s = forest_session(utm)
+    truth, rng = cube.is_crop.values, np.random.default_rng(0)
+    for cls, mask in (('crop', truth), ('non_crop', ~truth)):
+        rows, cols = np.nonzero(mask)
+        for i in rng.choice(len(rows), 5, replace=False):
+            lo, la = to_ll.transform(float(utm.x[cols[i]]), float(utm.y[rows[i]]))
+            s.add_label(la, lo, cls)
+            assert s.labels[['row', 'col']].values[-1].tolist() == [rows[i], cols[i]]
+    p = s.adapt().predict()
+    assert roc_auc_score(truth.ravel(), p.values.ravel()) > 0.7
+    sg = s.suggest(3)
+    lo, la = to_ll.transform(utm.x.values[sg.col.values], utm.y.values[sg.row.values])
+    np.testing.assert_allclose(sg.lon.values, lo, atol=1e-9); np.testing.assert_allclose(sg.lat.values, la, atol=1e-9)
+    assert rioxarray.open_rasterio(s.export_proba(tmp_path / 'p.tif')).rio.crs.to_epsg() == 32631
+    W, S, E, N = s.bounds
+    s.set_region((W, S, (W + E) / 2, N))
+    assert 0.4 * Wd <= s.raster.sizes['x'] <= 0.6 * Wd and s.raster.sizes['y'] == H
 
 
 def test_bands_must_match_the_model(cube):

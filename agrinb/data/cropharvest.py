@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from ..core import AgrinbError, bad_input, atomic_path
 from .pixels import PixelDataset, BandStats, CROPHARVEST_BANDS, NON_CROP, fill_gaps
 from .geo import country_of
+from .raster import read_geotiff, raster_lonlat
 
 # %% auto #0
 __all__ = ['N_TIME', 'N_BANDS', 'LABEL_COLUMNS', 'UNLABELLED', 'RAW_DYNAMIC_BANDS', 'RAW_STATIC_BANDS', 'N_RAW_BANDS',
@@ -85,8 +86,7 @@ def write_normalizing_dict(path, mean, std)->Path:
 
 def stats_from_normalizing_dict(d:dict)->BandStats:
     "A `BandStats` whose `.mean` and `.std` are the dict's."
-    mean, std = np.asarray(d['mean'], np.float64), np.asarray(d['std'], np.float64)
-    return BandStats(mean, std**2, np.ones_like(mean))
+    return BandStats.from_dict({'mean': d['mean'], 'std': d['std']})
 
 # %% ../../nbs/02_data.cropharvest.ipynb #6cccf0ad
 LABEL_COLUMNS = ['index', 'dataset', 'lat', 'lon', 'is_crop', 'export_end_date']
@@ -264,12 +264,9 @@ RAW_STATIC_BANDS = ['elevation', 'slope']
 N_RAW_BANDS = N_TIME * len(RAW_DYNAMIC_BANDS) + len(RAW_STATIC_BANDS)
 
 def _read_raw_tif(path)->xr.DataArray:
-    "Open an Earth Engine export and check its band count and, where present, its band names."
-    import rioxarray
+    "Open an Earth Engine export (the one GeoTIFF reader, `read_geotiff`) and check its band count and band names."
     path = Path(path)
-    if not path.exists(): raise bad_input(path, 'path', 'an existing GeoTIFF', 'no such file')
-    try: da = rioxarray.open_rasterio(path, masked=True)
-    except Exception as ex: raise bad_input(path, 'contents', 'a GeoTIFF', f'unreadable ({ex})') from None
+    da = read_geotiff(path, masked=True)
     if da.sizes['band'] != N_RAW_BANDS:
         raise bad_input(path, 'bands', f'{N_TIME} x {len(RAW_DYNAMIC_BANDS)} + {len(RAW_STATIC_BANDS)} = {N_RAW_BANDS} '
                         f'bands ({N_TIME} monthly steps of {", ".join(RAW_DYNAMIC_BANDS)}, then elevation, slope)', da.sizes['band'])
@@ -303,15 +300,6 @@ def tif_to_datacube(path, # raw Earth Engine export, 206 bands
     return da.rio.write_crs(raw.rio.crs) if raw.rio.crs is not None else da
 
 # %% ../../nbs/02_data.cropharvest.ipynb #4f46f07c
-def _pixel_lonlat(cube:xr.DataArray)->tuple[np.ndarray, np.ndarray]:
-    "Longitude and latitude of every pixel centre, row by row."
-    xx, yy = np.meshgrid(cube.x.values, cube.y.values)
-    crs = cube.rio.crs
-    if crs is not None and not crs.is_geographic:
-        from pyproj import Transformer
-        xx, yy = Transformer.from_crs(crs, 'EPSG:4326', always_xy=True).transform(xx, yy)
-    return xx.ravel(), yy.ravel()
-
 def engineer_tif(path, # raw Earth Engine export, 206 bands
                  label:str|None=None, # the class of every pixel, if known
                  fill:bool=True, # fill gaps, keeping the observation mask
@@ -320,7 +308,7 @@ def engineer_tif(path, # raw Earth Engine export, 206 bands
     cube = tif_to_datacube(path, fill=False)
     H, W = cube.sizes['y'], cube.sizes['x']
     x = cube.transpose('y', 'x', 'time', 'band').values.reshape(H * W, N_TIME, -1)
-    lon, lat = _pixel_lonlat(cube)
+    lon, lat = (a.ravel() for a in raster_lonlat(cube))  # degrees, also for a projected export
     m = re.match(r'^(\d+)-(.+?)_(\d{4}-\d{2}-\d{2})_(\d{4}-\d{2}-\d{2})$', Path(path).stem)
     region = country_of(lat, lon)
     extra = dict(row=np.repeat(np.arange(H), W), col=np.tile(np.arange(W), H))

@@ -14,6 +14,7 @@ import xarray as xr
 import rioxarray  # registers the .rio accessor
 from ..core import bad_input, suggest, atomic_path
 from .pixels import BandStats
+from .raster import check_raster, load_raster
 
 # %% auto #0
 __all__ = ['toy_cube', 'default_cube', 'check_cube', 'resample_time', 'coarsen_source', 'open_stack', 'write_sample',
@@ -61,12 +62,8 @@ def default_cube(region:str='Togo', size=(64, 64), seed:int=0)->xr.DataArray:
 
 # %% ../../nbs/06_data.h5maps.ipynb #4a5c08a9
 def check_cube(cube, name:str='cube')->xr.DataArray:
-    "Raise unless `cube` is an `xarray.DataArray` with dims (time, band, y, x)."
-    if not isinstance(cube, xr.DataArray):
-        raise bad_input(name, 'type', 'an xarray.DataArray (time, band, y, x) or a GeoTIFF path', type(cube).__name__)
-    if cube.dims != ('time', 'band', 'y', 'x'):
-        raise bad_input(name, 'dims', "('time', 'band', 'y', 'x')", cube.dims)
-    return cube
+    "Raise unless `cube` is an `xarray.DataArray` with dims (time, band, y, x) (the one checker, `check_raster`)."
+    return check_raster(cube, bands=None, n_time=None, where=name, need_crs=False, in_order=True)
 
 def resample_time(cube:xr.DataArray, n_time:int)->xr.DataArray:
     "Linear interpolation of `cube` to `n_time` evenly spaced frames."
@@ -98,20 +95,10 @@ def open_stack(path, # GeoTIFF with T x C bands, time-major
                n_time:int, # T
                bands=None, # C band names (default 'b0'..)
               )->xr.DataArray:
-    "Open a GeoTIFF stack as a (time, band, y, x) cube keeping its georeference."
-    import rioxarray
+    "Open a GeoTIFF stack as a (time, band, y, x) cube keeping its georeference (the one loader, `load_raster`)."
     path = Path(path)
     if not path.exists(): raise bad_input(path, 'path', 'an existing GeoTIFF file', 'no such file')
-    da = rioxarray.open_rasterio(path).load()
-    n = da.sizes['band']
-    if n % n_time: raise bad_input(path, 'band', f'a multiple of n_time={n_time} bands', n)
-    C = n // n_time
-    bands = list(bands) if bands is not None else [f'b{i}' for i in range(C)]
-    if len(bands) != C: raise bad_input(path, 'bands', f'{C} band names', len(bands))
-    v = da.values.astype(np.float32).reshape(n_time, C, da.sizes['y'], da.sizes['x'])
-    out = xr.DataArray(v, dims=('time', 'band', 'y', 'x'),
-                       coords=dict(time=np.arange(n_time), band=bands, y=da.y.values, x=da.x.values))
-    return out.rio.write_crs(da.rio.crs).rio.write_transform(da.rio.transform())
+    return load_raster(path, n_time=n_time, bands=bands)
 
 # %% ../../nbs/06_data.h5maps.ipynb #4fb54fe1
 def write_sample(path, # destination .h5
