@@ -12,7 +12,8 @@ from agrinb.data.pixels import CROPHARVEST_BANDS
 from agrinb.data.synthetic import make_datacube
 from agrinb.data.cropharvest import RAW_DYNAMIC_BANDS, RAW_STATIC_BANDS
 from agrinb.meta.baselines import RandomForest
-from agrinb.app import LabelingSession, MapLabeler, pretrained_timl, load_stats
+from agrinb.app import LabelingSession, MapLabeler
+from agrinb.meta.pretrained import pretrained_timl, learner_stats
 from agrinb.data.raster import check_raster
 
 SHARED = Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
@@ -196,22 +197,22 @@ def test_region_and_country(cube):
 
 def test_widget_turns_errors_into_messages(cube):
     ml = MapLabeler(forest_session(cube))
-    ml._on_interaction(type='click', coordinates=[0.0, 0.0])  # far off the raster
+    ml.on_interaction(type='click', coordinates=[0.0, 0.0])  # far off the raster
     assert ml.last_error and 'a point on the raster' in ml.last_message and 'point on the raster' in ml.message.value
     ml.adapt_btn.click()
     assert ml.last_error and '0 crop, 0 non_crop' in ml.last_message and ml.progress.value == 0
     ml.suggest_btn.click(); assert ml.last_error
     for r, c, k in [(1, 1, 'crop'), (5, 5, 'crop'), (9, 9, 'non_crop'), (13, 13, 'non_crop')]:
-        ml.cls.value = k; ml._on_interaction(type='click', coordinates=[float(cube.y[r]), float(cube.x[c])])
+        ml.cls.value = k; ml.on_interaction(type='click', coordinates=[float(cube.y[r]), float(cube.x[c])])
     assert len(ml.label_layer.layers) == 4 and '4 labels' in ml.count.value
-    ml._on_interaction(type='mousemove', coordinates=[float(cube.y[20]), float(cube.x[20])])  # ignored
+    ml.on_interaction(type='mousemove', coordinates=[float(cube.y[20]), float(cube.x[20])])  # ignored
     ml.adapt_btn.click()
     assert not ml.last_error, ml.last_message
     assert ml.proba_layer in ml.map.layers and ml.progress.value == pytest.approx(1.0)
     ml.opacity.value = 0.3; assert ml.proba_layer.opacity == 0.3
     ml.suggest_btn.click(); assert len(ml.suggest_layer.layers) == ml.n_suggest
     ml.clear_btn.click(); assert len(ml.label_layer.layers) == 0 and len(ml.suggest_layer.layers) == 0
-    ml._on_draw(None, 'created', {'geometry': {'type': 'Polygon', 'coordinates': [[[float(cube.x[0]), float(cube.y[0])],
+    ml.on_draw(None, 'created', {'geometry': {'type': 'Polygon', 'coordinates': [[[float(cube.x[0]), float(cube.y[0])],
                 [float(cube.x[19]), float(cube.y[0])], [float(cube.x[19]), float(cube.y[19])], [float(cube.x[0]), float(cube.y[19])]]]}})
     assert not ml.last_error, ml.last_message
     assert ml.session.raster.sizes['x'] == 20 and ml.proba_layer not in ml.map.layers
@@ -223,7 +224,8 @@ def test_pretrained_timl_is_cached_atomically(tmp_path, cube):
     cfg = dict(n_samples=1500, meta_steps=2)
     learner, stats = pretrained_timl(cache=tmp_path, progress=False, **cfg)
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert len(files) == 2 and not any('.tmp' in f for f in files), files
+    assert len(files) == 1 and files[0].endswith('.pt') and not any('.tmp' in f for f in files), files  # stats inside
+    np.testing.assert_allclose(learner_stats(tmp_path / files[0]).mean, stats.mean)
     again, stats2 = pretrained_timl(cache=tmp_path, progress=False, **cfg)
     np.testing.assert_allclose(stats.mean, stats2.mean)
     preds = []
