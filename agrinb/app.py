@@ -4,7 +4,7 @@
 
 # %% ../nbs/60_app.ipynb #9c1aae96
 from __future__ import annotations
-import inspect, time
+import time
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -190,9 +190,8 @@ def adapt(self:LabelingSession, steps:int|None=None, # SGD steps (None: the sess
     "Adapt the learner to the labels."
     x, y = self._support()
     steps = self.adapt_steps if steps is None else steps
-    # the same labels give the same map: MAML-family learners adapt with the session's seed
-    kw = {'seed': self.seed} if 'seed' in inspect.signature(self.learner.adapt).parameters else {}
-    self.predictor = self.learner.adapt((x, y), task_info=self._task_info(), steps=steps, **kw)
+    # the learner protocol (agrinb.meta.core.Learner); the same labels give the same map: adapt with the session's seed
+    self.predictor = self.learner.adapt(x, y, info=self._task_info(), steps=steps, seed=self.seed, device=self.device)
     self.proba = self.suggestions = None
     return self
 
