@@ -311,6 +311,8 @@ class MapLabeler:
                  export_dir:str='agrinb_export', # default export folder
                 ):
         import ipyleaflet as L, ipywidgets as w
+        if session is not None and not isinstance(session, LabelingSession):
+            raise bad_input('MapLabeler', 'session', 'a LabelingSession', type(session).__name__)
         self.session, self.n_suggest = session or LabelingSession(), n_suggest
         center, zoom = map_view(self.session.bounds, int(height.rstrip('px')))
         self.map = L.Map(center=center, zoom=zoom, layers=(), max_zoom=22, double_click_zoom=False,
@@ -329,7 +331,7 @@ class MapLabeler:
 
     def _repr_mimebundle_(self, **kwargs): return self.widget._repr_mimebundle_(**kwargs)
 
-# %% ../nbs/60_app.ipynb #fdaf69e2
+# %% ../nbs/60_app.ipynb #b013e1f8
 def _region_choices(s:LabelingSession)->list:
     "Countries to offer: the synthetic regions, or those whose box overlaps a real raster."
     from agrinb.data.geo import countries
@@ -340,41 +342,7 @@ def _region_choices(s:LabelingSession)->list:
     hit = t[(t.min_lon <= E) & (t.max_lon >= W) & (t.min_lat <= N) & (t.max_lat >= S)]
     return sorted(set(hit['name']))
 
-@patch
-def build_controls(self:MapLabeler, w, export_dir):
-    "The dropdowns, sliders and buttons, wired to the handlers, laid out in `self.widget`."
-    s = self.session
-    names = _region_choices(s)
-    self.country = w.Dropdown(options=names, value=s.region if s.region in names else None, description='Region',
-                              layout=w.Layout(width='220px'))
-    self.view = w.Dropdown(options=[('true colour', 'rgb'), ('NDVI', 'ndvi')], value='rgb', layout=w.Layout(width='120px'))
-    self.month = w.IntSlider(value=min(6, s.n_time - 1), min=0, max=s.n_time - 1, description='month',
-                             continuous_update=False, layout=w.Layout(width='240px'))
-    self.cls = w.ToggleButtons(options=list(s.classes), value=s.classes[0], style={'button_width': '80px'})
-    self.undo_btn, self.clear_btn = w.Button(description='Undo', icon='undo'), w.Button(description='Clear')
-    self.adapt_btn = w.Button(description='Adapt', button_style='primary')
-    self.suggest_btn, self.export_btn = w.Button(description='Suggest'), w.Button(description='Export')
-    self.export_dir = w.Text(value=export_dir, layout=w.Layout(width='160px'))
-    self.progress = w.FloatProgress(value=0, min=0, max=1, layout=w.Layout(width='120px'))
-    self.opacity = w.FloatSlider(value=0.7, min=0, max=1, step=0.05, description='opacity', readout=False,
-                                 layout=w.Layout(width='200px'))
-    w.dlink((self.opacity, 'value'), (self.proba_layer, 'opacity'))
-    self.colorbar = w.HTML(colorbar_html(label=f'P({s.classes[0]})'))
-    self.count, self.message = w.HTML(), w.HTML()
-    self.count.add_class('agrinb-count'); self.message.add_class('agrinb-message')
-    self.country.observe(lambda ch: self._run(self.set_country, ch['new']) if ch['new'] else None, 'value')
-    for c in (self.view, self.month): c.observe(lambda ch: self._run(self.draw_raster), 'value')
-    for b, f in [(self.undo_btn, self.undo), (self.clear_btn, self.clear), (self.adapt_btn, self.adapt),
-                 (self.suggest_btn, self.suggest), (self.export_btn, self.export)]:
-        b.on_click(lambda _, f=f: self._run(f))
-    self.widget = w.VBox([w.HBox([self.country, self.view, self.month]),
-                          w.HBox([self.cls, self.undo_btn, self.clear_btn, self.count]),
-                          self.map,
-                          w.HBox([self.adapt_btn, self.progress, self.suggest_btn, self.opacity, self.colorbar]),
-                          w.HBox([self.export_btn, self.export_dir]), self.message])
-    self.widget.add_class('agrinb-labeler')
-
-# %% ../nbs/60_app.ipynb #10637b65
+# %% ../nbs/60_app.ipynb #fd0a5357
 @patch
 def _bounds_ll(self:MapLabeler):
     W, S, E, N = self.session.bounds
@@ -397,7 +365,7 @@ def draw_proba(self:MapLabeler):
         self.map.remove(self.label_layer); self.map.remove(self.suggest_layer)
         for layer in (self.proba_layer, self.label_layer, self.suggest_layer): self.map.add(layer)
 
-# %% ../nbs/60_app.ipynb #dced1093
+# %% ../nbs/60_app.ipynb #67d99b7a
 @patch
 def draw_labels(self:MapLabeler):
     "Redraw label and suggestion markers and the count."
@@ -421,7 +389,7 @@ def refresh(self:MapLabeler):
     "Redraw everything from the session."
     self.draw_raster(); self.draw_proba(); self.draw_labels()
 
-# %% ../nbs/60_app.ipynb #5edc3c0d
+# %% ../nbs/60_app.ipynb #e89986d3
 @patch
 def _run(self:MapLabeler, f, *args):
     "Call f(*args); show any error as a message in the widget instead of raising."
@@ -462,7 +430,7 @@ def on_draw(self:MapLabeler, target, action, geo_json):
     self._run(self.set_region, (ring[:, 0].min(), ring[:, 1].min(), ring[:, 0].max(), ring[:, 1].max()))
     self.draw.clear()
 
-# %% ../nbs/60_app.ipynb #ae0cf45c
+# %% ../nbs/60_app.ipynb #f2c8ca7f
 @patch
 def undo(self:MapLabeler): self.session.undo(); self.draw_labels()
 @patch
@@ -481,6 +449,7 @@ def adapt(self:MapLabeler):
     self.say(f'adapted on {len(self.session.labels)} labels and mapped {self.session.proba.size} pixels '
              f'in {time.time() - t0:.1f} s')
 
+# %% ../nbs/60_app.ipynb #8206125a
 @patch
 def suggest(self:MapLabeler):
     sg = self.session.suggest(self.n_suggest); self.draw_labels()
@@ -504,3 +473,38 @@ def set_country(self:MapLabeler, name):
 def recenter(self:MapLabeler):
     center, zoom = map_view(self.session.bounds, int(str(self.map.layout.height).rstrip('px')))
     self.map.center, self.map.zoom = center, zoom
+
+# %% ../nbs/60_app.ipynb #0d24d620
+@patch
+def build_controls(self:MapLabeler, w, export_dir):
+    "The dropdowns, sliders and buttons, wired to the handlers, laid out in `self.widget`."
+    s = self.session
+    names = _region_choices(s)
+    self.country = w.Dropdown(options=names, value=s.region if s.region in names else None, description='Region',
+                              layout=w.Layout(width='220px'))
+    self.view = w.Dropdown(options=[('true colour', 'rgb'), ('NDVI', 'ndvi')], value='rgb', layout=w.Layout(width='120px'))
+    self.month = w.IntSlider(value=min(6, s.n_time - 1), min=0, max=s.n_time - 1, description='month',
+                             continuous_update=False, layout=w.Layout(width='240px'))
+    self.cls = w.ToggleButtons(options=list(s.classes), value=s.classes[0], style={'button_width': '80px'})
+    self.undo_btn, self.clear_btn = w.Button(description='Undo', icon='undo'), w.Button(description='Clear')
+    self.adapt_btn = w.Button(description='Adapt', button_style='primary')
+    self.suggest_btn, self.export_btn = w.Button(description='Suggest'), w.Button(description='Export')
+    self.export_dir = w.Text(value=export_dir, layout=w.Layout(width='160px'))
+    self.progress = w.FloatProgress(value=0, min=0, max=1, layout=w.Layout(width='120px'))
+    self.opacity = w.FloatSlider(value=0.7, min=0, max=1, step=0.05, description='opacity', readout=False,
+                                 layout=w.Layout(width='200px'))
+    w.dlink((self.opacity, 'value'), (self.proba_layer, 'opacity'))
+    self.colorbar = w.HTML(colorbar_html(label=f'P({s.classes[0]})'))
+    self.count, self.message = w.HTML(), w.HTML()
+    self.count.add_class('agrinb-count'); self.message.add_class('agrinb-message')
+    self.country.observe(lambda ch: self._run(self.set_country, ch['new']) if ch['new'] else None, 'value')
+    for c in (self.view, self.month): c.observe(lambda ch: self._run(self.draw_raster), 'value')
+    for b, f in [(self.undo_btn, self.undo), (self.clear_btn, self.clear), (self.adapt_btn, self.adapt),
+                 (self.suggest_btn, self.suggest), (self.export_btn, self.export)]:
+        b.on_click(lambda _, f=f: self._run(f))
+    self.widget = w.VBox([w.HBox([self.country, self.view, self.month]),
+                          w.HBox([self.cls, self.undo_btn, self.clear_btn, self.count]),
+                          self.map,
+                          w.HBox([self.adapt_btn, self.progress, self.suggest_btn, self.opacity, self.colorbar]),
+                          w.HBox([self.export_btn, self.export_dir]), self.message])
+    self.widget.add_class('agrinb-labeler')
