@@ -18,7 +18,7 @@ from .raster import check_raster, load_raster
 
 # %% auto #0
 __all__ = ['toy_cube', 'default_cube', 'check_cube', 'resample_time', 'coarsen_source', 'open_stack', 'write_sample',
-           'read_sample', 'write_samples', 'write_data_list', 'read_data_list', 'check_sample', 'compute_stats',
+           'read_sample', 'write_data_list', 'write_samples', 'read_data_list', 'check_sample', 'compute_stats',
            'source_stats', 'normalize', 'augment', 'resize_sample', 'MappingDataset', 'demo_samples']
 
 # %% ../../nbs/06_data.h5maps.ipynb #f5eaaac2
@@ -123,7 +123,7 @@ def read_sample(path, sources=None)->tuple[dict, np.ndarray]:
         if 'label' not in f: raise bad_input(path, 'label', 'an integer label dataset (H, W)', 'none')
         return {k: f[k][()] for k in names}, f['label'][()]
 
-# %% ../../nbs/06_data.h5maps.ipynb #e95da83d
+# %% ../../nbs/06_data.h5maps.ipynb #708d8057
 def _label_map(ref:xr.DataArray, label)->np.ndarray:
     if label is None: label = 'is_crop'
     if isinstance(label, str):
@@ -135,6 +135,13 @@ def _label_map(ref:xr.DataArray, label)->np.ndarray:
         raise bad_input('write_samples', 'label', f"shape {(ref.sizes['y'], ref.sizes['x'])} of the first source", lab.shape)
     return lab
 
+def write_data_list(root, split:str, names)->Path:
+    "Write `data_lists/<split>.txt` atomically."
+    p = Path(root) / 'data_lists' / f'{split}.txt'
+    with atomic_path(p) as tmp: tmp.write_text(''.join(f'{n}\n' for n in names))
+    return p
+
+# %% ../../nbs/06_data.h5maps.ipynb #944cffd8
 def write_samples(root, # folder to create h5_samples/ and data_lists/ in
                   sources:dict, # source name -> cube (time, band, y, x) or GeoTIFF path (first = label grid)
                   label='is_crop', # (H, W) int map or the name of a 2-D coordinate of the first source
@@ -176,13 +183,7 @@ def write_samples(root, # folder to create h5_samples/ and data_lists/ in
         write_data_list(root, split, out[split])
     return out
 
-def write_data_list(root, split:str, names)->Path:
-    "Write `data_lists/<split>.txt` atomically."
-    p = Path(root) / 'data_lists' / f'{split}.txt'
-    with atomic_path(p) as tmp: tmp.write_text(''.join(f'{n}\n' for n in names))
-    return p
-
-# %% ../../nbs/06_data.h5maps.ipynb #4fa42d4e
+# %% ../../nbs/06_data.h5maps.ipynb #e23d43e5
 def read_data_list(root, split:str)->list[str]:
     "Sample names of `split`, checking that each file exists."
     root = Path(root); p = root / 'data_lists' / f'{split}.txt'
@@ -210,7 +211,7 @@ def check_sample(path, # H5 sample
         raise bad_input(path, 'label', f'shape {data[ref].shape[-2:]} (the grid of source {ref!r})', lab.shape)
     return data, lab
 
-# %% ../../nbs/06_data.h5maps.ipynb #944cffd8
+# %% ../../nbs/06_data.h5maps.ipynb #16ce0764
 def compute_stats(root, # folder with h5_samples/
                   names, # sample names
                   sources, # source names
@@ -236,7 +237,7 @@ def normalize(data:dict, # source -> array (T, C, H, W)
     stats = source_stats(stats)
     return {k: torch.nan_to_num(torch.from_numpy(stats[k].scale(np.asarray(v, np.float32)))) for k, v in data.items()}
 
-# %% ../../nbs/06_data.h5maps.ipynb #3cac391c
+# %% ../../nbs/06_data.h5maps.ipynb #9bfcfc98
 def augment(data:dict, # source -> tensor (T, C, H, W)
             label:torch.Tensor, # (H, W)
             rng:np.random.Generator, # random draws
@@ -260,7 +261,7 @@ def resize_sample(data:dict, label:torch.Tensor, size:int)->tuple[dict, torch.Te
     lab = F.interpolate(label[None, None].float(), size=(size, size), mode='nearest')[0, 0].long()
     return out, lab
 
-# %% ../../nbs/06_data.h5maps.ipynb #91580fb0
+# %% ../../nbs/06_data.h5maps.ipynb #90351edf
 class MappingDataset(torch.utils.data.Dataset):
     "AgriFM-style samples: {'data': {source: (T, C, H, W)}, 'label': (H, W) long, 'file_name': str}."
     def __init__(self, root, # folder with h5_samples/ and data_lists/
@@ -293,7 +294,7 @@ class MappingDataset(torch.utils.data.Dataset):
         if self.do_augment: data, lab = augment(data, lab, self.rng)
         return {'data': data, 'label': lab, 'file_name': name}
 
-# %% ../../nbs/06_data.h5maps.ipynb #9bfcfc98
+# %% ../../nbs/06_data.h5maps.ipynb #2887ed68
 def demo_samples(root, # output folder
                  size:int=128, # cube size (pixels)
                  tile:int=32, # sample size (pixels)

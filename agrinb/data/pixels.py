@@ -15,15 +15,10 @@ from fastcore.basics import patch
 from ..core import bad_input, atomic_path, get_device
 
 # %% auto #0
-__all__ = ['CROPHARVEST_BANDS', 'NON_CROP', 'MIN_STD', 'fill_gaps', 'BandStats', 'prepare_series', 'PixelDataset',
+__all__ = ['MIN_STD', 'CROPHARVEST_BANDS', 'NON_CROP', 'fill_gaps', 'BandStats', 'prepare_series', 'PixelDataset',
            'concat_datasets']
 
 # %% ../../nbs/01_data.pixels.ipynb #23700682
-CROPHARVEST_BANDS = ['VV', 'VH', 'B2', 'B3', 'B4', 'B5', 'B6', 'B7', 'B8', 'B8A', 'B9', 'B11', 'B12',
-                     'temperature_2m', 'total_precipitation', 'elevation', 'slope', 'NDVI']
-NON_CROP = 'non_crop'
-
-# %% ../../nbs/01_data.pixels.ipynb #865cbc57
 def fill_gaps(x:np.ndarray, # (N, T, B) with NaN where clouds or gaps
               band_mean:np.ndarray|None=None, # (B,) value for series missing entirely (default: nanmean of `x`)
              )->np.ndarray: # same shape, no NaN
@@ -50,7 +45,7 @@ def fill_gaps(x:np.ndarray, # (N, T, B) with NaN where clouds or gaps
     out = np.where(has_p & has_n, inner, np.where(has_p, pv, np.where(has_n, nv, band_mean[None, None, :].astype(np.float32))))
     return np.where(valid, x, out).astype(np.float32)
 
-# %% ../../nbs/01_data.pixels.ipynb #08730025
+# %% ../../nbs/01_data.pixels.ipynb #cf9d4eda
 MIN_STD = 1e-8  # a band whose spread is at most this is only centred, not divided
 
 @dataclass
@@ -85,7 +80,7 @@ class BandStats:
         self.count = tot
         return self
 
-# %% ../../nbs/01_data.pixels.ipynb #023f8f9c
+# %% ../../nbs/01_data.pixels.ipynb #487fcc2f
 @patch(as_prop=True)
 def std(self:BandStats)->np.ndarray: return np.sqrt(self.m2 / np.maximum(self.count, 1))
 
@@ -118,7 +113,7 @@ def from_dict(cls:BandStats, d:dict, # `to_dict` output, or {'mean', 'std'}
     else: m2, count = np.asarray(d['std'], np.float64) ** 2, np.ones_like(mean)
     return cls(mean, m2, count, d.get('axis', -1) if axis is None else axis)
 
-# %% ../../nbs/01_data.pixels.ipynb #6da89738
+# %% ../../nbs/01_data.pixels.ipynb #bf462590
 def prepare_series(x:np.ndarray, # (N, T, B) with NaN where missing
                    stats:BandStats, # training statistics (bands last)
                    ids=None, # (N,) sample ids named in errors (default: positions)
@@ -134,7 +129,10 @@ def prepare_series(x:np.ndarray, # (N, T, B) with NaN where missing
         raise bad_input('PixelDataset', 'x', 'at least one observed value per sample', f'samples {bad} are NaN for every step and band')
     return stats.scale(fill_gaps(x, band_mean=stats.mean))
 
-# %% ../../nbs/01_data.pixels.ipynb #33af029d
+# %% ../../nbs/01_data.pixels.ipynb #6da89738
+CROPHARVEST_BANDS = ['VV', 'VH', 'B2', 'B3', 'B4', 'B5', 'B6', 'B7', 'B8', 'B8A', 'B9', 'B11', 'B12',
+                     'temperature_2m', 'total_precipitation', 'elevation', 'slope', 'NDVI']
+NON_CROP = 'non_crop'
 _SAMPLE_COORDS = ('lat', 'lon', 'label', 'is_crop', 'region', 'dataset')
 
 def _per_sample(name, v, n, dtype=None):
@@ -143,6 +141,7 @@ def _per_sample(name, v, n, dtype=None):
     if a.shape != (n,): raise bad_input('PixelDataset', name, f'one value per sample ({n},)', a.shape)
     return a
 
+# %% ../../nbs/01_data.pixels.ipynb #e8ee99bf
 class PixelDataset:
     "Pixel time series `x` (sample, time, band) with per-sample coordinates, in an `xarray.Dataset`."
     def __init__(self, ds:xr.Dataset): self.ds = ds
@@ -182,7 +181,7 @@ class PixelDataset:
         return (f"PixelDataset({n} samples x {T} times x {B} bands, {len(np.unique(self.ds.label.values))} labels, "
                 f"{len(np.unique(self.ds.region.values))} regions, {miss:.1%} missing)")
 
-# %% ../../nbs/01_data.pixels.ipynb #ff6f6d73
+# %% ../../nbs/01_data.pixels.ipynb #459b4fb9
 @patch(as_prop=True)
 def x(self:PixelDataset)->np.ndarray: "Values (N, T, B) float32, NaN where missing."; return self.ds.x.values
 @patch(as_prop=True)
@@ -214,7 +213,7 @@ def __getitem__(self:PixelDataset, idx):
     idx = np.asarray(np.arange(len(self))[idx])
     return PixelDataset(self.ds.isel(sample=idx).assign_coords(sample=np.arange(len(idx))))
 
-# %% ../../nbs/01_data.pixels.ipynb #b9d9ed04
+# %% ../../nbs/01_data.pixels.ipynb #9ae6649b
 _COL = re.compile(r'^(?P<band>.+?)[_\-](?:t|m|T|M)?(?P<time>\d+)$')
 
 @patch(cls_method=True)
@@ -240,7 +239,7 @@ def from_dataframe(cls:PixelDataset, df:pd.DataFrame, # one row per sample
                            regions=df[region].astype(str).to_numpy() if region and region in df else None,
                            bands=bands, times=times, extra={k: df[k].to_numpy() for k in (extra or [])})
 
-# %% ../../nbs/01_data.pixels.ipynb #30ae3fc3
+# %% ../../nbs/01_data.pixels.ipynb #5d63ef45
 @patch
 def fill_gaps(self:PixelDataset)->PixelDataset:
     "Gap-filled copy (see `fill_gaps`); the observation mask is kept as `ds['mask']`."
@@ -280,7 +279,7 @@ def denormalize(self:PixelDataset)->PixelDataset:
     x = (self.x * s.divisor + s.mean).astype(np.float32)
     return PixelDataset(self.ds.assign(x=(('sample', 'time', 'band'), x)).assign_attrs(normalized=0))
 
-# %% ../../nbs/01_data.pixels.ipynb #34bc5791
+# %% ../../nbs/01_data.pixels.ipynb #35e0dd63
 @patch
 def select(self:PixelDataset, bbox=None, # (min_lon, min_lat, max_lon, max_lat)
            region=None, label=None, # a value or a list of values
