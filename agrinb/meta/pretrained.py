@@ -20,13 +20,14 @@ def cache_dir()->Path:
 def save_learner(learner, # anything with `save(path)` writing an agrinb checkpoint
                  path, # destination
                  stats:BandStats, # the statistics the learner was trained with
+                 **meta, # further plain settings to keep with it (e.g. the data configuration)
                 )->Path:
     "Write `learner` and its training statistics as one checkpoint file, atomically."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as d:
         learner.save(Path(d) / 'learner.pt')
         obj = load_checkpoint(Path(d) / 'learner.pt')
-    return save_checkpoint(path, obj['kind'], obj['state'], **{**obj['meta'], 'band_stats': stats.to_dict()})
+    return save_checkpoint(path, obj['kind'], obj['state'], **{**obj['meta'], **meta, 'band_stats': stats.to_dict()})
 
 def learner_stats(path)->BandStats:
     "The training statistics stored in a checkpoint by `save_learner`."
@@ -71,10 +72,13 @@ def pretrained_timl(cache:Path|str|None=None, # folder for the cached model (def
     unknown = set(cfg) - set(TIML_APP_CONFIG) - set(_MODEL_KEYS) - set(_FIT_KEYS)
     if unknown: raise bad_input('pretrained_timl', sorted(unknown)[0], f'one of {sorted(set(TIML_APP_CONFIG) | set(_MODEL_KEYS) | set(_FIT_KEYS))}')
     path = (Path(cache) if cache is not None else cache_dir()) / f'{_cache_key(cfg)}.pt'
+    plain = {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}
     if not retrain and path.exists():
-        try: return TIML.load(path, device=device), learner_stats(path)
+        try:
+            if load_checkpoint(path)['meta'].get('app_config') != plain: raise bad_input(path, 'app_config', plain, 'another')
+            return TIML.load(path, device=device), learner_stats(path)
         except (AgrinbError, OSError, RuntimeError, KeyError) as ex:
             warnings.warn(f'{path}: cached model unusable ({ex}); training a new one')
     learner, stats = _train_timl(cfg, device, progress)
-    save_learner(learner, path, stats)
+    save_learner(learner, path, stats, app_config=plain)
     return learner, stats
