@@ -4,126 +4,25 @@
 
 # %% ../nbs/60_app.ipynb #9c1aae96
 from __future__ import annotations
-import base64, inspect, io, math, os, time, warnings
-from dataclasses import dataclass
+import time
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import xarray as xr
 from tqdm.auto import tqdm
-from .core import AgrinbError, bad_input, suggest, get_device, seed_everything, atomic_path
-from .data.pixels import CROPHARVEST_BANDS, NON_CROP, BandStats, fill_gaps
+from fastcore.basics import patch
+from .core import AgrinbError, bad_input, suggest, get_device
+from .data.pixels import CROPHARVEST_BANDS, NON_CROP, BandStats, prepare_series
+from .data.raster import check_raster, load_raster, lonlat_bounds, lonlat_to_xy
+from .data.synthetic import make_datacube
+from .meta.pretrained import pretrained_timl
+from .maps import (LABEL_COLORS, raster_rgba, proba_rgba, png_data_url, map_view, colorbar_html,
+                         labels_gdf, write_labels, write_proba, folium_map, write_html)
 
 # %% auto #0
-__all__ = ['TIML_APP_CONFIG', 'LABEL_COLORS', 'check_raster', 'load_raster', 'cache_dir', 'save_stats', 'load_stats',
-           'pretrained_timl', 'LabelingSession', 'raster_rgba', 'proba_rgba', 'png_data_url', 'map_view',
-           'colorbar_html', 'MapLabeler']
+__all__ = ['LabelingSession', 'MapLabeler']
 
 # %% ../nbs/60_app.ipynb #8738cea7
-def check_raster(raster:xr.DataArray, # (time, band, y, x) datacube with lat/lon coordinates
-                 bands=CROPHARVEST_BANDS, # the bands the learner expects, in its order
-                 n_time:int=12, # the number of time steps the learner expects
-                 where:str|None=None, # named in error messages (default: the raster's `source` attr or 'raster')
-                )->xr.DataArray: # float32, dims (time, band, y, x), bands in `bands` order
-    "Check that a learner can use `raster`; return it in the learner's band order."
-    if not isinstance(raster, xr.DataArray): raise bad_input(where or 'raster', 'raster', 'an xarray.DataArray', type(raster).__name__)
-    where = where or raster.attrs.get('source', 'raster')
-    if set(raster.dims) != {'time', 'band', 'y', 'x'}:
-        raise bad_input(where, 'dims', "('time', 'band', 'y', 'x')", raster.dims)
-    crs = raster.rio.crs
-    if crs is None:
-        raise bad_input(where, 'crs', "a coordinate reference system (EPSG:4326 lon/lat); "
-                        "set one with raster.rio.write_crs('EPSG:4326')", 'none')
-    if crs.to_epsg() != 4326:
-        raise bad_input(where, 'crs', "EPSG:4326 (lon/lat degrees); reproject the raster first", str(crs))
-    have = [str(b) for b in raster.band.values]
-    missing = [b for b in bands if b not in have]
-    if missing:
-        raise AgrinbError(str(bad_input(where, 'band', f"the model's {len(bands)} bands {list(bands)}",
-                                        f"{have}, missing {missing}")) + suggest(missing[0], have))
-    if raster.sizes['time'] != n_time:
-        raise bad_input(where, 'time', f"{n_time} time steps like the model's training data", raster.sizes['time'])
-    raster = raster.transpose('time', 'band', 'y', 'x').sel(band=list(bands)).astype(np.float32)
-    empty = np.isnan(raster.values).all(axis=(1, 2, 3))
-    if empty.any():
-        raise bad_input(where, 'time', 'data in every month (a month with no valid pixel cannot be gap-filled '
-                        'reliably; use an export with fewer clouds or a longer window)',
-                        f'all-NaN months at time index {np.flatnonzero(empty).tolist()}')
-    return raster
-
-# %% ../nbs/60_app.ipynb #6e7ecb03
-def load_raster(src, # a DataArray, a raw CropHarvest Earth Engine GeoTIFF, or a netCDF datacube
-               )->xr.DataArray: # (time, band, y, x), not yet checked
-    "Open a raster for a `LabelingSession`; gaps are kept (the session fills them)."
-    if isinstance(src, xr.DataArray): return src
-    path = Path(src)
-    if not path.exists(): raise bad_input(path, 'path', 'an existing GeoTIFF or netCDF file', 'no such file')
-    if path.suffix.lower() in ('.tif', '.tiff'):
-        from agrinb.data.cropharvest import tif_to_datacube
-        return tif_to_datacube(path, fill=False)
-    if path.suffix.lower() in ('.nc', '.nc4'):
-        import rioxarray  # noqa: F401  (registers .rio)
-        da = xr.open_dataarray(path).load()
-        return da.assign_attrs(source=path.name)
-    raise bad_input(path, 'suffix', "'.tif' (an Earth Engine export) or '.nc' (a datacube)", repr(path.suffix))
-
-# %% ../nbs/60_app.ipynb #9cce7f50
-def cache_dir()->Path:
-    "Where agrinb caches small pretrained models: `$AGRINB_CACHE` or `~/.cache/agrinb`."
-    return Path(os.environ.get('AGRINB_CACHE') or Path.home() / '.cache' / 'agrinb')
-
-def save_stats(stats:BandStats, path)->Path:
-    "Write band statistics atomically (npz)."
-    with atomic_path(path) as tmp:
-        with open(tmp, 'wb') as f: np.savez(f, mean=stats.mean, m2=stats.m2, count=stats.count)
-    return Path(path)
-
-def load_stats(path)->BandStats:
-    "Read band statistics written by `save_stats`."
-    path = Path(path)
-    if not path.exists(): raise bad_input(path, 'path', 'an existing band-statistics file', 'no such file')
-    with np.load(path) as z:
-        if not {'mean', 'm2', 'count'} <= set(z.files): raise bad_input(path, 'arrays', "'mean', 'm2', 'count'", z.files)
-        return BandStats(z['mean'], z['m2'], z['count'])
-
-# %% ../nbs/60_app.ipynb #33bb8f73
-TIML_APP_CONFIG = dict(n_samples=6000, missing=0.1, exclude=('Togo', 'Kenya', 'Brazil'), seed=0,  # data
-                       hidden=32,  # model
-                       meta_steps=100, meta_batch=16, inner_lr=0.3, outer_lr=3e-3)  # meta-training
-_MODEL_KEYS = ('hidden', 'dropout')
-_FIT_KEYS = ('meta_batch', 'k_support', 'k_query', 'inner_lr', 'inner_steps', 'outer_lr', 'first_order')
-
-def pretrained_timl(cache:Path|str|None=None, # folder for the cached model (default `cache_dir()`)
-                    retrain:bool=False, # ignore a cached model
-                    device=None, # torch device (default: CUDA if available)
-                    progress:bool=True, # show meta-training progress
-                    **config, # overrides of `TIML_APP_CONFIG` (also TIML's `dropout`, meta_fit's `inner_lr`, ...)
-                   )->tuple: # (TIML learner, BandStats it was trained with)
-    "A small TIML meta-trained on the embedded synthetic dataset (test regions held out), cached atomically."
-    from agrinb.data.synthetic import make_dataset
-    from agrinb.tasks import build_tasks
-    from agrinb.meta.timl import TIML
-    cfg = {**TIML_APP_CONFIG, **config}
-    unknown = set(cfg) - set(TIML_APP_CONFIG) - set(_MODEL_KEYS) - set(_FIT_KEYS)
-    if unknown: raise bad_input('pretrained_timl', sorted(unknown)[0], f'one of {sorted(set(TIML_APP_CONFIG) | set(_MODEL_KEYS) | set(_FIT_KEYS))}')
-    key = 'timl_app_v1_' + '_'.join(f'{k}{"-".join(v) if isinstance(v, (tuple, list)) else v}' for k, v in sorted(cfg.items()))
-    folder = Path(cache) if cache is not None else cache_dir()
-    mpath, spath = folder / f'{key}.pt', folder / f'{key}.stats.npz'
-    if not retrain and mpath.exists() and spath.exists():
-        try: return TIML.load(mpath, device=device), load_stats(spath)
-        except (AgrinbError, OSError, RuntimeError, KeyError) as ex:
-            warnings.warn(f'{mpath}: cached model unusable ({ex}); training a new one')
-    ds = make_dataset(n_samples=cfg['n_samples'], seed=cfg['seed'], missing=cfg['missing'])
-    tasks = build_tasks(ds, exclude_regions=list(cfg['exclude']), seed=cfg['seed'], progress=False)
-    seed_everything(cfg['seed'])
-    learner = TIML(device=device, seed=cfg['seed'], **{k: cfg[k] for k in _MODEL_KEYS if k in cfg})
-    learner.meta_fit(tasks, steps=cfg['meta_steps'], progress=progress, seed=cfg['seed'],
-                     **{k: cfg[k] for k in _FIT_KEYS if k in cfg})
-    save_stats(tasks.stats, spath)
-    learner.save(mpath)
-    return learner, tasks.stats
-
-# %% ../nbs/60_app.ipynb #8a596707
 class LabelingSession:
     "Labels on a raster, a meta-trained learner adapted to them, and the map it predicts."
     def __init__(self, raster=None, # DataArray / GeoTIFF / netCDF path; None: the embedded synthetic datacube
@@ -136,7 +35,7 @@ class LabelingSession:
                  n_time:int=12, # the learner's time steps
                  adapt_steps:int|None=50, # SGD steps when adapting (None: the learner's default)
                  device=None, # where to adapt and predict (default: CUDA if available)
-                 seed:int=0, # seeds the synthetic raster and `suggest` ties
+                 seed:int=0, # seeds the synthetic raster, adaptation and `suggest` ties
                  progress:bool=True, # progress bars for long predictions
                 ):
         self.device, self.progress, self.seed = get_device(device), progress, seed
@@ -151,7 +50,6 @@ class LabelingSession:
             raise bad_input('LabelingSession', 'stats', "the BandStats the learner was trained with "
                             "(PixelDataset.stats), or 'raster' to normalise with the raster's own statistics", None)
         self.synthetic = raster is None
-        if raster is None: from agrinb.data.synthetic import make_datacube
         self.set_raster(make_datacube(region, size=size, seed=seed) if raster is None else raster)
         self.region = region if raster is None else self.raster.attrs.get('source', 'raster')
 
@@ -159,13 +57,12 @@ class LabelingSession:
         return (f"LabelingSession({self.region}: {self.raster.sizes['y']}x{self.raster.sizes['x']} px, "
                 f"{len(self.labels)} labels, learner {getattr(self.learner, 'name', type(self.learner).__name__)})")
 
-# %% ../nbs/60_app.ipynb #3961ec01
-def _set_raster(self:LabelingSession, raster):
+# %% ../nbs/60_app.ipynb #6e7ecb03
+@patch
+def set_raster(self:LabelingSession, raster):
     "Use `raster` (checked); labels outside it are dropped."
     self.raster = check_raster(load_raster(raster), self.bands, self.n_time)
-    y, x = self.raster.y.values, self.raster.x.values
-    dy, dx = (abs(y[1] - y[0]) if len(y) > 1 else 1e-4), (abs(x[1] - x[0]) if len(x) > 1 else 1e-4)
-    self.bounds = (x.min() - dx / 2, y.min() - dy / 2, x.max() + dx / 2, y.max() + dy / 2)  # (W, S, E, N)
+    self.bounds = lonlat_bounds(self.raster)  # (W, S, E, N) degrees, also for a projected raster
     self._x, self.predictor, self.proba, self.suggestions = None, None, None, None
     old = getattr(self, 'labels', None)
     self.labels = pd.DataFrame({'lat': pd.Series(dtype=float), 'lon': pd.Series(dtype=float),
@@ -175,24 +72,33 @@ def _set_raster(self:LabelingSession, raster):
             if self.contains(r.lat, r.lon): self.add_label(r.lat, r.lon, r.cls)
     return self
 
-def _contains(self:LabelingSession, lat:float, lon:float)->bool:
-    "Whether (lat, lon) falls on the raster."
-    W, S, E, N = self.bounds
-    return bool(S <= lat <= N and W <= lon <= E)
+@patch
+def _cell(self:LabelingSession, centres:np.ndarray, v:float)->int|None:
+    "Index of the pixel whose cell holds `v` along one axis (None when off the raster)."
+    d = abs(centres[1] - centres[0]) if len(centres) > 1 else 1e-4
+    if not (np.isfinite(v) and centres.min() - d / 2 <= v <= centres.max() + d / 2): return None
+    return int(np.abs(centres - v).argmin())
 
-def _features(self:LabelingSession)->np.ndarray:
+@patch
+def contains(self:LabelingSession, lat:float, lon:float)->bool:
+    "Whether (lat, lon) falls on the raster (tested in the raster's own CRS)."
+    x, y = lonlat_to_xy(self.raster, lon, lat)
+    return bool(self._cell(self.raster.x.values, x) is not None and self._cell(self.raster.y.values, y) is not None)
+
+# %% ../nbs/60_app.ipynb #945e91ff
+@patch
+def features(self:LabelingSession)->np.ndarray:
     "Gap-filled, normalised series of every pixel, (y * x, time, band) float32, row by row."
     if self._x is None:
         T, B, H, W = self.raster.shape
         x = self.raster.values.transpose(2, 3, 0, 1).reshape(H * W, T, B)
         stats = BandStats.empty(B).update(x) if isinstance(self.stats, str) else self.stats
         if len(stats.mean) != B: raise bad_input('LabelingSession', 'stats', f'statistics for {B} bands', len(stats.mean))
-        self._x = stats.scale(fill_gaps(x, band_mean=stats.mean))  # as agrinb.tasks prepares training tasks
+        self._x = prepare_series(x, stats, allow_empty=True)
     return self._x
 
-LabelingSession.set_raster, LabelingSession.contains, LabelingSession.features = _set_raster, _contains, _features
-
-# %% ../nbs/60_app.ipynb #9a969c8c
+# %% ../nbs/60_app.ipynb #a38974f4
+@patch
 def _pixel(self:LabelingSession, lat:float, lon:float, where='add_label')->tuple:
     "(row, col) of the pixel under (lat, lon); a clear error when it is off the raster or not in degrees."
     if not (np.isfinite(lat) and np.isfinite(lon)): raise bad_input(where, 'lat/lon', 'finite numbers', (lat, lon))
@@ -203,12 +109,14 @@ def _pixel(self:LabelingSession, lat:float, lon:float, where='add_label')->tuple
         W, S, E, N = self.bounds
         raise bad_input(where, 'lat/lon', f'a point on the raster (lat {S:.4f}..{N:.4f}, lon {W:.4f}..{E:.4f})',
                         (round(float(lat), 5), round(float(lon), 5)))
-    return int(np.abs(self.raster.y.values - lat).argmin()), int(np.abs(self.raster.x.values - lon).argmin())
+    x, y = lonlat_to_xy(self.raster, lon, lat)
+    return self._cell(self.raster.y.values, y), self._cell(self.raster.x.values, x)
 
-def _add_label(self:LabelingSession, lat:float, # latitude, degrees
-               lon:float, # longitude, degrees
-               cls:str, # one of `self.classes`
-              )->int: # number of labels
+@patch
+def add_label(self:LabelingSession, lat:float, # latitude, degrees
+              lon:float, # longitude, degrees
+              cls:str, # one of `self.classes`
+             )->int: # number of labels
     "Label the pixel under (lat, lon) as `cls` (replacing an earlier label on that pixel)."
     if cls not in self.classes:
         raise AgrinbError(str(bad_input('add_label', 'cls', f'one of {list(self.classes)}', repr(cls)))
@@ -219,28 +127,30 @@ def _add_label(self:LabelingSession, lat:float, # latitude, degrees
     self.labels = pd.concat([self.labels[keep], new], ignore_index=True) if keep.any() else new
     return len(self.labels)
 
-def _undo(self:LabelingSession)->dict|None:
+# %% ../nbs/60_app.ipynb #b4ff0567
+@patch
+def undo(self:LabelingSession)->dict|None:
     "Remove the last label; return it (None when there was none)."
     if not len(self.labels): return None
     last = self.labels.iloc[-1].to_dict()
     self.labels = self.labels.iloc[:-1].reset_index(drop=True)
     return last
 
-def _clear(self:LabelingSession):
+@patch
+def clear(self:LabelingSession):
     "Remove every label and suggestion."
     self.labels, self.suggestions = self.labels.iloc[:0], None
 
-def _counts(self:LabelingSession)->dict:
+@patch
+def counts(self:LabelingSession)->dict:
     "Labels per class."
     return {c: int((self.labels.cls == c).sum()) for c in self.classes}
 
-LabelingSession._pixel, LabelingSession.add_label, LabelingSession.undo = _pixel, _add_label, _undo
-LabelingSession.clear, LabelingSession.counts = _clear, _counts
-
-# %% ../nbs/60_app.ipynb #01372637
-def _add_labels(self:LabelingSession, labels, # GeoDataFrame / GeoJSON path (any CRS) or DataFrame with lat, lon
-                column:str='cls', # the column holding the class
-               )->int: # number of labels
+# %% ../nbs/60_app.ipynb #3a6f161c
+@patch
+def add_labels(self:LabelingSession, labels, # GeoDataFrame / GeoJSON path (any CRS) or DataFrame with lat, lon
+               column:str='cls', # the column holding the class
+              )->int: # number of labels
     "Add many labels at once."
     import geopandas as gpd
     where = labels if isinstance(labels, (str, Path)) else type(labels).__name__
@@ -255,9 +165,8 @@ def _add_labels(self:LabelingSession, labels, # GeoDataFrame / GeoJSON path (any
     for r in labels[['lat', 'lon', column]].itertuples(index=False): self.add_label(r[0], r[1], str(r[2]))
     return len(self.labels)
 
-LabelingSession.add_labels = _add_labels
-
-# %% ../nbs/60_app.ipynb #e3dcf58a
+# %% ../nbs/60_app.ipynb #54e7f40f
+@patch
 def _support(self:LabelingSession, min_per_class:int=2)->tuple:
     "(x, y) of the labelled pixels; clear errors when a class is missing or too small."
     n = self.counts()
@@ -265,34 +174,33 @@ def _support(self:LabelingSession, min_per_class:int=2)->tuple:
     if few:
         raise bad_input('adapt', 'labels', f'at least {min_per_class} labels of each class {list(self.classes)}',
                         ', '.join(f'{k} {c}' for c, k in n.items()))
-    H, W = self.raster.sizes['y'], self.raster.sizes['x']
-    idx = self.labels.row.values * W + self.labels.col.values
+    idx = self.labels.row.values * self.raster.sizes['x'] + self.labels.col.values
     return self.features()[idx], (self.labels.cls.values == self.classes[0]).astype(np.int64)
 
+@patch
 def _task_info(self:LabelingSession):
     "TaskInfo at the raster's centre for the target."
     from agrinb.tasks import TaskInfo
     W, S, E, N = self.bounds
     return TaskInfo(lat=(S + N) / 2, lon=(W + E) / 2, target=self.target)
 
-def _adapt(self:LabelingSession, steps:int|None=None, # SGD steps (None: the session's `adapt_steps`)
-          )->LabelingSession:
+@patch
+def adapt(self:LabelingSession, steps:int|None=None, # SGD steps (None: the session's `adapt_steps`)
+         )->LabelingSession:
     "Adapt the learner to the labels."
     x, y = self._support()
     steps = self.adapt_steps if steps is None else steps
-    # the same labels give the same map: MAML-family learners adapt with the session's seed
-    kw = {'seed': self.seed} if 'seed' in inspect.signature(self.learner.adapt).parameters else {}
-    self.predictor = self.learner.adapt((x, y), task_info=self._task_info(), steps=steps, **kw)
+    # the learner protocol (agrinb.meta.core.Learner); the same labels give the same map: adapt with the session's seed
+    self.predictor = self.learner.adapt(x, y, info=self._task_info(), steps=steps, seed=self.seed, device=self.device)
     self.proba = self.suggestions = None
     return self
 
-LabelingSession._support, LabelingSession._task_info, LabelingSession.adapt = _support, _task_info, _adapt
-
-# %% ../nbs/60_app.ipynb #54e7f40f
-def _predict(self:LabelingSession, batch_size:int=16384, # pixels per batch
-             progress:bool|None=None, # progress bar (default: the session's setting, shown above 4 batches)
-             callback=None, # called as callback(done, total) after each batch
-            )->xr.DataArray: # P(target) per pixel, (y, x)
+# %% ../nbs/60_app.ipynb #d46a8fa0
+@patch
+def predict(self:LabelingSession, batch_size:int=16384, # pixels per batch
+            progress:bool|None=None, # progress bar (default: the session's setting, shown above 4 batches)
+            callback=None, # called as callback(done, total) after each batch
+           )->xr.DataArray: # P(target) per pixel, (y, x)
     "Probability of the target class for every pixel."
     if self.predictor is None: raise bad_input('predict', 'adapt', 'adapt() to be called first', 'no adapted model')
     x = self.features()
@@ -309,11 +217,10 @@ def _predict(self:LabelingSession, batch_size:int=16384, # pixels per batch
     self.proba = p.rio.write_crs(self.raster.rio.crs)
     return self.proba
 
-LabelingSession.predict = _predict
-
-# %% ../nbs/60_app.ipynb #d46a8fa0
-def _suggest(self:LabelingSession, n:int=5, # how many pixels
-            )->pd.DataFrame: # lat, lon, row, col, proba of each suggestion
+# %% ../nbs/60_app.ipynb #f73b0c7c
+@patch
+def suggest(self:LabelingSession, n:int=5, # how many pixels
+           )->pd.DataFrame: # lat, lon, row, col, proba of each suggestion
     "The `n` unlabelled pixels where the model is least certain, spread out in space."
     if self.predictor is None: raise bad_input('suggest', 'adapt', 'adapt() to be called first (press Adapt)', 'no adapted model')
     from scipy.ndimage import uniform_filter
@@ -324,7 +231,7 @@ def _suggest(self:LabelingSession, n:int=5, # how many pixels
     order = np.argsort((np.abs(p - 0.5) + 2 * local_sd).ravel(), kind='stable')
     labelled = set(zip(self.labels.row.tolist(), self.labels.col.tolist()))
     cand = [(i // W, i % W) for i in order[:max(50 * n, H * W // 10)] if (i // W, i % W) not in labelled]
-    taken, dist = [], math.sqrt(H * W / max(n, 1)) / 2
+    taken, dist = [], (H * W / max(n, 1)) ** 0.5 / 2
     while len(taken) < min(n, len(cand)) and dist >= 0:
         taken = []
         for rc in cand:
@@ -333,89 +240,32 @@ def _suggest(self:LabelingSession, n:int=5, # how many pixels
             if len(taken) == n: break
         dist = dist / 2 if dist >= 1 else -1
     rows, cols = np.array([t[0] for t in taken], int), np.array([t[1] for t in taken], int)
-    self.suggestions = pd.DataFrame({'lat': self.raster.y.values[rows], 'lon': self.raster.x.values[cols],
+    self.suggestions = pd.DataFrame({'lat': self.raster.lat.values[rows, cols], 'lon': self.raster.lon.values[rows, cols],
                                      'row': rows, 'col': cols, 'proba': p[rows, cols]})
     return self.suggestions
 
-LabelingSession.suggest = _suggest
-
-# %% ../nbs/60_app.ipynb #f73b0c7c
-def _stretch(v:np.ndarray)->np.ndarray:
-    lo, hi = np.nanpercentile(v, [2, 98]) if np.isfinite(v).any() else (0., 1.)
-    return np.clip((v - lo) / (hi - lo if hi > lo else 1.), 0, 1)
-
-def raster_rgba(raster:xr.DataArray, # (time, band, y, x)
-                month:int=6, # time index to show
-                kind:str='rgb', # 'rgb' (B4, B3, B2) or 'ndvi'
-               )->np.ndarray: # (y, x, 4) uint8, north up
-    "A picture of one month of the raster."
-    import matplotlib
-    if kind not in ('rgb', 'ndvi'): raise bad_input('raster_rgba', 'kind', "'rgb' or 'ndvi'", repr(kind))
-    m = raster.isel(time=month)
-    if kind == 'rgb': img = np.stack([_stretch(m.sel(band=b).values) for b in ('B4', 'B3', 'B2')], -1)
-    else: img = matplotlib.colormaps['YlGn'](np.clip(m.sel(band='NDVI').values, -0.2, 1) / 1.2 + 0.2 / 1.2)[..., :3]
-    alpha = np.isfinite(img).all(-1)
-    out = np.concatenate([np.nan_to_num(img), alpha[..., None]], -1)
-    if raster.y.values[0] < raster.y.values[-1]: out = out[::-1]
-    return (out * 255).round().astype(np.uint8)
-
-def proba_rgba(proba:xr.DataArray, # (y, x) probabilities
-               cmap:str='RdYlGn', # matplotlib colour map
-              )->np.ndarray: # (y, x, 4) uint8, north up
-    "A probability map in colour (transparent where NaN)."
-    import matplotlib
-    v = proba.values
-    out = matplotlib.colormaps[cmap](np.nan_to_num(v, nan=0.5))
-    out[..., 3] = np.isfinite(v)
-    if proba.y.values[0] < proba.y.values[-1]: out = out[::-1]
-    return (out * 255).round().astype(np.uint8)
-
-def png_data_url(rgba:np.ndarray)->str:
-    "An RGBA image as a base64 `data:image/png` URL."
-    from PIL import Image
-    buf = io.BytesIO(); Image.fromarray(rgba, 'RGBA').save(buf, format='PNG')
-    return 'data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode()
-
-# %% ../nbs/60_app.ipynb #48d48b85
-def _labels_gdf(self:LabelingSession):
-    import geopandas as gpd
-    return gpd.GeoDataFrame(self.labels[['lat', 'lon', 'cls']].copy(), crs='EPSG:4326',
-                            geometry=gpd.points_from_xy(self.labels.lon, self.labels.lat))
-
-def _export_labels(self:LabelingSession, path)->Path:
-    "Write the labels as GeoJSON points (EPSG:4326)."
-    with atomic_path(path) as tmp: self.labels_gdf().to_file(tmp, driver='GeoJSON')
-    return Path(path)
-
-def _export_proba(self:LabelingSession, path)->Path:
-    "Write the probability map as a single-band float32 GeoTIFF."
-    p = self.proba if self.proba is not None else self.predict()
-    with atomic_path(path) as tmp: p.rio.to_raster(tmp, driver='GTiff')
-    return Path(path)
-
-LabelingSession.labels_gdf, LabelingSession.export_labels, LabelingSession.export_proba = _labels_gdf, _export_labels, _export_proba
-
 # %% ../nbs/60_app.ipynb #a4a0f0b1
-LABEL_COLORS = {0: '#1a9641', 1: '#d7191c'}  # positive class green, other class red
+@patch
+def export_labels(self:LabelingSession, path)->Path:
+    "Write the labels as GeoJSON points (EPSG:4326)."
+    return write_labels(self.labels, path)
 
-def _export_html(self:LabelingSession, path, opacity:float=0.7)->Path:
+@patch
+def export_proba(self:LabelingSession, path)->Path:
+    "Write the probability map as a single-band float32 GeoTIFF in the raster's CRS."
+    return write_proba(self.proba if self.proba is not None else self.predict(), path)
+
+@patch
+def export_html(self:LabelingSession, path, opacity:float=0.7)->Path:
     "Write a static folium map: the probability map (or the raster) and the labels."
-    import folium
-    W, S, E, N = self.bounds
-    m = folium.Map(location=[(S + N) / 2, (W + E) / 2], tiles=None, control_scale=True)
     img = proba_rgba(self.proba) if self.proba is not None else raster_rgba(self.raster)
-    folium.raster_layers.ImageOverlay(png_data_url(img), bounds=[[S, W], [N, E]], opacity=opacity,
-                                      name='prediction' if self.proba is not None else 'raster').add_to(m)
-    for r in self.labels.itertuples():
-        c = LABEL_COLORS[0 if r.cls == self.classes[0] else 1]
-        folium.CircleMarker([r.lat, r.lon], radius=5, color=c, fill=True, fill_opacity=0.9, tooltip=r.cls).add_to(m)
-    m.fit_bounds([[S, W], [N, E]])
-    with atomic_path(path) as tmp: m.save(str(tmp))
-    return Path(path)
+    m = folium_map(self.bounds, img, self.labels, self.classes[0], opacity, 'prediction' if self.proba is not None else 'raster')
+    return write_html(m, path)
 
-def _export(self:LabelingSession, folder, # destination folder
-            name:str='agrinb', # file name stem
-           )->dict: # kind -> path written
+@patch
+def export(self:LabelingSession, folder, # destination folder
+           name:str='agrinb', # file name stem
+          )->dict: # kind -> path written
     "Write labels (GeoJSON), the probability map (GeoTIFF, when adapted) and a static HTML map."
     folder = Path(folder)
     out = {'labels': self.export_labels(folder / f'{name}_labels.geojson')}
@@ -423,27 +273,27 @@ def _export(self:LabelingSession, folder, # destination folder
     out['html'] = self.export_html(folder / f'{name}_map.html')
     return out
 
-LabelingSession.export_html, LabelingSession.export = _export_html, _export
-
 # %% ../nbs/60_app.ipynb #e676ea6e
-def _set_region(self:LabelingSession, bbox, # (min_lon, min_lat, max_lon, max_lat), degrees
-               )->LabelingSession:
+@patch
+def set_region(self:LabelingSession, bbox, # (min_lon, min_lat, max_lon, max_lat), degrees
+              )->LabelingSession:
     "Crop the raster to `bbox`; labels outside are dropped."
     W, S, E, N = map(float, bbox)
     y, x = self.raster.y.values, self.raster.x.values
-    rows, cols = (y >= S) & (y <= N), (x >= W) & (x <= E)
+    bx, by = lonlat_to_xy(self.raster, [W, W, E, E], [S, N, S, N])   # the box in the raster's CRS
+    rows, cols = (y >= np.min(by)) & (y <= np.max(by)), (x >= np.min(bx)) & (x <= np.max(bx))
     if rows.sum() < 2 or cols.sum() < 2:
         b = self.bounds
         raise bad_input('set_region', 'bbox', f'a box overlapping the raster by 2 x 2 pixels or more (raster: '
                         f'lon {b[0]:.4f}..{b[2]:.4f}, lat {b[1]:.4f}..{b[3]:.4f})', (W, S, E, N))
     return self.set_raster(self.raster.isel(y=np.flatnonzero(rows), x=np.flatnonzero(cols)))
 
-def _set_country(self:LabelingSession, name:str, # a country name or ISO code
-                 size:tuple|None=None, # synthetic raster size (default: the current one)
-                )->LabelingSession:
+@patch
+def set_country(self:LabelingSession, name:str, # a country name or ISO code
+                size:tuple|None=None, # synthetic raster size (default: the current one)
+               )->LabelingSession:
     "Work on a country: a synthetic cube there (synthetic sessions) or the raster cropped to its box."
     from agrinb.data.geo import lookup
-    from agrinb.data.synthetic import make_datacube
     row = lookup(name).iloc[0]
     if self.synthetic:
         self.region = row['name']
@@ -451,28 +301,7 @@ def _set_country(self:LabelingSession, name:str, # a country name or ISO code
     self.set_region((row.min_lon, row.min_lat, row.max_lon, row.max_lat)); self.region = row['name']
     return self
 
-LabelingSession.set_region, LabelingSession.set_country = _set_region, _set_country
-
 # %% ../nbs/60_app.ipynb #070a368d
-def map_view(bounds, # (W, S, E, N) degrees
-             px:int=420, # map size in screen pixels the bounds should fit in
-            )->tuple: # (center (lat, lon), zoom)
-    "A Web-Mercator centre and integer zoom that shows `bounds` whole."
-    W, S, E, N = bounds
-    merc = lambda lat: math.degrees(math.log(math.tan(math.pi / 4 + math.radians(lat) / 2)))
-    span = max(E - W, merc(N) - merc(S), 1e-9)
-    zoom = int(np.clip(math.floor(math.log2(px * 360 / (256 * span))), 1, 20))
-    return ((S + N) / 2, (W + E) / 2), zoom
-
-def colorbar_html(cmap:str='RdYlGn', label:str='P(crop)')->str:
-    "A small horizontal colour bar (CSS gradient) from 0 to 1."
-    import matplotlib
-    from matplotlib.colors import to_hex
-    stops = ', '.join(to_hex(matplotlib.colormaps[cmap](v)) for v in np.linspace(0, 1, 7))
-    return (f'<div style="display:flex;align-items:center;gap:4px;font-size:12px">{label}: 0'
-            f'<div style="width:120px;height:12px;background:linear-gradient(to right, {stops})"></div>1</div>')
-
-# %% ../nbs/60_app.ipynb #fdaf69e2
 class MapLabeler:
     "A JupyterLab map over a `LabelingSession`: click to label, adapt, see the prediction, label where unsure."
     def __init__(self, session:LabelingSession|None=None, # the session to drive (default: a new one)
@@ -482,6 +311,8 @@ class MapLabeler:
                  export_dir:str='agrinb_export', # default export folder
                 ):
         import ipyleaflet as L, ipywidgets as w
+        if session is not None and not isinstance(session, LabelingSession):
+            raise bad_input('MapLabeler', 'session', 'a LabelingSession', type(session).__name__)
         self.session, self.n_suggest = session or LabelingSession(), n_suggest
         center, zoom = map_view(self.session.bounds, int(height.rstrip('px')))
         self.map = L.Map(center=center, zoom=zoom, layers=(), max_zoom=22, double_click_zoom=False,
@@ -493,15 +324,160 @@ class MapLabeler:
         for layer in (self.raster_layer, self.label_layer, self.suggest_layer): self.map.add(layer)
         self.draw = L.DrawControl(rectangle={'shapeOptions': {'color': '#3388ff', 'fillOpacity': 0.05}},
                                   polygon={}, polyline={}, circlemarker={}, circle={}, marker={}, edit=False, remove=False)
-        self.draw.on_draw(self._on_draw); self.map.add(self.draw)
-        self.map.on_interaction(self._on_interaction)
-        self._build_controls(w, export_dir)
+        self.draw.on_draw(self.on_draw); self.map.add(self.draw)
+        self.map.on_interaction(self.on_interaction)
+        self.build_controls(w, export_dir)
         self.refresh()
 
     def _repr_mimebundle_(self, **kwargs): return self.widget._repr_mimebundle_(**kwargs)
 
 # %% ../nbs/60_app.ipynb #b013e1f8
-def _build_controls(self:MapLabeler, w, export_dir):
+def _region_choices(s:LabelingSession)->list:
+    "Countries to offer: the synthetic regions, or those whose box overlaps a real raster."
+    from agrinb.data.geo import countries
+    if s.synthetic:
+        from agrinb.data.synthetic import REGIONS
+        return sorted(set(REGIONS['name']))
+    t, (W, S, E, N) = countries(), s.bounds
+    hit = t[(t.min_lon <= E) & (t.max_lon >= W) & (t.min_lat <= N) & (t.max_lat >= S)]
+    return sorted(set(hit['name']))
+
+# %% ../nbs/60_app.ipynb #fd0a5357
+@patch
+def _bounds_ll(self:MapLabeler):
+    W, S, E, N = self.session.bounds
+    return [[S, W], [N, E]]
+
+@patch
+def draw_raster(self:MapLabeler):
+    "Redraw the raster overlay for the chosen month and view."
+    self.raster_layer.url = png_data_url(raster_rgba(self.session.raster, self.month.value, self.view.value))
+    self.raster_layer.bounds = self._bounds_ll()
+
+@patch
+def draw_proba(self:MapLabeler):
+    "Show the prediction overlay (or remove it when there is none)."
+    if self.session.proba is None:
+        if self.proba_layer in self.map.layers: self.map.remove(self.proba_layer)
+        return
+    self.proba_layer.url, self.proba_layer.bounds = png_data_url(proba_rgba(self.session.proba)), self._bounds_ll()
+    if self.proba_layer not in self.map.layers:
+        self.map.remove(self.label_layer); self.map.remove(self.suggest_layer)
+        for layer in (self.proba_layer, self.label_layer, self.suggest_layer): self.map.add(layer)
+
+# %% ../nbs/60_app.ipynb #67d99b7a
+@patch
+def draw_labels(self:MapLabeler):
+    "Redraw label and suggestion markers and the count."
+    import ipyleaflet as L
+    s = self.session
+    marks = []
+    for r in s.labels.itertuples():
+        c = LABEL_COLORS[0 if r.cls == s.classes[0] else 1]
+        marks.append(L.CircleMarker(location=(r.lat, r.lon), radius=6, color='#ffffff', weight=2, fill_color=c,
+                                    fill_opacity=0.95, pointer_events='none'))
+    self.label_layer.layers = tuple(marks)
+    sg = s.suggestions if s.suggestions is not None else pd.DataFrame(columns=['lat', 'lon'])
+    icon = L.DivIcon(html='<div class="agrinb-suggest" style="font-weight:bold;color:#7b3294">?</div>', icon_size=[18, 18])
+    self.suggest_layer.layers = tuple(L.Marker(location=(a, b), icon=icon, draggable=False, title='label here next')
+                                      for a, b in zip(sg.lat, sg.lon))
+    n = s.counts()
+    self.count.value = f"<b>{len(s.labels)} labels</b>: " + ', '.join(f'{k} {c}' for c, k in n.items())
+
+@patch
+def refresh(self:MapLabeler):
+    "Redraw everything from the session."
+    self.draw_raster(); self.draw_proba(); self.draw_labels()
+
+# %% ../nbs/60_app.ipynb #e89986d3
+@patch
+def _run(self:MapLabeler, f, *args):
+    "Call f(*args); show any error as a message in the widget instead of raising."
+    try:
+        out = f(*args)
+    except Exception as ex:  # the kernel must never die because of a click
+        msg = str(ex) if isinstance(ex, AgrinbError) else f'{type(ex).__name__}: {ex}'
+        self.say(msg, error=True)
+        return None
+    return out
+
+@patch
+def say(self:MapLabeler, text:str, error:bool=False):
+    "Show `text` under the map (red when it is an error)."
+    import html
+    color = '#b2182b' if error else '#333333'
+    self.message.value = f'<span style="color:{color}">{html.escape(text)}</span>'
+    self.last_message, self.last_error = text, error
+
+@patch
+def on_interaction(self:MapLabeler, **event):
+    "A map event: a click labels the pixel under it."
+    if event.get('type') != 'click': return
+    lat, lon = event['coordinates']
+    self._run(self.click, lat, lon)
+
+@patch
+def click(self:MapLabeler, lat:float, lon:float):
+    "Label the pixel under (lat, lon) with the selected class."
+    self.session.add_label(lat, lon, self.cls.value)
+    self.draw_labels(); self.say(f'labelled {self.cls.value} at {lat:.5f}, {lon:.5f}')
+
+@patch
+def on_draw(self:MapLabeler, target, action, geo_json):
+    "A drawn rectangle crops the region to it."
+    if action != 'created' or geo_json.get('geometry', {}).get('type') != 'Polygon': return
+    ring = np.asarray(geo_json['geometry']['coordinates'][0])
+    self._run(self.set_region, (ring[:, 0].min(), ring[:, 1].min(), ring[:, 0].max(), ring[:, 1].max()))
+    self.draw.clear()
+
+# %% ../nbs/60_app.ipynb #f2c8ca7f
+@patch
+def undo(self:MapLabeler): self.session.undo(); self.draw_labels()
+@patch
+def clear(self:MapLabeler): self.session.clear(); self.draw_labels(); self.say('labels cleared')
+
+@patch
+def adapt(self:MapLabeler):
+    "Adapt to the labels and draw the prediction, with progress."
+    t0 = time.time(); self.progress.value = 0.05; self.say('adapting...')
+    try:
+        self.session.adapt(); self.progress.value = 0.3
+        self.session.predict(callback=lambda d, n: setattr(self.progress, 'value', 0.3 + 0.7 * d / n))
+    except Exception:
+        self.progress.value = 0; raise
+    self.draw_proba(); self.draw_labels()
+    self.say(f'adapted on {len(self.session.labels)} labels and mapped {self.session.proba.size} pixels '
+             f'in {time.time() - t0:.1f} s')
+
+# %% ../nbs/60_app.ipynb #8206125a
+@patch
+def suggest(self:MapLabeler):
+    sg = self.session.suggest(self.n_suggest); self.draw_labels()
+    self.say(f'{len(sg)} suggestions (?) where the model is least sure')
+
+@patch
+def export(self:MapLabeler):
+    out = self.session.export(self.export_dir.value)
+    self.say('wrote ' + ', '.join(str(p) for p in out.values()))
+
+@patch
+def set_region(self:MapLabeler, bbox):
+    self.session.set_region(bbox); self.recenter(); self.refresh(); self.say('region cropped to the rectangle')
+
+@patch
+def set_country(self:MapLabeler, name):
+    if name == self.session.region: return
+    self.session.set_country(name); self.recenter(); self.refresh(); self.say(f'region: {name}')
+
+@patch
+def recenter(self:MapLabeler):
+    center, zoom = map_view(self.session.bounds, int(str(self.map.layout.height).rstrip('px')))
+    self.map.center, self.map.zoom = center, zoom
+
+# %% ../nbs/60_app.ipynb #0d24d620
+@patch
+def build_controls(self:MapLabeler, w, export_dir):
+    "The dropdowns, sliders and buttons, wired to the handlers, laid out in `self.widget`."
     s = self.session
     names = _region_choices(s)
     self.country = w.Dropdown(options=names, value=s.region if s.region in names else None, description='Region',
@@ -532,134 +508,3 @@ def _build_controls(self:MapLabeler, w, export_dir):
                           w.HBox([self.adapt_btn, self.progress, self.suggest_btn, self.opacity, self.colorbar]),
                           w.HBox([self.export_btn, self.export_dir]), self.message])
     self.widget.add_class('agrinb-labeler')
-
-def _region_choices(s:LabelingSession)->list:
-    "Countries to offer: the synthetic regions, or those whose box overlaps a real raster."
-    from agrinb.data.geo import countries
-    if s.synthetic:
-        from agrinb.data.synthetic import REGIONS
-        return sorted(set(REGIONS['name']))
-    t, (W, S, E, N) = countries(), s.bounds
-    hit = t[(t.min_lon <= E) & (t.max_lon >= W) & (t.min_lat <= N) & (t.max_lat >= S)]
-    return sorted(set(hit['name']))
-
-MapLabeler._build_controls = _build_controls
-
-# %% ../nbs/60_app.ipynb #10637b65
-def _bounds_ll(self:MapLabeler):
-    W, S, E, N = self.session.bounds
-    return [[S, W], [N, E]]
-
-def _draw_raster(self:MapLabeler):
-    "Redraw the raster overlay for the chosen month and view."
-    self.raster_layer.url = png_data_url(raster_rgba(self.session.raster, self.month.value, self.view.value))
-    self.raster_layer.bounds = self._bounds_ll()
-
-def _draw_proba(self:MapLabeler):
-    "Show the prediction overlay (or remove it when there is none)."
-    if self.session.proba is None:
-        if self.proba_layer in self.map.layers: self.map.remove(self.proba_layer)
-        return
-    self.proba_layer.url, self.proba_layer.bounds = png_data_url(proba_rgba(self.session.proba)), self._bounds_ll()
-    if self.proba_layer not in self.map.layers:
-        self.map.remove(self.label_layer); self.map.remove(self.suggest_layer)
-        for layer in (self.proba_layer, self.label_layer, self.suggest_layer): self.map.add(layer)
-
-def _draw_labels(self:MapLabeler):
-    "Redraw label and suggestion markers and the count."
-    import ipyleaflet as L
-    s = self.session
-    marks = []
-    for r in s.labels.itertuples():
-        c = LABEL_COLORS[0 if r.cls == s.classes[0] else 1]
-        marks.append(L.CircleMarker(location=(r.lat, r.lon), radius=6, color='#ffffff', weight=2, fill_color=c,
-                                    fill_opacity=0.95, pointer_events='none'))
-    self.label_layer.layers = tuple(marks)
-    sg = s.suggestions if s.suggestions is not None else pd.DataFrame(columns=['lat', 'lon'])
-    icon = L.DivIcon(html='<div class="agrinb-suggest" style="font-weight:bold;color:#7b3294">?</div>', icon_size=[18, 18])
-    self.suggest_layer.layers = tuple(L.Marker(location=(a, b), icon=icon, draggable=False, title='label here next')
-                                      for a, b in zip(sg.lat, sg.lon))
-    n = s.counts()
-    self.count.value = f"<b>{len(s.labels)} labels</b>: " + ', '.join(f'{k} {c}' for c, k in n.items())
-
-def _refresh(self:MapLabeler):
-    "Redraw everything from the session."
-    self.draw_raster(); self.draw_proba(); self.draw_labels()
-
-MapLabeler._bounds_ll, MapLabeler.draw_raster, MapLabeler.draw_proba = _bounds_ll, _draw_raster, _draw_proba
-MapLabeler.draw_labels, MapLabeler.refresh = _draw_labels, _refresh
-
-# %% ../nbs/60_app.ipynb #fd0a5357
-def _run(self:MapLabeler, f, *args):
-    "Call f(*args); show any error as a message in the widget instead of raising."
-    try:
-        out = f(*args)
-    except Exception as ex:  # the kernel must never die because of a click
-        msg = str(ex) if isinstance(ex, AgrinbError) else f'{type(ex).__name__}: {ex}'
-        self.say(msg, error=True)
-        return None
-    return out
-
-def _say(self:MapLabeler, text:str, error:bool=False):
-    import html
-    color = '#b2182b' if error else '#333333'
-    self.message.value = f'<span style="color:{color}">{html.escape(text)}</span>'
-    self.last_message, self.last_error = text, error
-
-def _on_interaction(self:MapLabeler, **event):
-    if event.get('type') != 'click': return
-    lat, lon = event['coordinates']
-    self._run(self.click, lat, lon)
-
-def _click(self:MapLabeler, lat:float, lon:float):
-    "Label the pixel under (lat, lon) with the selected class."
-    self.session.add_label(lat, lon, self.cls.value)
-    self.draw_labels(); self.say(f'labelled {self.cls.value} at {lat:.5f}, {lon:.5f}')
-
-def _on_draw(self:MapLabeler, target, action, geo_json):
-    if action != 'created' or geo_json.get('geometry', {}).get('type') != 'Polygon': return
-    ring = np.asarray(geo_json['geometry']['coordinates'][0])
-    self._run(self.set_region, (ring[:, 0].min(), ring[:, 1].min(), ring[:, 0].max(), ring[:, 1].max()))
-    self.draw.clear()
-
-MapLabeler._run, MapLabeler.say, MapLabeler._on_interaction, MapLabeler.click, MapLabeler._on_draw = \
-    _run, _say, _on_interaction, _click, _on_draw
-
-# %% ../nbs/60_app.ipynb #e9c2c5c7
-def _undo_w(self:MapLabeler): self.session.undo(); self.draw_labels()
-def _clear_w(self:MapLabeler): self.session.clear(); self.draw_labels(); self.say('labels cleared')
-
-def _adapt_w(self:MapLabeler):
-    "Adapt to the labels and draw the prediction, with progress."
-    t0 = time.time(); self.progress.value = 0.05; self.say('adapting...')
-    try:
-        self.session.adapt(); self.progress.value = 0.3
-        self.session.predict(callback=lambda d, n: setattr(self.progress, 'value', 0.3 + 0.7 * d / n))
-    except Exception:
-        self.progress.value = 0; raise
-    self.draw_proba(); self.draw_labels()
-    self.say(f'adapted on {len(self.session.labels)} labels and mapped {self.session.proba.size} pixels '
-             f'in {time.time() - t0:.1f} s')
-
-def _suggest_w(self:MapLabeler):
-    sg = self.session.suggest(self.n_suggest); self.draw_labels()
-    self.say(f'{len(sg)} suggestions (?) where the model is least sure')
-
-def _export_w(self:MapLabeler):
-    out = self.session.export(self.export_dir.value)
-    self.say('wrote ' + ', '.join(str(p) for p in out.values()))
-
-def _set_region_w(self:MapLabeler, bbox):
-    self.session.set_region(bbox); self._recenter(); self.refresh(); self.say('region cropped to the rectangle')
-
-def _set_country_w(self:MapLabeler, name):
-    if name == self.session.region: return
-    self.session.set_country(name); self._recenter(); self.refresh(); self.say(f'region: {name}')
-
-def _recenter(self:MapLabeler):
-    center, zoom = map_view(self.session.bounds, int(str(self.map.layout.height).rstrip('px')))
-    self.map.center, self.map.zoom = center, zoom
-
-MapLabeler.undo, MapLabeler.clear, MapLabeler.adapt, MapLabeler.suggest = _undo_w, _clear_w, _adapt_w, _suggest_w
-MapLabeler.export, MapLabeler.set_region, MapLabeler.set_country, MapLabeler._recenter = \
-    _export_w, _set_region_w, _set_country_w, _recenter

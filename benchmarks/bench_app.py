@@ -14,7 +14,8 @@ import argparse, os, time
 import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
-from agrinb.app import LabelingSession, pretrained_timl
+from agrinb.app import LabelingSession
+from agrinb.meta.pretrained import pretrained_timl
 from agrinb.data.synthetic import make_datacube
 
 

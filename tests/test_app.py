@@ -12,7 +12,9 @@ from agrinb.data.pixels import CROPHARVEST_BANDS
 from agrinb.data.synthetic import make_datacube
 from agrinb.data.cropharvest import RAW_DYNAMIC_BANDS, RAW_STATIC_BANDS
 from agrinb.meta.baselines import RandomForest
-from agrinb.app import LabelingSession, MapLabeler, pretrained_timl, check_raster, load_stats
+from agrinb.app import LabelingSession, MapLabeler
+from agrinb.meta.pretrained import pretrained_timl, learner_stats
+from agrinb.data.raster import check_raster
 
 SHARED = Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
 TOGO_TIF = SHARED / 'ee_exports' / '98-togo_2019-02-06_2020-02-01.tif'
@@ -35,13 +37,13 @@ def label_truth(s, cube, k, rng):
         for i in rng.choice(len(rows), k, replace=False): s.add_label(float(cube.y[rows[i]]), float(cube.x[cols[i]]), cls)
 
 
-def raw_tif(path, crs='EPSG:4326', H=6, W=5, seed=0):
+def raw_tif(path, crs='EPSG:4326', H=6, W=5, seed=0, y0=8.5, x0=1.0, step=1e-4):
     "A small raw Earth Engine export (206 bands) with or without a CRS."
     rng = np.random.default_rng(seed)
     names = [f'{b}_{t}' if t else b for t in range(12) for b in RAW_DYNAMIC_BANDS] + RAW_STATIC_BANDS
     v = rng.uniform(0.01, 0.5, (len(names), H, W)).astype(np.float32)
     da = xr.DataArray(v, dims=('band', 'y', 'x'), coords={'band': np.arange(1, len(names) + 1),
-                      'y': 8.5 - np.arange(H) * 1e-4, 'x': 1.0 + np.arange(W) * 1e-4})
+                      'y': y0 - np.arange(H) * step, 'x': x0 + np.arange(W) * step})
     if crs: da = da.rio.write_crs(crs)
     da.rio.to_raster(path)
     return path
@@ -54,6 +56,37 @@ def test_geotiff_without_crs(tmp_path):
     with pytest.raises(AgrinbError, match=r"nocrs.tif: field 'crs'.*rio.write_crs"):
         forest_session(path)
     forest_session(raw_tif(tmp_path / 'ok.tif'))  # the same file with a CRS is fine
+
+
+def test_projected_raster(cube, tmp_path):
+    "A raster in UTM metres: pixels get lat/lon from its CRS, labels in degrees land on them, maps keep the CRS."
+    from pyproj import Transformer
+    to_ll = Transformer.from_crs('EPSG:32631', 'EPSG:4326', always_xy=True)
+    s = forest_session(raw_tif(tmp_path / 'utm.tif', crs='EPSG:32631', y0=900005., x0=300005., step=10.))
+    lon, lat = to_ll.transform(300005. + 10 * 3, 900005. - 10 * 2)
+    np.testing.assert_allclose([s.raster.lon.values[2, 3], s.raster.lat.values[2, 3]], [lon, lat], atol=1e-9)
+    W, S, E, N = s.bounds
+    assert W < s.raster.lon.values.min() and s.raster.lat.values.max() < N and 1 < W < 1.4 and 8 < S < 8.3
+    # the synthetic cube on a 20 m UTM grid: labels by lat/lon, adapt, predict, suggest, export
+    H, Wd = cube.sizes['y'], cube.sizes['x']
+    utm = cube.assign_coords(y=900000. - 20 * np.arange(H), x=300000. + 20 * np.arange(Wd)).rio.write_crs('EPSG:32631')
+    s = forest_session(utm)
+    truth, rng = cube.is_crop.values, np.random.default_rng(0)
+    for cls, mask in (('crop', truth), ('non_crop', ~truth)):
+        rows, cols = np.nonzero(mask)
+        for i in rng.choice(len(rows), 5, replace=False):
+            lo, la = to_ll.transform(float(utm.x[cols[i]]), float(utm.y[rows[i]]))
+            s.add_label(la, lo, cls)
+            assert s.labels[['row', 'col']].values[-1].tolist() == [rows[i], cols[i]]
+    p = s.adapt().predict()
+    assert roc_auc_score(truth.ravel(), p.values.ravel()) > 0.7
+    sg = s.suggest(3)
+    lo, la = to_ll.transform(utm.x.values[sg.col.values], utm.y.values[sg.row.values])
+    np.testing.assert_allclose(sg.lon.values, lo, atol=1e-9); np.testing.assert_allclose(sg.lat.values, la, atol=1e-9)
+    assert rioxarray.open_rasterio(s.export_proba(tmp_path / 'p.tif')).rio.crs.to_epsg() == 32631
+    W, S, E, N = s.bounds
+    s.set_region((W, S, (W + E) / 2, N))
+    assert 0.4 * Wd <= s.raster.sizes['x'] <= 0.6 * Wd and s.raster.sizes['y'] == H
 
 
 def test_bands_must_match_the_model(cube):
@@ -164,22 +197,22 @@ def test_region_and_country(cube):
 
 def test_widget_turns_errors_into_messages(cube):
     ml = MapLabeler(forest_session(cube))
-    ml._on_interaction(type='click', coordinates=[0.0, 0.0])  # far off the raster
+    ml.on_interaction(type='click', coordinates=[0.0, 0.0])  # far off the raster
     assert ml.last_error and 'a point on the raster' in ml.last_message and 'point on the raster' in ml.message.value
     ml.adapt_btn.click()
     assert ml.last_error and '0 crop, 0 non_crop' in ml.last_message and ml.progress.value == 0
     ml.suggest_btn.click(); assert ml.last_error
     for r, c, k in [(1, 1, 'crop'), (5, 5, 'crop'), (9, 9, 'non_crop'), (13, 13, 'non_crop')]:
-        ml.cls.value = k; ml._on_interaction(type='click', coordinates=[float(cube.y[r]), float(cube.x[c])])
+        ml.cls.value = k; ml.on_interaction(type='click', coordinates=[float(cube.y[r]), float(cube.x[c])])
     assert len(ml.label_layer.layers) == 4 and '4 labels' in ml.count.value
-    ml._on_interaction(type='mousemove', coordinates=[float(cube.y[20]), float(cube.x[20])])  # ignored
+    ml.on_interaction(type='mousemove', coordinates=[float(cube.y[20]), float(cube.x[20])])  # ignored
     ml.adapt_btn.click()
     assert not ml.last_error, ml.last_message
     assert ml.proba_layer in ml.map.layers and ml.progress.value == pytest.approx(1.0)
     ml.opacity.value = 0.3; assert ml.proba_layer.opacity == 0.3
     ml.suggest_btn.click(); assert len(ml.suggest_layer.layers) == ml.n_suggest
     ml.clear_btn.click(); assert len(ml.label_layer.layers) == 0 and len(ml.suggest_layer.layers) == 0
-    ml._on_draw(None, 'created', {'geometry': {'type': 'Polygon', 'coordinates': [[[float(cube.x[0]), float(cube.y[0])],
+    ml.on_draw(None, 'created', {'geometry': {'type': 'Polygon', 'coordinates': [[[float(cube.x[0]), float(cube.y[0])],
                 [float(cube.x[19]), float(cube.y[0])], [float(cube.x[19]), float(cube.y[19])], [float(cube.x[0]), float(cube.y[19])]]]}})
     assert not ml.last_error, ml.last_message
     assert ml.session.raster.sizes['x'] == 20 and ml.proba_layer not in ml.map.layers
@@ -191,7 +224,8 @@ def test_pretrained_timl_is_cached_atomically(tmp_path, cube):
     cfg = dict(n_samples=1500, meta_steps=2)
     learner, stats = pretrained_timl(cache=tmp_path, progress=False, **cfg)
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert len(files) == 2 and not any('.tmp' in f for f in files), files
+    assert len(files) == 1 and files[0].endswith('.pt') and not any('.tmp' in f for f in files), files  # stats inside
+    np.testing.assert_allclose(learner_stats(tmp_path / files[0]).mean, stats.mean)
     again, stats2 = pretrained_timl(cache=tmp_path, progress=False, **cfg)
     np.testing.assert_allclose(stats.mean, stats2.mean)
     preds = []

@@ -163,7 +163,7 @@ def test_label_and_adapt_in_browser(tmp_path):
     if not CHROMIUM.exists(): pytest.skip(f'{CHROMIUM} not found (CI installs it: apt-get install -y chromium)')
     pytest.importorskip('playwright.sync_api', reason='playwright is not installed')
     assert TUTORIAL.exists(), TUTORIAL
-    from agrinb.app import pretrained_timl
+    from agrinb.meta.pretrained import pretrained_timl
     pretrained_timl(progress=False)  # train (first run only) and cache the tutorial's learner outside the browser budget
     seen = drive_tutorial(TUTORIAL, tmp_path, ARTIFACTS / 'label_and_adapt.png')
     assert seen['external'] == [], f'requests to non-local hosts: {seen["external"]}'

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from ..core import AgrinbError, bad_input, atomic_path
 from .pixels import PixelDataset, BandStats, CROPHARVEST_BANDS, NON_CROP, fill_gaps
 from .geo import country_of
+from .raster import read_geotiff, raster_lonlat
 
 # %% auto #0
 __all__ = ['N_TIME', 'N_BANDS', 'LABEL_COLUMNS', 'UNLABELLED', 'RAW_DYNAMIC_BANDS', 'RAW_STATIC_BANDS', 'N_RAW_BANDS',
@@ -54,7 +55,7 @@ def read_array(path, # a features/arrays/{index}_{dataset}.h5 file
     with _open_h5(path, 'CropHarvest feature array') as f:
         return _dataset(f, path, 'array', (N_TIME, N_BANDS), 'time x band'), {k: _attr(v) for k, v in f.attrs.items()}
 
-# %% ../../nbs/02_data.cropharvest.ipynb #ae96c252
+# %% ../../nbs/02_data.cropharvest.ipynb #7296820b
 def write_array(path, # destination .h5
                 array:np.ndarray, # (12, 18), stored in its own dtype
                 **attrs, # attributes (None values are skipped, as CropHarvest does)
@@ -68,7 +69,7 @@ def write_array(path, # destination .h5
             if v is not None: f.attrs[k] = v
     return Path(path)
 
-# %% ../../nbs/02_data.cropharvest.ipynb #ec81b1a6
+# %% ../../nbs/02_data.cropharvest.ipynb #7c7ccd0b
 def read_normalizing_dict(path)->dict: # {'mean': (18,), 'std': (18,)}
     "CropHarvest's per-band normalising statistics."
     with _open_h5(path, 'CropHarvest normalizing_dict') as f:
@@ -85,10 +86,9 @@ def write_normalizing_dict(path, mean, std)->Path:
 
 def stats_from_normalizing_dict(d:dict)->BandStats:
     "A `BandStats` whose `.mean` and `.std` are the dict's."
-    mean, std = np.asarray(d['mean'], np.float64), np.asarray(d['std'], np.float64)
-    return BandStats(mean, std**2, np.ones_like(mean))
+    return BandStats.from_dict({'mean': d['mean'], 'std': d['std']})
 
-# %% ../../nbs/02_data.cropharvest.ipynb #6cccf0ad
+# %% ../../nbs/02_data.cropharvest.ipynb #9c5ec630
 LABEL_COLUMNS = ['index', 'dataset', 'lat', 'lon', 'is_crop', 'export_end_date']
 
 def read_labels(path, # a CropHarvest labels.geojson
@@ -113,7 +113,7 @@ def write_labels(df:pd.DataFrame, path)->Path:
     with atomic_path(path) as tmp: gdf.to_file(tmp, driver='GeoJSON')
     return Path(path)
 
-# %% ../../nbs/02_data.cropharvest.ipynb #75c9ecbd
+# %% ../../nbs/02_data.cropharvest.ipynb #5573d7ca
 def _array_path(root, index, dataset)->Path: return Path(root) / 'features' / 'arrays' / f'{index}_{dataset}.h5'
 
 def write_arrays(root, # dataset folder
@@ -136,7 +136,7 @@ def write_arrays(root, # dataset folder
                     label=None if label is None or pd.isna(label) else str(label))
     return write_labels(labels, Path(root) / 'labels.geojson')
 
-# %% ../../nbs/02_data.cropharvest.ipynb #5573d7ca
+# %% ../../nbs/02_data.cropharvest.ipynb #d7c409a3
 def read_arrays(root, # dataset folder
                 missing:str='skip', # 'skip' rows without a feature file, or 'error'
                 progress:bool=True)->tuple[np.ndarray, gpd.GeoDataFrame]:
@@ -155,7 +155,7 @@ def read_arrays(root, # dataset folder
     for k in keys: rows[k] = [at.get(k) for _, at in read]
     return np.stack([a for a, _ in read]), rows
 
-# %% ../../nbs/02_data.cropharvest.ipynb #3c4e03fb
+# %% ../../nbs/02_data.cropharvest.ipynb #0883092a
 def _column(s:pd.Series)->np.ndarray:
     "A label-table column as a plain numpy array for a per-sample coordinate."
     if pd.api.types.is_datetime64_any_dtype(s): return s.dt.strftime('%Y-%m-%d').fillna('').to_numpy(dtype=str)
@@ -176,7 +176,7 @@ def dataset_from_arrays(x:np.ndarray, # (N, 12, 18)
     return PixelDataset.from_arrays(x, lat, lon, names, regions=np.where(region == None, 'unknown', region).astype(str),
                                     is_crop=is_crop, dataset=labels['dataset'].astype(str).to_numpy(), extra=extra)
 
-# %% ../../nbs/02_data.cropharvest.ipynb #92e5d21c
+# %% ../../nbs/02_data.cropharvest.ipynb #7bfd298c
 def read_cropharvest(root, # folder holding labels.geojson and features/
                      missing:str='skip', # rows without a feature file: 'skip' or 'error'
                      progress:bool=True)->PixelDataset:
@@ -189,7 +189,7 @@ def read_cropharvest(root, # folder holding labels.geojson and features/
         ds.ds.attrs.update(stats_mean=st.mean, stats_m2=st.m2, stats_count=st.count)
     return ds
 
-# %% ../../nbs/02_data.cropharvest.ipynb #05c1a037
+# %% ../../nbs/02_data.cropharvest.ipynb #4837d846
 def labels_from_dataset(ds:PixelDataset, # samples to describe
                         export_end_date=None, # used when `ds` has no `export_end_date` column
                        )->pd.DataFrame:
@@ -217,7 +217,7 @@ def write_cropharvest(ds:PixelDataset, # 12 x 18 samples in CROPHARVEST_BANDS or
     write_normalizing_dict(Path(root) / 'features' / 'normalizing_dict.h5', st.mean, st.std)
     return Path(root)
 
-# %% ../../nbs/02_data.cropharvest.ipynb #96226f6a
+# %% ../../nbs/02_data.cropharvest.ipynb #db51c1f0
 UNLABELLED = 'unknown'
 
 def read_test_arrays(path)->dict: # x, y, lats, lons as stored
@@ -239,7 +239,7 @@ def write_test_arrays(path, x, y, lats, lons)->Path:
             f.create_dataset(k, data=v)
     return Path(path)
 
-# %% ../../nbs/02_data.cropharvest.ipynb #e65a793b
+# %% ../../nbs/02_data.cropharvest.ipynb #a0cb546f
 def read_test_features(path, # a test_features/*.h5 file
                        positive:str='crop', # label for y == 1 (e.g. 'maize' for Kenya)
                        negative:str=NON_CROP, # label for y == 0
@@ -257,19 +257,16 @@ def write_test_features(ds:PixelDataset, path, positive:str|None=None)->Path:
     else: y = np.where(ds.labels == UNLABELLED, -1, (ds.labels == positive) if positive else ds.is_crop).astype(np.int64)
     return write_test_arrays(path, ds.denormalize().x, y, ds.lat, ds.lon)
 
-# %% ../../nbs/02_data.cropharvest.ipynb #e7547cfc
+# %% ../../nbs/02_data.cropharvest.ipynb #99e07330
 RAW_DYNAMIC_BANDS = ['VV', 'VH', 'B1', 'B2', 'B3', 'B4', 'B5', 'B6', 'B7', 'B8', 'B8A', 'B9', 'B10', 'B11', 'B12',
                      'temperature_2m', 'total_precipitation']
 RAW_STATIC_BANDS = ['elevation', 'slope']
 N_RAW_BANDS = N_TIME * len(RAW_DYNAMIC_BANDS) + len(RAW_STATIC_BANDS)
 
 def _read_raw_tif(path)->xr.DataArray:
-    "Open an Earth Engine export and check its band count and, where present, its band names."
-    import rioxarray
+    "Open an Earth Engine export (the one GeoTIFF reader, `read_geotiff`) and check its band count and band names."
     path = Path(path)
-    if not path.exists(): raise bad_input(path, 'path', 'an existing GeoTIFF', 'no such file')
-    try: da = rioxarray.open_rasterio(path, masked=True)
-    except Exception as ex: raise bad_input(path, 'contents', 'a GeoTIFF', f'unreadable ({ex})') from None
+    da = read_geotiff(path, masked=True)
     if da.sizes['band'] != N_RAW_BANDS:
         raise bad_input(path, 'bands', f'{N_TIME} x {len(RAW_DYNAMIC_BANDS)} + {len(RAW_STATIC_BANDS)} = {N_RAW_BANDS} '
                         f'bands ({N_TIME} monthly steps of {", ".join(RAW_DYNAMIC_BANDS)}, then elevation, slope)', da.sizes['band'])
@@ -281,7 +278,7 @@ def _read_raw_tif(path)->xr.DataArray:
         if bad: raise bad_input(path, f'band {bad[0] + 1}', f'{want[bad[0]]!r}', repr(names[bad[0]]))
     return da
 
-# %% ../../nbs/02_data.cropharvest.ipynb #52481494
+# %% ../../nbs/02_data.cropharvest.ipynb #72be034e
 def tif_to_datacube(path, # raw Earth Engine export, 206 bands
                     fill:bool=True, # fill gaps (linear in time; band mean for a series missing entirely)
                    )->xr.DataArray: # (time, band, y, x) float32 in CROPHARVEST_BANDS order
@@ -302,16 +299,7 @@ def tif_to_datacube(path, # raw Earth Engine export, 206 bands
                       name='features', attrs=dict(source=Path(path).name))
     return da.rio.write_crs(raw.rio.crs) if raw.rio.crs is not None else da
 
-# %% ../../nbs/02_data.cropharvest.ipynb #4f46f07c
-def _pixel_lonlat(cube:xr.DataArray)->tuple[np.ndarray, np.ndarray]:
-    "Longitude and latitude of every pixel centre, row by row."
-    xx, yy = np.meshgrid(cube.x.values, cube.y.values)
-    crs = cube.rio.crs
-    if crs is not None and not crs.is_geographic:
-        from pyproj import Transformer
-        xx, yy = Transformer.from_crs(crs, 'EPSG:4326', always_xy=True).transform(xx, yy)
-    return xx.ravel(), yy.ravel()
-
+# %% ../../nbs/02_data.cropharvest.ipynb #1b97ff66
 def engineer_tif(path, # raw Earth Engine export, 206 bands
                  label:str|None=None, # the class of every pixel, if known
                  fill:bool=True, # fill gaps, keeping the observation mask
@@ -320,7 +308,7 @@ def engineer_tif(path, # raw Earth Engine export, 206 bands
     cube = tif_to_datacube(path, fill=False)
     H, W = cube.sizes['y'], cube.sizes['x']
     x = cube.transpose('y', 'x', 'time', 'band').values.reshape(H * W, N_TIME, -1)
-    lon, lat = _pixel_lonlat(cube)
+    lon, lat = (a.ravel() for a in raster_lonlat(cube))  # degrees, also for a projected export
     m = re.match(r'^(\d+)-(.+?)_(\d{4}-\d{2}-\d{2})_(\d{4}-\d{2}-\d{2})$', Path(path).stem)
     region = country_of(lat, lon)
     extra = dict(row=np.repeat(np.arange(H), W), col=np.tile(np.arange(W), H))
@@ -331,7 +319,7 @@ def engineer_tif(path, # raw Earth Engine export, 206 bands
     ds.ds.attrs.update(source=Path(path).name, **({'index': int(m[1]), 'start_date': m[3], 'end_date': m[4]} if m else {}))
     return ds.fill_gaps() if fill and ds.has_gaps else ds
 
-# %% ../../nbs/02_data.cropharvest.ipynb #056ba8e9
+# %% ../../nbs/02_data.cropharvest.ipynb #241237c6
 ZENODO_RECORD = 10251170
 CROPHARVEST_FILES = ('labels.geojson', 'features.tar.gz', 'test_features.tar.gz')
 

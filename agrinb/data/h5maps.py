@@ -14,11 +14,12 @@ import xarray as xr
 import rioxarray  # registers the .rio accessor
 from ..core import bad_input, suggest, atomic_path
 from .pixels import BandStats
+from .raster import check_raster, load_raster
 
 # %% auto #0
 __all__ = ['toy_cube', 'default_cube', 'check_cube', 'resample_time', 'coarsen_source', 'open_stack', 'write_sample',
-           'read_sample', 'write_samples', 'write_data_list', 'read_data_list', 'check_sample', 'compute_stats',
-           'normalize', 'augment', 'resize_sample', 'MappingDataset', 'demo_samples']
+           'read_sample', 'write_data_list', 'write_samples', 'read_data_list', 'check_sample', 'compute_stats',
+           'source_stats', 'normalize', 'augment', 'resize_sample', 'MappingDataset', 'demo_samples']
 
 # %% ../../nbs/06_data.h5maps.ipynb #f5eaaac2
 def toy_cube(size=(64, 64), # (y, x) pixels
@@ -61,12 +62,8 @@ def default_cube(region:str='Togo', size=(64, 64), seed:int=0)->xr.DataArray:
 
 # %% ../../nbs/06_data.h5maps.ipynb #4a5c08a9
 def check_cube(cube, name:str='cube')->xr.DataArray:
-    "Raise unless `cube` is an `xarray.DataArray` with dims (time, band, y, x)."
-    if not isinstance(cube, xr.DataArray):
-        raise bad_input(name, 'type', 'an xarray.DataArray (time, band, y, x) or a GeoTIFF path', type(cube).__name__)
-    if cube.dims != ('time', 'band', 'y', 'x'):
-        raise bad_input(name, 'dims', "('time', 'band', 'y', 'x')", cube.dims)
-    return cube
+    "Raise unless `cube` is an `xarray.DataArray` with dims (time, band, y, x) (the one checker, `check_raster`)."
+    return check_raster(cube, bands=None, n_time=None, where=name, need_crs=False, in_order=True)
 
 def resample_time(cube:xr.DataArray, n_time:int)->xr.DataArray:
     "Linear interpolation of `cube` to `n_time` evenly spaced frames."
@@ -98,20 +95,10 @@ def open_stack(path, # GeoTIFF with T x C bands, time-major
                n_time:int, # T
                bands=None, # C band names (default 'b0'..)
               )->xr.DataArray:
-    "Open a GeoTIFF stack as a (time, band, y, x) cube keeping its georeference."
-    import rioxarray
+    "Open a GeoTIFF stack as a (time, band, y, x) cube keeping its georeference (the one loader, `load_raster`)."
     path = Path(path)
     if not path.exists(): raise bad_input(path, 'path', 'an existing GeoTIFF file', 'no such file')
-    da = rioxarray.open_rasterio(path).load()
-    n = da.sizes['band']
-    if n % n_time: raise bad_input(path, 'band', f'a multiple of n_time={n_time} bands', n)
-    C = n // n_time
-    bands = list(bands) if bands is not None else [f'b{i}' for i in range(C)]
-    if len(bands) != C: raise bad_input(path, 'bands', f'{C} band names', len(bands))
-    v = da.values.astype(np.float32).reshape(n_time, C, da.sizes['y'], da.sizes['x'])
-    out = xr.DataArray(v, dims=('time', 'band', 'y', 'x'),
-                       coords=dict(time=np.arange(n_time), band=bands, y=da.y.values, x=da.x.values))
-    return out.rio.write_crs(da.rio.crs).rio.write_transform(da.rio.transform())
+    return load_raster(path, n_time=n_time, bands=bands)
 
 # %% ../../nbs/06_data.h5maps.ipynb #4fb54fe1
 def write_sample(path, # destination .h5
@@ -136,7 +123,7 @@ def read_sample(path, sources=None)->tuple[dict, np.ndarray]:
         if 'label' not in f: raise bad_input(path, 'label', 'an integer label dataset (H, W)', 'none')
         return {k: f[k][()] for k in names}, f['label'][()]
 
-# %% ../../nbs/06_data.h5maps.ipynb #e95da83d
+# %% ../../nbs/06_data.h5maps.ipynb #708d8057
 def _label_map(ref:xr.DataArray, label)->np.ndarray:
     if label is None: label = 'is_crop'
     if isinstance(label, str):
@@ -148,6 +135,13 @@ def _label_map(ref:xr.DataArray, label)->np.ndarray:
         raise bad_input('write_samples', 'label', f"shape {(ref.sizes['y'], ref.sizes['x'])} of the first source", lab.shape)
     return lab
 
+def write_data_list(root, split:str, names)->Path:
+    "Write `data_lists/<split>.txt` atomically."
+    p = Path(root) / 'data_lists' / f'{split}.txt'
+    with atomic_path(p) as tmp: tmp.write_text(''.join(f'{n}\n' for n in names))
+    return p
+
+# %% ../../nbs/06_data.h5maps.ipynb #944cffd8
 def write_samples(root, # folder to create h5_samples/ and data_lists/ in
                   sources:dict, # source name -> cube (time, band, y, x) or GeoTIFF path (first = label grid)
                   label='is_crop', # (H, W) int map or the name of a 2-D coordinate of the first source
@@ -189,13 +183,7 @@ def write_samples(root, # folder to create h5_samples/ and data_lists/ in
         write_data_list(root, split, out[split])
     return out
 
-def write_data_list(root, split:str, names)->Path:
-    "Write `data_lists/<split>.txt` atomically."
-    p = Path(root) / 'data_lists' / f'{split}.txt'
-    with atomic_path(p) as tmp: tmp.write_text(''.join(f'{n}\n' for n in names))
-    return p
-
-# %% ../../nbs/06_data.h5maps.ipynb #4fa42d4e
+# %% ../../nbs/06_data.h5maps.ipynb #e23d43e5
 def read_data_list(root, split:str)->list[str]:
     "Sample names of `split`, checking that each file exists."
     root = Path(root); p = root / 'data_lists' / f'{split}.txt'
@@ -223,28 +211,33 @@ def check_sample(path, # H5 sample
         raise bad_input(path, 'label', f'shape {data[ref].shape[-2:]} (the grid of source {ref!r})', lab.shape)
     return data, lab
 
-# %% ../../nbs/06_data.h5maps.ipynb #944cffd8
-def compute_stats(root, names, sources)->dict:
-    "Per-source, per-band {'mean': [...], 'std': [...]} over the samples `names`."
+# %% ../../nbs/06_data.h5maps.ipynb #16ce0764
+def compute_stats(root, # folder with h5_samples/
+                  names, # sample names
+                  sources, # source names
+                 )->dict: # source -> BandStats (axis 1: the C of (T, C, H, W))
+    "Per-source, per-band statistics over the samples `names`."
     acc = {}
     for n in names:
         data, _ = read_sample(Path(root) / 'h5_samples' / f'{n}.h5', list(sources))
         for k, v in data.items():
-            v = np.moveaxis(np.asarray(v, np.float64), 1, -1)       # (T, H, W, C): bands last
-            acc.setdefault(k, BandStats.empty(v.shape[-1])).update(np.where(np.isfinite(v), v, np.nan))
-    out = {k: {'mean': s.mean.tolist(), 'std': np.where(s.std > 1e-8, s.std, 1.0).tolist()} for k, s in acc.items()}
-    return out
+            v = np.asarray(v, np.float64)
+            acc.setdefault(k, BandStats.empty(v.shape[1], axis=1)).update(np.where(np.isfinite(v), v, np.nan))
+    return acc
 
-def normalize(data:dict, stats:dict)->dict:
+def source_stats(stats:dict, # source -> BandStats, `BandStats.to_dict()` or {'mean', 'std'}
+                )->dict: # source -> BandStats with axis 1
+    "The per-source statistics as `BandStats`, from any form a checkpoint holds."
+    return {k: s if isinstance(s, BandStats) else BandStats.from_dict(s, axis=1) for k, s in stats.items()}
+
+def normalize(data:dict, # source -> array (T, C, H, W)
+              stats:dict, # source -> statistics (any form `source_stats` reads)
+             )->dict: # source -> float32 tensor
     "Standardise each source band-wise with `stats`; NaN becomes 0 (the mean)."
-    out = {}
-    for k, v in data.items():
-        m = torch.as_tensor(stats[k]['mean'], dtype=torch.float32)[:, None, None]
-        s = torch.as_tensor(stats[k]['std'], dtype=torch.float32)[:, None, None]
-        out[k] = torch.nan_to_num((torch.as_tensor(v, dtype=torch.float32) - m) / s)
-    return out
+    stats = source_stats(stats)
+    return {k: torch.nan_to_num(torch.from_numpy(stats[k].scale(np.asarray(v, np.float32)))) for k, v in data.items()}
 
-# %% ../../nbs/06_data.h5maps.ipynb #e23d43e5
+# %% ../../nbs/06_data.h5maps.ipynb #9bfcfc98
 def augment(data:dict, # source -> tensor (T, C, H, W)
             label:torch.Tensor, # (H, W)
             rng:np.random.Generator, # random draws
@@ -268,18 +261,19 @@ def resize_sample(data:dict, label:torch.Tensor, size:int)->tuple[dict, torch.Te
     lab = F.interpolate(label[None, None].float(), size=(size, size), mode='nearest')[0, 0].long()
     return out, lab
 
-# %% ../../nbs/06_data.h5maps.ipynb #16ce0764
+# %% ../../nbs/06_data.h5maps.ipynb #90351edf
 class MappingDataset(torch.utils.data.Dataset):
     "AgriFM-style samples: {'data': {source: (T, C, H, W)}, 'label': (H, W) long, 'file_name': str}."
     def __init__(self, root, # folder with h5_samples/ and data_lists/
                  split:str='train', # data list to read
                  sources:dict|None=None, # source -> bands (None: every source of the first sample)
-                 stats:dict|None=None, # normalisation stats (None: no normalisation)
+                 stats:dict|None=None, # source -> BandStats (or its plain forms); None: no normalisation
                  augment:bool=False, # random flips and rotations
                  size:int|None=None, # resize label to size x size (None: keep)
                  check:bool=True, # validate every sample now
                  seed:int=0):
-        self.root, self.split, self.stats, self.do_augment, self.size = Path(root), split, stats, augment, size
+        self.root, self.split, self.do_augment, self.size = Path(root), split, augment, size
+        self.stats = source_stats(stats) if stats else None
         self.names = read_data_list(root, split)
         if sources is None:
             data, _ = read_sample(self.path(self.names[0])) if self.names else ({}, None)
@@ -300,7 +294,7 @@ class MappingDataset(torch.utils.data.Dataset):
         if self.do_augment: data, lab = augment(data, lab, self.rng)
         return {'data': data, 'label': lab, 'file_name': name}
 
-# %% ../../nbs/06_data.h5maps.ipynb #8e6bfb8a
+# %% ../../nbs/06_data.h5maps.ipynb #2887ed68
 def demo_samples(root, # output folder
                  size:int=128, # cube size (pixels)
                  tile:int=32, # sample size (pixels)

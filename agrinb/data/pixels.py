@@ -11,17 +11,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 import torch
+from fastcore.basics import patch
 from ..core import bad_input, atomic_path, get_device
 
 # %% auto #0
-__all__ = ['CROPHARVEST_BANDS', 'NON_CROP', 'fill_gaps', 'BandStats', 'PixelDataset', 'concat_datasets']
+__all__ = ['MIN_STD', 'CROPHARVEST_BANDS', 'NON_CROP', 'fill_gaps', 'BandStats', 'prepare_series', 'PixelDataset',
+           'concat_datasets']
 
 # %% ../../nbs/01_data.pixels.ipynb #23700682
-CROPHARVEST_BANDS = ['VV', 'VH', 'B2', 'B3', 'B4', 'B5', 'B6', 'B7', 'B8', 'B8A', 'B9', 'B11', 'B12',
-                     'temperature_2m', 'total_precipitation', 'elevation', 'slope', 'NDVI']
-NON_CROP = 'non_crop'
-
-# %% ../../nbs/01_data.pixels.ipynb #865cbc57
 def fill_gaps(x:np.ndarray, # (N, T, B) with NaN where clouds or gaps
               band_mean:np.ndarray|None=None, # (B,) value for series missing entirely (default: nanmean of `x`)
              )->np.ndarray: # same shape, no NaN
@@ -48,20 +45,30 @@ def fill_gaps(x:np.ndarray, # (N, T, B) with NaN where clouds or gaps
     out = np.where(has_p & has_n, inner, np.where(has_p, pv, np.where(has_n, nv, band_mean[None, None, :].astype(np.float32))))
     return np.where(valid, x, out).astype(np.float32)
 
-# %% ../../nbs/01_data.pixels.ipynb #08730025
+# %% ../../nbs/01_data.pixels.ipynb #cf9d4eda
+MIN_STD = 1e-8  # a band whose spread is at most this is only centred, not divided
+
 @dataclass
 class BandStats:
-    "Per-band running mean / std (Welford / Chan), ignoring NaN."
-    mean:np.ndarray
-    m2:np.ndarray
-    count:np.ndarray
+    "Per-band running mean / std (Welford / Chan), ignoring NaN; `axis` is the band axis of the arrays."
+    mean:np.ndarray # (B,) running mean
+    m2:np.ndarray # (B,) running sum of squared deviations from the mean
+    count:np.ndarray # (B,) values seen per band
+    axis:int=-1 # band axis: -1 for (N, T, B) series, 1 for (N, C, H, W) tiles and (T, C, H, W) cubes
 
     @classmethod
-    def empty(cls, n_bands:int): return cls(np.zeros(n_bands), np.zeros(n_bands), np.zeros(n_bands))
+    def empty(cls, n_bands:int, axis:int=-1): return cls(np.zeros(n_bands), np.zeros(n_bands), np.zeros(n_bands), axis)
+
+    def _check(self, x, where)->np.ndarray:
+        x = np.asarray(x)
+        B = self.mean.shape[0]
+        if x.ndim == 0 or not -x.ndim <= self.axis < x.ndim or x.shape[self.axis] != B:
+            raise bad_input(f'BandStats.{where}', 'x', f'{B} bands on axis {self.axis}', x.shape)
+        return x
 
     def update(self, x:np.ndarray)->BandStats:
-        "Merge a batch `x` (..., B) into the running statistics."
-        x = np.asarray(x, dtype=np.float64).reshape(-1, self.mean.shape[0])
+        "Merge a batch `x` (bands on `axis`) into the running statistics."
+        x = np.moveaxis(self._check(x, 'update').astype(np.float64), self.axis, -1).reshape(-1, self.mean.shape[0])
         n = (~np.isnan(x)).sum(0).astype(np.float64)
         with np.errstate(all='ignore'):
             bm = np.where(n > 0, np.nansum(x, 0) / np.maximum(n, 1), 0.)
@@ -73,14 +80,59 @@ class BandStats:
         self.count = tot
         return self
 
-    @property
-    def std(self)->np.ndarray: return np.sqrt(self.m2 / np.maximum(self.count, 1))
+# %% ../../nbs/01_data.pixels.ipynb #487fcc2f
+@patch(as_prop=True)
+def std(self:BandStats)->np.ndarray: return np.sqrt(self.m2 / np.maximum(self.count, 1))
 
-    def scale(self, x:np.ndarray)->np.ndarray:
-        "Standardise `x` (..., B) band-wise; a band with zero spread is only centred. The one place agrinb scales series."
-        return ((x - self.mean) / np.where(self.std > 0, self.std, 1.)).astype(np.float32)
+@patch(as_prop=True)
+def divisor(self:BandStats)->np.ndarray: return np.where(self.std > MIN_STD, self.std, 1.)
+
+@patch
+def scale(self:BandStats, x:np.ndarray, # values with the bands on `self.axis`
+         )->np.ndarray: # float32, same shape
+    "Standardise `x` band-wise; a band with no spread is only centred."
+    x = self._check(x, 'scale'); sh = [1] * x.ndim; sh[self.axis] = -1
+    return ((x - self.mean.reshape(sh)) / self.divisor.reshape(sh)).astype(np.float32)
+
+@patch
+def to_dict(self:BandStats)->dict:
+    "Plain lists and an int, for checkpoints (which hold only tensors and plain values)."
+    return dict(mean=np.asarray(self.mean).tolist(), m2=np.asarray(self.m2).tolist(),
+                count=np.asarray(self.count).tolist(), axis=int(self.axis))
+
+@patch(cls_method=True)
+def from_dict(cls:BandStats, d:dict, # `to_dict` output, or {'mean', 'std'}
+              axis:int|None=None, # band axis (default: the dict's, else -1)
+             )->BandStats:
+    "Statistics from `to_dict` output or a `{'mean', 'std'}` dict."
+    if not isinstance(d, dict) or not ({'mean', 'm2', 'count'} <= set(d) or {'mean', 'std'} <= set(d)):
+        raise bad_input('BandStats.from_dict', 'd', "a dict with 'mean', 'm2', 'count' (or 'mean', 'std')",
+                        sorted(d) if isinstance(d, dict) else type(d).__name__)
+    mean = np.asarray(d['mean'], np.float64)
+    if 'm2' in d: m2, count = np.asarray(d['m2'], np.float64), np.asarray(d['count'], np.float64)
+    else: m2, count = np.asarray(d['std'], np.float64) ** 2, np.ones_like(mean)
+    return cls(mean, m2, count, d.get('axis', -1) if axis is None else axis)
 
 # %% ../../nbs/01_data.pixels.ipynb #bf462590
+def prepare_series(x:np.ndarray, # (N, T, B) with NaN where missing
+                   stats:BandStats, # training statistics (bands last)
+                   ids=None, # (N,) sample ids named in errors (default: positions)
+                   allow_empty:bool=False, # let samples with no observation take the band means
+                  )->np.ndarray: # (N, T, B) float32, gap-filled and standardised
+    "Gap-fill (band means from `stats`) and standardise with `stats`."
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 3: raise bad_input('prepare_series', 'x', 'an array of shape (sample, time, band)', x.shape)
+    if stats.axis not in (-1, 2): raise bad_input('prepare_series', 'stats.axis', '-1 (bands last)', stats.axis)
+    empty = np.isnan(x).all(axis=(1, 2))
+    if empty.any() and not allow_empty:
+        bad = (np.flatnonzero(empty) if ids is None else np.asarray(ids)[empty])[:5].tolist()
+        raise bad_input('PixelDataset', 'x', 'at least one observed value per sample', f'samples {bad} are NaN for every step and band')
+    return stats.scale(fill_gaps(x, band_mean=stats.mean))
+
+# %% ../../nbs/01_data.pixels.ipynb #6da89738
+CROPHARVEST_BANDS = ['VV', 'VH', 'B2', 'B3', 'B4', 'B5', 'B6', 'B7', 'B8', 'B8A', 'B9', 'B11', 'B12',
+                     'temperature_2m', 'total_precipitation', 'elevation', 'slope', 'NDVI']
+NON_CROP = 'non_crop'
 _SAMPLE_COORDS = ('lat', 'lon', 'label', 'is_crop', 'region', 'dataset')
 
 def _per_sample(name, v, n, dtype=None):
@@ -89,6 +141,7 @@ def _per_sample(name, v, n, dtype=None):
     if a.shape != (n,): raise bad_input('PixelDataset', name, f'one value per sample ({n},)', a.shape)
     return a
 
+# %% ../../nbs/01_data.pixels.ipynb #e8ee99bf
 class PixelDataset:
     "Pixel time series `x` (sample, time, band) with per-sample coordinates, in an `xarray.Dataset`."
     def __init__(self, ds:xr.Dataset): self.ds = ds
@@ -128,29 +181,43 @@ class PixelDataset:
         return (f"PixelDataset({n} samples x {T} times x {B} bands, {len(np.unique(self.ds.label.values))} labels, "
                 f"{len(np.unique(self.ds.region.values))} regions, {miss:.1%} missing)")
 
-# %% ../../nbs/01_data.pixels.ipynb #edfcdf34
-def _prop(name): return property(lambda self: self.ds[name].values)
+# %% ../../nbs/01_data.pixels.ipynb #459b4fb9
+@patch(as_prop=True)
+def x(self:PixelDataset)->np.ndarray: "Values (N, T, B) float32, NaN where missing."; return self.ds.x.values
+@patch(as_prop=True)
+def mask(self:PixelDataset)->np.ndarray:
+    "(N, T, B) bool, True where a value was observed (kept through gap filling)."
+    return ~np.isnan(self.ds.x.values) if 'mask' not in self.ds else self.ds['mask'].values
+@patch(as_prop=True)
+def lat(self:PixelDataset)->np.ndarray: return self.ds['lat'].values
+@patch(as_prop=True)
+def lon(self:PixelDataset)->np.ndarray: return self.ds['lon'].values
+@patch(as_prop=True)
+def labels(self:PixelDataset)->np.ndarray: return self.ds['label'].values
+@patch(as_prop=True)
+def is_crop(self:PixelDataset)->np.ndarray: return self.ds['is_crop'].values
+@patch(as_prop=True)
+def regions(self:PixelDataset)->np.ndarray: return self.ds['region'].values
+@patch(as_prop=True)
+def datasets(self:PixelDataset)->np.ndarray: return self.ds['dataset'].values
+@patch(as_prop=True)
+def bands(self:PixelDataset)->list: return [str(b) for b in self.ds.band.values]
+@patch(as_prop=True)
+def n_time(self:PixelDataset)->int: return self.ds.sizes['time']
+@patch(as_prop=True)
+def has_gaps(self:PixelDataset)->bool: return bool(np.isnan(self.ds.x.values).any())
 
-for _n, _c in dict(lat='lat', lon='lon', labels='label', is_crop='is_crop', regions='region', datasets='dataset').items():
-    setattr(PixelDataset, _n, _prop(_c))
-PixelDataset.x = property(lambda self: self.ds.x.values, doc="values (N, T, B) float32, NaN where missing")
-PixelDataset.mask = property(lambda self: ~np.isnan(self.ds.x.values) if 'mask' not in self.ds else self.ds['mask'].values,
-                             doc="(N, T, B) bool, True where a value was observed (kept through gap filling)")
-PixelDataset.bands = property(lambda self: [str(b) for b in self.ds.band.values])
-PixelDataset.n_time = property(lambda self: self.ds.sizes['time'])
-PixelDataset.has_gaps = property(lambda self: bool(np.isnan(self.ds.x.values).any()))
-
-def _getitem(self, idx):
+@patch
+def __getitem__(self:PixelDataset, idx):
     if isinstance(idx, (int, np.integer)): idx = [idx]
     idx = np.asarray(np.arange(len(self))[idx])
     return PixelDataset(self.ds.isel(sample=idx).assign_coords(sample=np.arange(len(idx))))
-PixelDataset.__getitem__ = _getitem
 
-# %% ../../nbs/01_data.pixels.ipynb #e8ee99bf
+# %% ../../nbs/01_data.pixels.ipynb #9ae6649b
 _COL = re.compile(r'^(?P<band>.+?)[_\-](?:t|m|T|M)?(?P<time>\d+)$')
 
-@classmethod
-def _from_dataframe(cls, df:pd.DataFrame, # one row per sample
+@patch(cls_method=True)
+def from_dataframe(cls:PixelDataset, df:pd.DataFrame, # one row per sample
                     lat:str='lat', lon:str='lon', label:str='label', # column names
                     region:str|None='region', # region column (optional)
                     value_columns=None, # columns holding values (default: all matching `band_time`)
@@ -171,10 +238,10 @@ def _from_dataframe(cls, df:pd.DataFrame, # one row per sample
     return cls.from_arrays(x, df[lat].to_numpy(), df[lon].to_numpy(), df[label].astype(str).to_numpy(),
                            regions=df[region].astype(str).to_numpy() if region and region in df else None,
                            bands=bands, times=times, extra={k: df[k].to_numpy() for k in (extra or [])})
-PixelDataset.from_dataframe = _from_dataframe
 
-# %% ../../nbs/01_data.pixels.ipynb #ff6f6d73
-def _fill(self)->PixelDataset:
+# %% ../../nbs/01_data.pixels.ipynb #5d63ef45
+@patch
+def fill_gaps(self:PixelDataset)->PixelDataset:
     "Gap-filled copy (see `fill_gaps`); the observation mask is kept as `ds['mask']`."
     x = self.x
     empty = np.isnan(x).all(axis=(1, 2))
@@ -184,9 +251,12 @@ def _fill(self)->PixelDataset:
     ds = self.ds.assign(mask=(('sample', 'time', 'band'), self.mask))
     return PixelDataset(ds.assign(x=(('sample', 'time', 'band'), fill_gaps(x))))
 
-def _compute_stats(self)->BandStats: return BandStats.empty(len(self.bands)).update(self.x)
+@patch
+def compute_stats(self:PixelDataset)->BandStats: return BandStats.empty(len(self.bands)).update(self.x)
 
-def _normalize(self, stats:BandStats|None=None)->PixelDataset:
+@patch
+def normalize(self:PixelDataset, stats:BandStats|None=None, # statistics to scale with (default: this dataset's)
+             )->PixelDataset:
     "Scale each band to zero mean, unit std with `stats` (default: this dataset's); stats saved in attrs."
     if self.ds.attrs.get('normalized'): raise bad_input('PixelDataset', 'normalized', 'raw values', 'already normalised')
     stats = stats or self.compute_stats()
@@ -195,23 +265,26 @@ def _normalize(self, stats:BandStats|None=None)->PixelDataset:
     attrs = dict(self.ds.attrs, normalized=1, stats_mean=stats.mean, stats_m2=stats.m2, stats_count=stats.count)
     return PixelDataset(self.ds.assign(x=(('sample', 'time', 'band'), x)).assign_attrs(attrs))
 
-def _stats(self)->BandStats|None:
+@patch(as_prop=True)
+def stats(self:PixelDataset)->BandStats|None:
+    "The statistics this dataset was normalised with (None when it was not)."
     a = self.ds.attrs
     return BandStats(np.asarray(a['stats_mean']), np.asarray(a['stats_m2']), np.asarray(a['stats_count'])) if 'stats_mean' in a else None
 
-def _denormalize(self)->PixelDataset:
+@patch
+def denormalize(self:PixelDataset)->PixelDataset:
+    "The values before `normalize`."
     s = self.stats
     if not self.ds.attrs.get('normalized'): return self
-    x = (self.x * np.where(s.std > 0, s.std, 1.) + s.mean).astype(np.float32)
+    x = (self.x * s.divisor + s.mean).astype(np.float32)
     return PixelDataset(self.ds.assign(x=(('sample', 'time', 'band'), x)).assign_attrs(normalized=0))
 
-PixelDataset.fill_gaps, PixelDataset.compute_stats, PixelDataset.normalize = _fill, _compute_stats, _normalize
-PixelDataset.stats, PixelDataset.denormalize = property(_stats), _denormalize
-
-# %% ../../nbs/01_data.pixels.ipynb #b9d9ed04
-def _select(self, bbox=None, # (min_lon, min_lat, max_lon, max_lat)
-            region=None, label=None, # a value or a list of values
-           )->PixelDataset:
+# %% ../../nbs/01_data.pixels.ipynb #35e0dd63
+@patch
+def select(self:PixelDataset, bbox=None, # (min_lon, min_lat, max_lon, max_lat)
+           region=None, label=None, # a value or a list of values
+          )->PixelDataset:
+    "The samples inside `bbox` with the given region(s) and label(s)."
     keep = np.ones(len(self), bool)
     if bbox is not None:
         x0, y0, x1, y1 = bbox
@@ -220,15 +293,19 @@ def _select(self, bbox=None, # (min_lon, min_lat, max_lon, max_lat)
     if label is not None: keep &= np.isin(self.labels, np.atleast_1d(label))
     return self[keep]
 
-def _to_torch(self, device=None)->torch.Tensor: return torch.as_tensor(self.x, device=get_device(device))
+@patch
+def to_torch(self:PixelDataset, device=None)->torch.Tensor: return torch.as_tensor(self.x, device=get_device(device))
 
-def _save(self, path)->Path:
+@patch
+def save(self:PixelDataset, path)->Path:
+    "Write the dataset (netCDF, atomically), normalisation statistics included."
     path = Path(path)
     with atomic_path(path) as tmp: self.ds.to_netcdf(tmp, engine='h5netcdf')
     return path
 
-@classmethod
-def _load(cls, path)->PixelDataset:
+@patch(cls_method=True)
+def load(cls:PixelDataset, path)->PixelDataset:
+    "Read a dataset written by `save`."
     path = Path(path)
     if not path.exists(): raise bad_input(path, 'path', 'an existing PixelDataset file (.nc)', 'no such file')
     try: ds = xr.load_dataset(path, engine='h5netcdf')
@@ -241,5 +318,3 @@ def concat_datasets(datasets:list)->PixelDataset:
     "Concatenate `PixelDataset`s with the same times and bands along `sample`."
     ds = xr.concat([d.ds for d in datasets], dim='sample', combine_attrs='drop_conflicts')
     return PixelDataset(ds.assign_coords(sample=np.arange(ds.sizes['sample'])))
-
-PixelDataset.select, PixelDataset.to_torch, PixelDataset.save, PixelDataset.load = _select, _to_torch, _save, _load
