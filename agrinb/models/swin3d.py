@@ -9,6 +9,8 @@ from functools import lru_cache
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.func import functional_call
+from fastcore.basics import patch
 from ..core import bad_input
 
 # %% auto #0
@@ -261,6 +263,17 @@ class MultiSourceMapper(nn.Module):
         return F.interpolate(logits, size=tuple(out_size), mode='bilinear', align_corners=False)
 
 # %% ../../nbs/25_models.swin3d.ipynb #bc5ab007
+@patch
+def forward_tasks(self:MultiSourceMapper,
+                  params:dict, # parameter name -> (K, ...) weights of each task
+                  x:dict, # source -> (K, B, T, C, H, W)
+                 )->torch.Tensor: # (K, B, classes, H, W) logits
+    "One forward per task, each with its own weights (BatchNorm running statistics update as in `forward`)."
+    K = next(iter(params.values())).shape[0]
+    return torch.stack([functional_call(self, {k: v[i] for k, v in params.items()}, ({s: t[i] for s, t in x.items()},))
+                        for i in range(K)])
+
+# %% ../../nbs/25_models.swin3d.ipynb #1cfdae28
 def _resize_table(t:torch.Tensor, src, dst)->torch.Tensor:
     "Resize a bias table of window `src` to window `dst` (trilinear over the 3-D offset grid)."
     g = t.T.reshape(1, t.shape[1], *[2 * w - 1 for w in src])
