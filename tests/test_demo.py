@@ -50,7 +50,7 @@ def test_quick_demo_json_schema(quick):
 def test_demo_bad_arguments(capsys):
     from agrinb.cli import main
     with pytest.raises(SystemExit) as e: main(['demo', '--no-such-flag'])
-    assert e.value.code == 2
+    assert e.value.code == 2 and 'usage: agrinb demo' in capsys.readouterr().err    # argparse's own usage error
     assert main(['demo', '--quick', '--device', 'nonsense']) == 2
     err = capsys.readouterr().err
     assert '--device' in err and 'nonsense' in err and err.startswith('agrinb demo: error: ') and err.count('\n') == 1
