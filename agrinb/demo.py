@@ -98,13 +98,17 @@ def fit_learners(learners:dict, bench, config:DemoConfig=FULL, seed:int=0, progr
 
 # %% ../nbs/41_demo.ipynb #1f069a4a
 class FineTuning:
-    "A MAML-family learner adapted with the demo's fine-tuning protocol."
+    "A MAML-family learner adapted with the demo's fine-tuning protocol; `adapt` is the learner protocol's."
     def __init__(self, learner, steps:int, lr:float): self.learner, self.steps, self.lr = learner, steps, lr
-    def adapt(self, support, task_info=None):
-        return self.learner.adapt(support, task_info=task_info, steps=self.steps, lr=self.lr,
-                                  seed=int(np.random.randint(2**31 - 1)))
+    def adapt(self, support_x, # support inputs, or a task carrying support_x / support_y / info
+              support_y=None, info=None, # labels and task description (None when `support_x` is a task)
+              steps:int|None=None, seed:int|None=None, device=None):
+        "Adapt with the demo's steps and learning rate; a fresh seed from numpy's global generator unless given."
+        seed = int(np.random.randint(2**31 - 1)) if seed is None else seed
+        return self.learner.adapt(support_x, support_y, info=info, steps=self.steps if steps is None else steps,
+                                  seed=seed, device=device, lr=self.lr)
 
-# %% ../nbs/41_demo.ipynb #72832c72
+# %% ../nbs/41_demo.ipynb #3a5f62f3
 COMPARISONS = (('TIML', 'MAML'), ('MAML+info', 'Random'), ('Pretrained', 'Random'))
 
 def demo_comparisons(runs:pd.DataFrame, shots=(), reference:str=ev.RF_NAME)->pd.DataFrame:
@@ -120,7 +124,7 @@ def demo_comparisons(runs:pd.DataFrame, shots=(), reference:str=ev.RF_NAME)->pd.
                          'diff': c['diff'], 'se': c['se'], 'holds': c['beats']})
     return pd.DataFrame(rows)
 
-# %% ../nbs/41_demo.ipynb #3a5f62f3
+# %% ../nbs/41_demo.ipynb #626e5fbe
 @dataclasses.dataclass
 class DemoResult:
     "Everything one demo run produced."
@@ -157,7 +161,7 @@ def run_demo(quick:bool=False, # the QUICK budget instead of FULL
     return DemoResult(ev.summarize(runs), runs, demo_comparisons(runs, cfg.shots), time.perf_counter() - t0,
                       str(dev), fit_s, cfg)
 
-# %% ../nbs/41_demo.ipynb #628b9b82
+# %% ../nbs/41_demo.ipynb #537212d0
 def format_report(r:DemoResult)->str:
     "The tables `agrinb demo` prints."
     c = r.config
