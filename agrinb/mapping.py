@@ -76,7 +76,7 @@ def build_model(cfg:dict)->MultiSourceMapper:
 
 def n_params(model)->int: return sum(p.numel() for p in model.parameters())
 
-# %% ../nbs/80_mapping.ipynb #25e9a52f
+# %% ../nbs/80_mapping.ipynb #87fbb036
 def confusion(pred:torch.Tensor, label:torch.Tensor, num_classes:int, ignore_index:int=-1)->torch.Tensor:
     "(K, K) counts, rows = true class, columns = predicted."
     ok = label != ignore_index
@@ -95,7 +95,7 @@ def metrics_from_confusion(cm, class_names=None)->dict:
             'mFscore': float(np.nanmean(f)) if np.isfinite(f).any() else 0.0,
             'aAcc': float(tp.sum() / max(cm.sum(), 1)), 'pixels': int(cm.sum())}
 
-# %% ../nbs/80_mapping.ipynb #85d0faf9
+# %% ../nbs/80_mapping.ipynb #1e8390df
 def _sources(cfg): return {s: spec['bands'] for s, spec in cfg['data']['sources'].items()}
 
 def _to(batch, dev): return {s: v.to(dev) for s, v in batch['data'].items()}, batch['label'].to(dev)
@@ -115,7 +115,7 @@ def _lr(cfg, step, total):
     if step < w: return t['lr'] * (step + 1) / w
     return t['lr'] * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - w) / max(1, total - w))))
 
-# %% ../nbs/80_mapping.ipynb #cb29af46
+# %% ../nbs/80_mapping.ipynb #05e03373
 KIND = 'MultiSourceMapper' # kind (and file name) of the best-model checkpoint; the fit loop's is `KIND-train`
 RUN_ONLY = ('device', 'num_workers', 'max_minutes') # train keys that do not change the result (free to change on resume)
 
@@ -131,7 +131,7 @@ def _fit_meta(cfg:dict, stats:dict)->dict:
     "The settings a resumed run must share with the run it continues."
     return {'config': {**cfg, 'train': {k: v for k, v in cfg['train'].items() if k not in RUN_ONLY}}, 'stats': stats}
 
-# %% ../nbs/80_mapping.ipynb #78aebd2b
+# %% ../nbs/80_mapping.ipynb #9aadd080
 def _end_epoch(run:dict, epoch:int, model, va, cfg, dev, work:Path, stats:dict, seconds:float, progress:bool):
     "Record an epoch; validate when due and write the best model atomically; write history.json."
     d, t = cfg['data'], cfg['train']
@@ -148,7 +148,7 @@ def _end_epoch(run:dict, epoch:int, model, va, cfg, dev, work:Path, stats:dict, 
     with atomic_path(work / 'history.json') as tmp: tmp.write_text(json.dumps(run['history'], indent=1))
     if progress: tqdm.write(' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in rec.items()))
 
-# %% ../nbs/80_mapping.ipynb #9a6ebe2d
+# %% ../nbs/80_mapping.ipynb #0a21fd4f
 def train(config, # config name, path or dict
           work_dir, # where checkpoints and history go
           device=None, # None = config's train.device, else CUDA if available
@@ -157,9 +157,8 @@ def train(config, # config name, path or dict
           overrides:dict|None=None, # dotted-key overrides
          )->dict:
     "Train the config's model with `fit_loop`; keep the best model by mean F-score on val. Returns the history."
-    cfg = load_config(config, overrides); d, t = cfg['data'], cfg['train']
-    work = Path(work_dir); work.mkdir(parents=True, exist_ok=True)
-    dev = get_device(device or t['device']); seed_everything(t['seed'])
+    cfg = load_config(config, overrides); d, t = cfg['data'], cfg['train']; work = Path(work_dir)
+    dev = get_device(device or t['device']); work.mkdir(parents=True, exist_ok=True); seed_everything(t['seed'])
     srcs = _sources(cfg); stats = compute_stats(d['root'], read_data_list(d['root'], 'train'), srcs)
     tr = MappingDataset(d['root'], 'train', srcs, stats, augment=d['augment'], size=d['size'])
     va = MappingDataset(d['root'], 'val', srcs, stats, size=d['size'])
@@ -191,7 +190,7 @@ def train(config, # config name, path or dict
     return {'best_mFscore': run['best'], 'history': run['history'], 'best_checkpoint': str(work / f'{KIND}.pt'),
             'checkpoint': str(work / f'{KIND}-train.pt')}
 
-# %% ../nbs/80_mapping.ipynb #0a21fd4f
+# %% ../nbs/80_mapping.ipynb #4247992f
 def load_model(ckpt, device=None)->tuple:
     "(model, config, stats) from the best-model checkpoint or the fit loop's (its latest weights)."
     ck = load_checkpoint(ckpt)
@@ -201,6 +200,7 @@ def load_model(ckpt, device=None)->tuple:
     model = build_model(cfg); model.load_state_dict(weights)
     return model.to(get_device(device)).eval(), cfg, stats
 
+# %% ../nbs/80_mapping.ipynb #448bb8e9
 def evaluate_checkpoint(config, # config (its data section says where the samples are)
          ckpt, # checkpoint file
          json_path=None, # write the metrics here
@@ -222,7 +222,7 @@ def format_metrics(m:dict)->str:
     rows = [f"{'class':>12} {'IoU':>6} {'F':>6}"] + [f'{c:>12} {f(i):>6} {f(s):>6}' for c, i, s in zip(m['classes'], m['IoU'], m['Fscore'])]
     return '\n'.join(rows + [f"{'mean':>12} {f(m['mIoU']):>6} {f(m['mFscore']):>6}   aAcc {f(m['aAcc'])}"])
 
-# %% ../nbs/80_mapping.ipynb #6dd7f4a0
+# %% ../nbs/80_mapping.ipynb #8fe21ca8
 def _ramp(n:int, overlap:int)->np.ndarray:
     i = np.arange(n); d = np.minimum(i, n - 1 - i) + 1
     return np.clip(d / (overlap + 1), 1e-3, 1.0) if overlap > 0 else np.ones(n)
@@ -261,7 +261,7 @@ def predict_tiled(predict, # fn({source: (B, T, C, h, w) tensor}) -> (B, K, tile
             acc[:, y:y + tile, x:x + tile] += pi * win; wsum[y:y + tile, x:x + tile] += win
     return (acc / wsum)[:, :H, :W].numpy()
 
-# %% ../nbs/80_mapping.ipynb #4247992f
+# %% ../nbs/80_mapping.ipynb #55c46753
 def _load_inputs(cfg, inputs)->dict:
     out = {}
     for s, spec in cfg['data']['sources'].items():
@@ -275,10 +275,6 @@ def _load_inputs(cfg, inputs)->dict:
         out[s] = v
     return out
 
-def _png(path, img, **kw):
-    import matplotlib; import matplotlib.pyplot as plt
-    with atomic_path(path) as tmp: plt.imsave(tmp, img, format='png', **kw)
-
 def infer_cube(model, cfg:dict, stats:dict, cubes:dict, tile=None, overlap=None, batch_size=None, device=None, progress=True)->xr.DataArray:
     "Class probabilities (class, y, x) on the grid and CRS of the finest source."
     i = cfg['infer']; dev = get_device(device); model = model.to(dev).eval()
@@ -291,6 +287,11 @@ def infer_cube(model, cfg:dict, stats:dict, cubes:dict, tile=None, overlap=None,
                        attrs={'long_name': tuple(f'p_{n}' for n in names)})
     if ref.rio.crs is not None: out = out.rio.write_crs(ref.rio.crs)
     return out.rio.write_transform(ref.rio.transform())
+
+# %% ../nbs/80_mapping.ipynb #2ed546e7
+def _png(path, img, **kw):
+    import matplotlib; import matplotlib.pyplot as plt
+    with atomic_path(path) as tmp: plt.imsave(tmp, img, format='png', **kw)
 
 def write_maps(prob:xr.DataArray, out_dir, name:str='map')->dict:
     "GeoTIFFs `<name>_prob.tif` (float32, one band per class), `<name>_class.tif` (uint8) and PNG previews."
@@ -306,7 +307,6 @@ def write_maps(prob:xr.DataArray, out_dir, name:str='map')->dict:
     _png(paths['class_png'], cls.values, cmap='tab10', vmin=0, vmax=9)
     return paths
 
-# %% ../nbs/80_mapping.ipynb #3551ab09
 def infer(config, # config (infer.inputs: source -> GeoTIFF stack / .nc / DataArray)
           ckpt, # checkpoint
           out_dir, # output folder
@@ -326,7 +326,7 @@ def infer(config, # config (infer.inputs: source -> GeoTIFF stack / .nc / DataAr
         written[n] = write_maps(infer_cube(model, cfg, stats, cubes, tile, overlap, device=device, progress=False), out_dir, n)
     return written
 
-# %% ../nbs/80_mapping.ipynb #7b99bed8
+# %% ../nbs/80_mapping.ipynb #55f222ee
 def sparse_labels(root, split:str='train', n:int=20, seed:int=0, ignore_index:int=-1,
                   n_tiles:int|None=None, # draw the pixels from this many random samples only (None = all)
                  )->dict:
@@ -345,14 +345,14 @@ def sparse_labels(root, split:str='train', n:int=20, seed:int=0, ignore_index:in
     for nm, l in labs.items(): out[nm] = out_flat[start:start + l.size].reshape(l.shape); start += l.size
     return out
 
-# %% ../nbs/80_mapping.ipynb #878abdae
+# %% ../nbs/80_mapping.ipynb #b7b68551
 def sparse_losses(logits:torch.Tensor, # (K, B, classes, H, W)
                   y:torch.Tensor, # (K, B, H, W) class indices, `ignore_index` where unlabelled
                   ignore_index:int=-1)->torch.Tensor: # (K,) mean loss of each task over its labelled pixels
     "Cross-entropy of each task over its labelled pixels only (the `loss_fn` of `inner_loop` for sparse labels)."
     return torch.stack([F.cross_entropy(l, t, ignore_index=ignore_index) for l, t in zip(logits, y)])
 
-# %% ../nbs/80_mapping.ipynb #0a85be8c
+# %% ../nbs/80_mapping.ipynb #382d6f66
 def few_shot(config, # config of the model (its data.root is the new region's samples)
              ckpt=None, # trained checkpoint to fine-tune; None = train from scratch
              n_pixels:int=20, # labelled pixels
