@@ -28,7 +28,7 @@ def bad_input(where, # the file path or object the problem is in
     if got is not None: msg += f", got {got}"
     return AgrinbError(msg)
 
-# %% ../nbs/00_core.ipynb #a458cf3c
+# %% ../nbs/00_core.ipynb #9474c4e9
 def suggest(name:str, choices, n:int=3)->str:
     "A ' Did you mean ...?' suffix with close matches of `name` among `choices` (empty when none)."
     choices = [str(c) for c in choices]
@@ -36,7 +36,7 @@ def suggest(name:str, choices, n:int=3)->str:
     hits = difflib.get_close_matches(str(name).lower(), list(lower), n=n, cutoff=0.6)
     return f" Did you mean {', '.join(repr(lower[h]) for h in hits)}?" if hits else ""
 
-# %% ../nbs/00_core.ipynb #b2bac147
+# %% ../nbs/00_core.ipynb #9aa86ada
 def get_device(device=None, # None, 'cpu', 'cuda', 'cuda:1', 'mps' or a torch.device
                field:str='device', # how the caller calls this argument (named in the error)
               )->torch.device:
@@ -55,14 +55,14 @@ def get_device(device=None, # None, 'cpu', 'cuda', 'cuda:1', 'mps' or a torch.de
         raise bad_input('get_device', field, 'a device this machine has (MPS is not available)', repr(str(device)))
     return dev
 
-# %% ../nbs/00_core.ipynb #d61edf84
+# %% ../nbs/00_core.ipynb #7d7431fa
 def seed_everything(seed:int=0, # any non-negative integer
                    )->np.random.Generator:
     "Seed python, numpy and torch; return a numpy `Generator` seeded the same way."
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
     return np.random.default_rng(seed)
 
-# %% ../nbs/00_core.ipynb #c1f539f0
+# %% ../nbs/00_core.ipynb #8372e4f1
 @contextlib.contextmanager
 def atomic_path(path, # final destination
                ):
@@ -84,7 +84,7 @@ def atomic_path(path, # final destination
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
 
-# %% ../nbs/00_core.ipynb #8e836ca5
+# %% ../nbs/00_core.ipynb #a91deaef
 CHECKPOINT_VERSION = 1
 
 def save_checkpoint(path, # destination file
@@ -115,7 +115,7 @@ def load_checkpoint(path, # checkpoint file
         raise bad_input(path, 'kind', f"a checkpoint of '{kind}'", f"one of '{obj['kind']}'")
     return obj
 
-# %% ../nbs/00_core.ipynb #a91deaef
+# %% ../nbs/00_core.ipynb #b2435c00
 def config_names()->list:
     "Names of the configs shipped with agrinb (`agrinb/configs/*.yaml`)."
     return sorted(f.name[:-5] for f in resources.files('agrinb').joinpath('configs').iterdir() if f.name.endswith('.yaml'))
@@ -137,7 +137,7 @@ def _read_file(p:Path)->dict:
     if not isinstance(user, dict): raise bad_input(p, 'contents', 'a mapping of sections to settings', type(user).__name__)
     return user
 
-# %% ../nbs/00_core.ipynb #878224f7
+# %% ../nbs/00_core.ipynb #a535a386
 def _check_type(where, key:str, default, value):
     "A value must have its default's type (None defaults take anything; an int is a float)."
     if default is None: return
@@ -167,7 +167,7 @@ def merge_config(base:dict, # the defaults (or a complete config)
         else: _check_type(where, key, base[k], v); out[k] = v
     return out
 
-# %% ../nbs/00_core.ipynb #53fced97
+# %% ../nbs/00_core.ipynb #e4ea630e
 def read_config(config, # a shipped name (see `config_names`), a .yaml / .yml / .py path, or a dict
                 defaults:dict, # every key the command knows, with its default
                 overrides:dict|None=None, # dotted keys: {'train.epochs': 1}
