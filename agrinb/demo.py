@@ -43,7 +43,7 @@ FULL = DemoConfig()
 QUICK = DemoConfig(n_samples=8000, meta_steps=40, pretrain_steps=150, proto_steps=40, eval_every=10,
                    finetune_steps=60, n_runs=2, shots=(10,))
 
-# %% ../nbs/41_demo.ipynb #9346ec72
+# %% ../nbs/41_demo.ipynb #633326e8
 def demo_config(config=None, # None, a DemoConfig, a .yaml / .py path or a dict of DemoConfig fields
                 quick:bool=False, # start from QUICK instead of FULL
                 overrides:dict|None=None, # {'n_runs': 3, ...}
@@ -54,7 +54,7 @@ def demo_config(config=None, # None, a DemoConfig, a .yaml / .py path or a dict 
     d = read_config({} if config is None or isinstance(config, DemoConfig) else config, dataclasses.asdict(base), overrides)
     return DemoConfig(**{**d, 'shots': tuple(d['shots'])})
 
-# %% ../nbs/41_demo.ipynb #1381a882
+# %% ../nbs/41_demo.ipynb #c6024b5c
 def demo_tasks(config:DemoConfig=FULL, seed:int=0, progress:bool=True):
     "Embedded dataset -> `Benchmark` (train, val, test tasks; test tasks named Togo, Kenya, Brazil)."
     from agrinb.data.synthetic import make_dataset
@@ -64,7 +64,7 @@ def demo_tasks(config:DemoConfig=FULL, seed:int=0, progress:bool=True):
     b.test[:] = [dataclasses.replace(t, name=region) for t, (region, _) in zip(b.test, TEST_SPEC)]
     return b
 
-# %% ../nbs/41_demo.ipynb #8b039f96
+# %% ../nbs/41_demo.ipynb #1f069a4a
 def demo_learners(config:DemoConfig=FULL, device=None, seed:int=0)->dict:
     "Unfitted learners, keyed by the names of `MODEL_NAMES`."
     from agrinb.meta.maml import MAML
@@ -96,7 +96,7 @@ def fit_learners(learners:dict, bench, config:DemoConfig=FULL, seed:int=0, progr
         out[name] = time.perf_counter() - t0
     return out
 
-# %% ../nbs/41_demo.ipynb #1f069a4a
+# %% ../nbs/41_demo.ipynb #3a5f62f3
 class FineTuning:
     "A MAML-family learner adapted with the demo's fine-tuning protocol; `adapt` is the learner protocol's."
     def __init__(self, learner, steps:int, lr:float): self.learner, self.steps, self.lr = learner, steps, lr
@@ -108,7 +108,7 @@ class FineTuning:
         return self.learner.adapt(support_x, support_y, info=info, steps=self.steps if steps is None else steps,
                                   seed=seed, device=device, lr=self.lr)
 
-# %% ../nbs/41_demo.ipynb #3a5f62f3
+# %% ../nbs/41_demo.ipynb #21a246f1
 COMPARISONS = (('TIML', 'MAML'), ('MAML+info', 'Random'), ('Pretrained', 'Random'))
 
 def demo_comparisons(runs:pd.DataFrame, shots=(), reference:str=ev.RF_NAME)->pd.DataFrame:
@@ -124,7 +124,7 @@ def demo_comparisons(runs:pd.DataFrame, shots=(), reference:str=ev.RF_NAME)->pd.
                          'diff': c['diff'], 'se': c['se'], 'holds': c['beats']})
     return pd.DataFrame(rows)
 
-# %% ../nbs/41_demo.ipynb #626e5fbe
+# %% ../nbs/41_demo.ipynb #bce7c9f7
 @dataclasses.dataclass
 class DemoResult:
     "Everything one demo run produced."
@@ -161,7 +161,7 @@ def run_demo(quick:bool=False, # the QUICK budget instead of FULL
     return DemoResult(ev.summarize(runs), runs, demo_comparisons(runs, cfg.shots), time.perf_counter() - t0,
                       str(dev), fit_s, cfg)
 
-# %% ../nbs/41_demo.ipynb #537212d0
+# %% ../nbs/41_demo.ipynb #7be7919f
 def format_report(r:DemoResult)->str:
     "The tables `agrinb demo` prints."
     c = r.config
