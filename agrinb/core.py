@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['CHECKPOINT_VERSION', 'AgrinbError', 'bad_input', 'suggest', 'get_device', 'seed_everything', 'atomic_path',
-           'save_checkpoint', 'load_checkpoint', 'config_names', 'merge_config', 'read_config']
+__all__ = ['CHECKPOINT_VERSION', 'AgrinbError', 'bad_input', 'suggest', 'get_device', 'seed_everything', 'make_folder',
+           'atomic_path', 'save_checkpoint', 'load_checkpoint', 'config_names', 'merge_config', 'read_config']
 
 # %% ../nbs/00_core.ipynb #9cf2e53f
 class AgrinbError(ValueError):
@@ -63,15 +63,21 @@ def seed_everything(seed:int=0, # any non-negative integer
     return np.random.default_rng(seed)
 
 # %% ../nbs/00_core.ipynb #8372e4f1
+def make_folder(path, # folder to create (with its parents) if it does not exist
+               )->Path:
+    "Create `path` if needed; a folder that cannot be created is an `AgrinbError` naming it."
+    path = Path(path)
+    try: path.mkdir(parents=True, exist_ok=True)
+    except OSError as ex: raise bad_input(path, 'path', 'a writable folder', f'{type(ex).__name__}: {ex.strerror or ex}') from None
+    return path
+
+# %% ../nbs/00_core.ipynb #7ba296ec
 @contextlib.contextmanager
 def atomic_path(path, # final destination
                ):
     "Yield a temporary path beside `path`; on success it replaces `path` atomically, on error it is removed."
     path = Path(path)
-    parent = path.parent if str(path.parent) else Path('.')
-    if not parent.exists():
-        try: parent.mkdir(parents=True, exist_ok=True)
-        except OSError as ex: raise bad_input(path, 'path', 'a writable folder', repr(ex)) from None
+    parent = make_folder(path.parent if str(path.parent) else Path('.'))
     try: fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=parent)
     except OSError as ex: raise bad_input(path, 'path', 'a writable folder', repr(ex)) from None
     os.close(fd)
@@ -84,7 +90,7 @@ def atomic_path(path, # final destination
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
 
-# %% ../nbs/00_core.ipynb #a91deaef
+# %% ../nbs/00_core.ipynb #878224f7
 CHECKPOINT_VERSION = 1
 
 def save_checkpoint(path, # destination file
@@ -115,7 +121,7 @@ def load_checkpoint(path, # checkpoint file
         raise bad_input(path, 'kind', f"a checkpoint of '{kind}'", f"one of '{obj['kind']}'")
     return obj
 
-# %% ../nbs/00_core.ipynb #b2435c00
+# %% ../nbs/00_core.ipynb #a535a386
 def config_names()->list:
     "Names of the configs shipped with agrinb (`agrinb/configs/*.yaml`)."
     return sorted(f.name[:-5] for f in resources.files('agrinb').joinpath('configs').iterdir() if f.name.endswith('.yaml'))
@@ -137,7 +143,7 @@ def _read_file(p:Path)->dict:
     if not isinstance(user, dict): raise bad_input(p, 'contents', 'a mapping of sections to settings', type(user).__name__)
     return user
 
-# %% ../nbs/00_core.ipynb #a535a386
+# %% ../nbs/00_core.ipynb #e4ea630e
 def _check_type(where, key:str, default, value):
     "A value must have its default's type (None defaults take anything; an int is a float)."
     if default is None: return
@@ -167,7 +173,7 @@ def merge_config(base:dict, # the defaults (or a complete config)
         else: _check_type(where, key, base[k], v); out[k] = v
     return out
 
-# %% ../nbs/00_core.ipynb #e4ea630e
+# %% ../nbs/00_core.ipynb #f57d75a4
 def read_config(config, # a shipped name (see `config_names`), a .yaml / .yml / .py path, or a dict
                 defaults:dict, # every key the command knows, with its default
                 overrides:dict|None=None, # dotted keys: {'train.epochs': 1}

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 import xarray as xr
 import yaml
 from tqdm.auto import tqdm
-from .core import bad_input, suggest, get_device, seed_everything, atomic_path, save_checkpoint, load_checkpoint, read_config
+from .core import (bad_input, suggest, get_device, seed_everything, atomic_path, make_folder, save_checkpoint,
+                         load_checkpoint, read_config)
 from .data.h5maps import (MappingDataset, read_data_list, compute_stats, normalize, check_cube, open_stack,
                                 read_sample, write_data_list)
 from .models.swin3d import MultiSourceMapper
@@ -158,7 +159,7 @@ def train(config, # config name, path or dict
          )->dict:
     "Train the config's model with `fit_loop`; keep the best model by mean F-score on val. Returns the history."
     cfg = load_config(config, overrides); d, t = cfg['data'], cfg['train']; work = Path(work_dir)
-    dev = get_device(device or t['device']); work.mkdir(parents=True, exist_ok=True); seed_everything(t['seed'])
+    dev = get_device(device or t['device']); make_folder(work); seed_everything(t['seed'])
     srcs = _sources(cfg); stats = compute_stats(d['root'], read_data_list(d['root'], 'train'), srcs)
     tr = MappingDataset(d['root'], 'train', srcs, stats, augment=d['augment'], size=d['size'])
     va = MappingDataset(d['root'], 'val', srcs, stats, size=d['size'])
@@ -295,7 +296,7 @@ def _png(path, img, **kw):
 
 def write_maps(prob:xr.DataArray, out_dir, name:str='map')->dict:
     "GeoTIFFs `<name>_prob.tif` (float32, one band per class), `<name>_class.tif` (uint8) and PNG previews."
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    out = make_folder(out_dir)
     cls = prob.argmax('band').astype(np.uint8); cls.attrs = {'long_name': 'class'}
     if prob.rio.crs is not None: cls = cls.rio.write_crs(prob.rio.crs)
     cls = cls.rio.write_transform(prob.rio.transform())
