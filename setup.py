@@ -32,7 +32,7 @@ setuptools.setup(
     url = cfg['git_url'],
     packages = setuptools.find_packages(include=['agrinb', 'agrinb.*']),
     include_package_data = True,
-    package_data = {'agrinb': ['resources/*']},
+    package_data = {'agrinb': ['resources/*', 'configs/*.yaml']},
     install_requires = requirements,
     extras_require = {'dev': dev_requirements},
     dependency_links = cfg.get('dep_links','').split(),

@@ -4,14 +4,15 @@
 
 # %% ../nbs/00_core.ipynb #252b32a2
 from __future__ import annotations
-import os, difflib, random, tempfile, contextlib, io
+import os, copy, difflib, random, tempfile, contextlib, io
+from importlib import resources
 from pathlib import Path
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['CHECKPOINT_VERSION', 'AgrinbError', 'bad_input', 'suggest', 'get_device', 'seed_everything', 'atomic_path',
-           'save_checkpoint', 'load_checkpoint']
+__all__ = ['CHECKPOINT_VERSION', 'AgrinbError', 'bad_input', 'suggest', 'get_device', 'seed_everything', 'make_folder',
+           'atomic_path', 'save_checkpoint', 'load_checkpoint', 'config_names', 'merge_config', 'read_config']
 
 # %% ../nbs/00_core.ipynb #9cf2e53f
 class AgrinbError(ValueError):
@@ -27,7 +28,7 @@ def bad_input(where, # the file path or object the problem is in
     if got is not None: msg += f", got {got}"
     return AgrinbError(msg)
 
-# %% ../nbs/00_core.ipynb #a458cf3c
+# %% ../nbs/00_core.ipynb #9474c4e9
 def suggest(name:str, choices, n:int=3)->str:
     "A ' Did you mean ...?' suffix with close matches of `name` among `choices` (empty when none)."
     choices = [str(c) for c in choices]
@@ -35,30 +36,48 @@ def suggest(name:str, choices, n:int=3)->str:
     hits = difflib.get_close_matches(str(name).lower(), list(lower), n=n, cutoff=0.6)
     return f" Did you mean {', '.join(repr(lower[h]) for h in hits)}?" if hits else ""
 
-# %% ../nbs/00_core.ipynb #b2bac147
-def get_device(device=None)->torch.device:
-    "Resolve `device` (None = CUDA if available, else CPU)."
+# %% ../nbs/00_core.ipynb #9aa86ada
+def get_device(device=None, # None, 'cpu', 'cuda', 'cuda:1', 'mps' or a torch.device
+               field:str='device', # how the caller calls this argument (named in the error)
+              )->torch.device:
+    "Resolve `device` (None = CUDA if available, else CPU), refusing devices this machine does not have."
     if device is None: return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    dev = torch.device(device)
-    if dev.type == 'cuda' and not torch.cuda.is_available():
-        raise bad_input('get_device', 'device', 'a device this machine has (CUDA is not available)', str(device))
+    try: dev = device if isinstance(device, torch.device) else torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise bad_input('get_device', field, "a torch device such as 'cpu', 'cuda' or 'cuda:0'", repr(device)) from None
+    if dev.type == 'cuda':
+        if not torch.cuda.is_available():
+            raise bad_input('get_device', field, 'a device this machine has (CUDA is not available)', repr(str(device)))
+        n = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= n:
+            raise bad_input('get_device', field, f'a CUDA index below {n} (this machine has {n} GPU(s))', repr(str(device)))
+    if dev.type == 'mps' and not torch.backends.mps.is_available():
+        raise bad_input('get_device', field, 'a device this machine has (MPS is not available)', repr(str(device)))
     return dev
 
-def seed_everything(seed:int=0)->np.random.Generator:
+# %% ../nbs/00_core.ipynb #7d7431fa
+def seed_everything(seed:int=0, # any non-negative integer
+                   )->np.random.Generator:
     "Seed python, numpy and torch; return a numpy `Generator` seeded the same way."
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
     return np.random.default_rng(seed)
 
-# %% ../nbs/00_core.ipynb #295ffa05
+# %% ../nbs/00_core.ipynb #8372e4f1
+def make_folder(path, # folder to create (with its parents) if it does not exist
+               )->Path:
+    "Create `path` if needed; a folder that cannot be created is an `AgrinbError` naming it."
+    path = Path(path)
+    try: path.mkdir(parents=True, exist_ok=True)
+    except OSError as ex: raise bad_input(path, 'path', 'a writable folder', f'{type(ex).__name__}: {ex.strerror or ex}') from None
+    return path
+
+# %% ../nbs/00_core.ipynb #7ba296ec
 @contextlib.contextmanager
 def atomic_path(path, # final destination
                ):
     "Yield a temporary path beside `path`; on success it replaces `path` atomically, on error it is removed."
     path = Path(path)
-    parent = path.parent if str(path.parent) else Path('.')
-    if not parent.exists():
-        try: parent.mkdir(parents=True, exist_ok=True)
-        except OSError as ex: raise bad_input(path, 'path', 'a writable folder', repr(ex)) from None
+    parent = make_folder(path.parent if str(path.parent) else Path('.'))
     try: fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=parent)
     except OSError as ex: raise bad_input(path, 'path', 'a writable folder', repr(ex)) from None
     os.close(fd)
@@ -71,7 +90,7 @@ def atomic_path(path, # final destination
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
 
-# %% ../nbs/00_core.ipynb #7d7431fa
+# %% ../nbs/00_core.ipynb #878224f7
 CHECKPOINT_VERSION = 1
 
 def save_checkpoint(path, # destination file
@@ -101,3 +120,78 @@ def load_checkpoint(path, # checkpoint file
     if kind is not None and obj['kind'] != kind:
         raise bad_input(path, 'kind', f"a checkpoint of '{kind}'", f"one of '{obj['kind']}'")
     return obj
+
+# %% ../nbs/00_core.ipynb #a535a386
+def config_names()->list:
+    "Names of the configs shipped with agrinb (`agrinb/configs/*.yaml`)."
+    return sorted(f.name[:-5] for f in resources.files('agrinb').joinpath('configs').iterdir() if f.name.endswith('.yaml'))
+
+def _read_file(p:Path)->dict:
+    "The dict a .yaml / .yml / .py config file holds."
+    import yaml
+    if p.suffix in ('.yaml', '.yml'):
+        try: user = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as ex: raise bad_input(p, 'YAML', 'a valid YAML file', ' '.join(str(ex).split())[:200]) from None
+        user = {} if user is None else user
+    elif p.suffix == '.py':
+        ns = {}
+        try: exec(compile(p.read_text(), str(p), 'exec'), ns)
+        except Exception as ex: raise bad_input(p, 'config', 'a Python file that runs', f'{type(ex).__name__}: {ex}') from None
+        if 'config' not in ns: raise bad_input(p, 'config', 'a variable `config = {...}`', 'none')
+        user = ns['config']
+    else: raise bad_input(p, 'suffix', '.yaml, .yml or .py', p.suffix)
+    if not isinstance(user, dict): raise bad_input(p, 'contents', 'a mapping of sections to settings', type(user).__name__)
+    return user
+
+# %% ../nbs/00_core.ipynb #e4ea630e
+def _check_type(where, key:str, default, value):
+    "A value must have its default's type (None defaults take anything; an int is a float)."
+    if default is None: return
+    kinds = [(bool, (bool,), 'true or false'), (int, (int,), 'a whole number'), (float, (int, float), 'a number'),
+             (str, (str,), 'a string'), ((list, tuple), (list, tuple), 'a list')]
+    for test, ok, say in kinds:
+        if isinstance(default, test):
+            if not isinstance(value, ok) or (isinstance(value, bool) and not isinstance(default, bool)):
+                raise bad_input(where, key, f'{say} (like the default {default!r})', repr(value))
+            return
+
+def merge_config(base:dict, # the defaults (or a complete config)
+                 over:dict, # the user's settings
+                 where, # named in errors: the file or 'config'
+                 free=(), # dotted keys whose mappings are taken whole
+                 path:str='')->dict:
+    "Merge `over` into a copy of `base`, rejecting unknown keys and values of the wrong type."
+    if not isinstance(over, dict): raise bad_input(where, path.rstrip('.') or 'config', 'a mapping', repr(over))
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        key = f'{path}{k}'
+        if k not in base: raise bad_input(where, key, f'a known key ({", ".join(map(str, base))})', repr(k) + '.' + suggest(k, base))
+        if key in free:
+            if not isinstance(v, dict): raise bad_input(where, key, 'a mapping', repr(v))
+            out[k] = copy.deepcopy(v)
+        elif isinstance(base[k], dict): out[k] = merge_config(base[k], v, where, free, key + '.')
+        else: _check_type(where, key, base[k], v); out[k] = v
+    return out
+
+# %% ../nbs/00_core.ipynb #f57d75a4
+def read_config(config, # a shipped name (see `config_names`), a .yaml / .yml / .py path, or a dict
+                defaults:dict, # every key the command knows, with its default
+                overrides:dict|None=None, # dotted keys: {'train.epochs': 1}
+                free=(), # dotted keys whose mappings are taken whole
+               )->dict:
+    "The one config loader of every command: a complete, type-checked config."
+    if isinstance(config, dict): where, user = 'config', config
+    else:
+        p, names = Path(config), config_names()
+        if str(config) in names and not p.suffix: p = Path(str(resources.files('agrinb') / 'configs' / f'{config}.yaml'))
+        if not p.exists():
+            raise bad_input(p, 'path', f'a config file or one of {names}', 'no such file.' + suggest(str(config), names))
+        where, user = p, _read_file(p)
+    cfg = merge_config(defaults, user, where, free)
+    for k, v in (overrides or {}).items():
+        d = cur = {}
+        *parents, last = str(k).split('.')
+        for part in parents: cur = cur.setdefault(part, {})
+        cur[last] = v
+        cfg = merge_config(cfg, d, f'override {k}', free)
+    return cfg

@@ -4,22 +4,21 @@
 
 # %% ../nbs/41_demo.ipynb #e1da7c4f
 from __future__ import annotations
-import argparse, dataclasses, json, math, sys, time
+import dataclasses, math, time
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from .core import AgrinbError, bad_input, get_device, seed_everything, atomic_path
+from .core import get_device, seed_everything, read_config
+from .tasks import TEST_SPEC
 from . import eval as ev
 
 # %% auto #0
-__all__ = ['MODEL_NAMES', 'TEST_SPEC', 'FULL', 'QUICK', 'COMPARISONS', 'DemoConfig', 'demo_tasks', 'demo_learners',
-           'fit_learners', 'FineTuning', 'demo_comparisons', 'DemoResult', 'run_demo', 'format_report', 'demo_json',
-           'main']
+__all__ = ['MODEL_NAMES', 'FULL', 'QUICK', 'COMPARISONS', 'DemoConfig', 'demo_config', 'demo_tasks', 'demo_learners',
+           'fit_learners', 'FineTuning', 'demo_comparisons', 'DemoResult', 'run_demo', 'format_report', 'demo_json']
 
 # %% ../nbs/41_demo.ipynb #78b7aa90
 MODEL_NAMES = ('TIML', 'MAML', 'MAML+info', 'Pretrained', 'Random', 'Random forest', 'ProtoNet')
-TEST_SPEC = (('Togo', 'crop'), ('Kenya', 'maize'), ('Brazil', 'coffee'))
 
 @dataclasses.dataclass(frozen=True)
 class DemoConfig:
@@ -44,7 +43,18 @@ FULL = DemoConfig()
 QUICK = DemoConfig(n_samples=8000, meta_steps=40, pretrain_steps=150, proto_steps=40, eval_every=10,
                    finetune_steps=60, n_runs=2, shots=(10,))
 
-# %% ../nbs/41_demo.ipynb #9346ec72
+# %% ../nbs/41_demo.ipynb #633326e8
+def demo_config(config=None, # None, a DemoConfig, a .yaml / .py path or a dict of DemoConfig fields
+                quick:bool=False, # start from QUICK instead of FULL
+                overrides:dict|None=None, # {'n_runs': 3, ...}
+               )->DemoConfig:
+    "The `DemoConfig` of a run, checked like every config (unknown fields and wrong types are AgrinbErrors)."
+    if isinstance(config, DemoConfig) and not overrides: return config
+    base = config if isinstance(config, DemoConfig) else (QUICK if quick else FULL)
+    d = read_config({} if config is None or isinstance(config, DemoConfig) else config, dataclasses.asdict(base), overrides)
+    return DemoConfig(**{**d, 'shots': tuple(d['shots'])})
+
+# %% ../nbs/41_demo.ipynb #c6024b5c
 def demo_tasks(config:DemoConfig=FULL, seed:int=0, progress:bool=True):
     "Embedded dataset -> `Benchmark` (train, val, test tasks; test tasks named Togo, Kenya, Brazil)."
     from agrinb.data.synthetic import make_dataset
@@ -54,7 +64,7 @@ def demo_tasks(config:DemoConfig=FULL, seed:int=0, progress:bool=True):
     b.test[:] = [dataclasses.replace(t, name=region) for t, (region, _) in zip(b.test, TEST_SPEC)]
     return b
 
-# %% ../nbs/41_demo.ipynb #b822df67
+# %% ../nbs/41_demo.ipynb #1f069a4a
 def demo_learners(config:DemoConfig=FULL, device=None, seed:int=0)->dict:
     "Unfitted learners, keyed by the names of `MODEL_NAMES`."
     from agrinb.meta.maml import MAML
@@ -86,15 +96,19 @@ def fit_learners(learners:dict, bench, config:DemoConfig=FULL, seed:int=0, progr
         out[name] = time.perf_counter() - t0
     return out
 
-# %% ../nbs/41_demo.ipynb #c6024b5c
+# %% ../nbs/41_demo.ipynb #3a5f62f3
 class FineTuning:
-    "A MAML-family learner adapted with the demo's fine-tuning protocol."
+    "A MAML-family learner adapted with the demo's fine-tuning protocol; `adapt` is the learner protocol's."
     def __init__(self, learner, steps:int, lr:float): self.learner, self.steps, self.lr = learner, steps, lr
-    def adapt(self, support, task_info=None):
-        return self.learner.adapt(support, task_info=task_info, steps=self.steps, lr=self.lr,
-                                  seed=int(np.random.randint(2**31 - 1)))
+    def adapt(self, support_x, # support inputs, or a task carrying support_x / support_y / info
+              support_y=None, info=None, # labels and task description (None when `support_x` is a task)
+              steps:int|None=None, seed:int|None=None, device=None):
+        "Adapt with the demo's steps and learning rate; a fresh seed from numpy's global generator unless given."
+        seed = int(np.random.randint(2**31 - 1)) if seed is None else seed
+        return self.learner.adapt(support_x, support_y, info=info, steps=self.steps if steps is None else steps,
+                                  seed=seed, device=device, lr=self.lr)
 
-# %% ../nbs/41_demo.ipynb #8b039f96
+# %% ../nbs/41_demo.ipynb #21a246f1
 COMPARISONS = (('TIML', 'MAML'), ('MAML+info', 'Random'), ('Pretrained', 'Random'))
 
 def demo_comparisons(runs:pd.DataFrame, shots=(), reference:str=ev.RF_NAME)->pd.DataFrame:
@@ -110,7 +124,7 @@ def demo_comparisons(runs:pd.DataFrame, shots=(), reference:str=ev.RF_NAME)->pd.
                          'diff': c['diff'], 'se': c['se'], 'holds': c['beats']})
     return pd.DataFrame(rows)
 
-# %% ../nbs/41_demo.ipynb #1f069a4a
+# %% ../nbs/41_demo.ipynb #bce7c9f7
 @dataclasses.dataclass
 class DemoResult:
     "Everything one demo run produced."
@@ -125,11 +139,11 @@ class DemoResult:
 def run_demo(quick:bool=False, # the QUICK budget instead of FULL
              seed:int=0, device=None, # device None = CUDA if available
              progress:bool=True,
-             config:DemoConfig|None=None, # overrides `quick`
+             config=None, # a DemoConfig, file or dict (`demo_config`); starts from QUICK when `quick`
             )->DemoResult:
     "Meta-train every learner on the embedded dataset and evaluate them on the held-out test tasks."
     t0 = time.perf_counter()
-    dev, cfg = get_device(device), config or (QUICK if quick else FULL)
+    dev, cfg = get_device(device), demo_config(config, quick)
     threads = torch.get_num_threads()
     if dev.type == 'cpu': torch.set_num_threads(1)   # the LSTM's small matrix products only lose from threads
     try:
@@ -147,7 +161,7 @@ def run_demo(quick:bool=False, # the QUICK budget instead of FULL
     return DemoResult(ev.summarize(runs), runs, demo_comparisons(runs, cfg.shots), time.perf_counter() - t0,
                       str(dev), fit_s, cfg)
 
-# %% ../nbs/41_demo.ipynb #082b5b09
+# %% ../nbs/41_demo.ipynb #7be7919f
 def format_report(r:DemoResult)->str:
     "The tables `agrinb demo` prints."
     c = r.config
@@ -179,35 +193,3 @@ def demo_json(r:DemoResult)->dict:
     rec = lambda df: [{k: fix(k, _clean(v)) for k, v in row.items()} for row in df.to_dict('records')]
     return {'results': rec(r.summary), 'comparisons': rec(r.comparisons), 'seconds': r.seconds, 'device': r.device,
             'fit_seconds': r.fit_seconds, 'config': dataclasses.asdict(r.config)}
-
-# %% ../nbs/41_demo.ipynb #628b9b82
-def _parser():
-    p = argparse.ArgumentParser(prog='agrinb demo', description='Meta-train TIML and the baselines on the embedded '
-                                'dataset; print AUC ROC / F1 per model and held-out task, and AUC minus a random forest.')
-    p.add_argument('--quick', action='store_true', help='small budgets: about a minute on two CPU cores')
-    p.add_argument('--json', metavar='PATH', help='also write the results as JSON to PATH')
-    p.add_argument('--device', default=None, help="torch device, e.g. 'cpu' or 'cuda' (default: CUDA when available)")
-    p.add_argument('--seed', type=int, default=0, help='seed of the dataset, the learners and the runs')
-    p.add_argument('--no-progress', action='store_true', help='hide progress bars')
-    return p
-
-def _device(name):
-    "A usable torch device from the command line, or an AgrinbError naming the option."
-    try: dev = get_device(name)
-    except (AgrinbError, RuntimeError) as e:
-        raise bad_input('agrinb demo', '--device', "a device this machine has, such as 'cpu' or 'cuda'", repr(name)) from None
-    if dev.type == 'cuda' and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise bad_input('agrinb demo', '--device', f'a CUDA index below {torch.cuda.device_count()}', repr(name))
-    return dev
-
-def main(argv:list|None=None)->int:
-    "`agrinb demo [--quick] [--json PATH] [--device DEV] [--seed S]`; returns the exit code."
-    args = _parser().parse_args(argv)
-    try: dev = _device(args.device)
-    except AgrinbError as e: print(f'agrinb demo: {e}', file=sys.stderr); return 2
-    r = run_demo(quick=args.quick, seed=args.seed, device=dev, progress=not args.no_progress)
-    print(format_report(r))
-    if args.json:
-        with atomic_path(args.json) as tmp: Path(tmp).write_text(json.dumps(demo_json(r), indent=1, allow_nan=False))
-        print(f'results written to {args.json}')
-    return 0

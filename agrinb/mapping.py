@@ -4,7 +4,7 @@
 
 # %% ../nbs/80_mapping.ipynb #e9245ac5
 from __future__ import annotations
-import argparse, copy, json, math, sys, time
+import functools, json, math, time
 from pathlib import Path
 import numpy as np
 import torch
@@ -12,15 +12,18 @@ import torch.nn.functional as F
 import xarray as xr
 import yaml
 from tqdm.auto import tqdm
-from .core import bad_input, suggest, get_device, seed_everything, atomic_path, save_checkpoint, load_checkpoint, AgrinbError
+from .core import (bad_input, suggest, get_device, seed_everything, atomic_path, make_folder, save_checkpoint,
+                         load_checkpoint, read_config)
 from .data.h5maps import (MappingDataset, read_data_list, compute_stats, normalize, check_cube, open_stack,
                                 read_sample, write_data_list)
 from .models.swin3d import MultiSourceMapper
+from .meta.core import fit_loop
+from .meta.maml import inner_loop
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'SOURCE_KEYS', 'CONFIGS', 'load_config', 'build_model', 'n_params', 'confusion', 'metrics_from_confusion',
-           'evaluate', 'train', 'load_model', 'evaluate_checkpoint', 'format_metrics', 'predict_tiled', 'infer_cube',
-           'write_maps', 'infer', 'sparse_labels', 'few_shot', 'train_main', 'test_main', 'infer_main']
+__all__ = ['DEFAULTS', 'SOURCE_KEYS', 'FREE', 'KIND', 'RUN_ONLY', 'load_config', 'build_model', 'n_params', 'confusion',
+           'metrics_from_confusion', 'evaluate', 'train', 'load_model', 'evaluate_checkpoint', 'format_metrics',
+           'predict_tiled', 'infer_cube', 'write_maps', 'infer', 'sparse_labels', 'sparse_losses', 'few_shot']
 
 # %% ../nbs/80_mapping.ipynb #c1fc6ff2
 DEFAULTS = {
@@ -36,70 +39,30 @@ DEFAULTS = {
 }
 SOURCE_KEYS = {'bands': None, 'frames': None, 'patch_size': None, 'window_size': None}
 
-CONFIGS = {
-    'tiny': {'data': {'root': 'data/tiny_samples', 'sources': {'S2': {'bands': 18, 'frames': 12},
-                                                               'Modis': {'bands': 4, 'frames': 24, 'patch_size': [4, 1, 1]}},
-                      'num_classes': 2, 'class_names': ['other', 'crop']},
-             'model': {'patch_size': [2, 2, 2], 'embed_dim': 16, 'depths': [2, 2], 'num_heads': [2, 4],
-                       'window_size': [3, 4, 4], 'drop_path_rate': 0.1, 'neck_dim': 32},
-             'train': {'epochs': 30, 'batch_size': 4, 'lr': 2e-3, 'weight_decay': 0.01},
-             'infer': {'tile': 64, 'overlap': 16, 'batch_size': 4}},
-    'agrifm': {'data': {'root': 'data/agrifm_samples', 'sources': {'S2': {'bands': 10, 'frames': 32}}, 'size': 256,
-                        'num_classes': 2, 'class_names': ['other', 'crop']},
-               'model': {'patch_size': [4, 2, 2], 'embed_dim': 128, 'depths': [2, 2, 18, 2], 'num_heads': [4, 8, 16, 32],
-                         'window_size': [8, 7, 7], 'drop_path_rate': 0.2, 'neck_dim': 256},
-               'train': {'epochs': 100, 'batch_size': 2, 'lr': 1e-4, 'weight_decay': 0.05},
-               'infer': {'tile': 256, 'overlap': 64, 'batch_size': 1}},
-}
+FREE = ('data.sources', 'infer.inputs')
 
-# %% ../nbs/80_mapping.ipynb #aa4d1d30
-def _merge(base:dict, over:dict, where:str, path:str='')->dict:
-    "Recursively merge `over` into a copy of `base`, rejecting keys `base` does not have."
-    out = copy.deepcopy(base)
-    for k, v in (over or {}).items():
-        key = f'{path}{k}'
-        if path == 'data.sources.':
-            if not isinstance(v, dict): raise bad_input(where, key, 'a mapping with bands and frames', v)
-            for sk in v:
-                if sk not in SOURCE_KEYS: raise bad_input(where, f'{key}.{sk}', f'one of {list(SOURCE_KEYS)}', repr(sk) + suggest(sk, SOURCE_KEYS))
-            out[k] = dict(v); continue
-        if k not in base: raise bad_input(where, key, f'a known key ({", ".join(base)})', repr(k) + '.' + suggest(k, base))
-        if key == 'data.sources': out[k] = _merge({s: {} for s in v}, v, where, 'data.sources.') if isinstance(v, dict) else v
-        elif isinstance(base[k], dict) and key != 'infer.inputs':
-            if not isinstance(v, dict): raise bad_input(where, key, 'a mapping', v)
-            out[k] = _merge(base[k], v, where, key + '.')
-        else: out[k] = v
-    return out
+def _check_sources(cfg:dict, where):
+    "Every source names known keys and integer bands and frames."
+    if not cfg['data']['sources']: raise bad_input(where, 'data.sources', 'at least one source', '{}')
+    for s, spec in cfg['data']['sources'].items():
+        key = f'data.sources.{s}'
+        if not isinstance(spec, dict): raise bad_input(where, key, 'a mapping with bands and frames', repr(spec))
+        for sk in spec:
+            if sk not in SOURCE_KEYS: raise bad_input(where, f'{key}.{sk}', f'one of {list(SOURCE_KEYS)}', repr(sk) + suggest(sk, SOURCE_KEYS))
+        for req in ('bands', 'frames'):
+            v = spec.get(req)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise bad_input(where, f'{key}.{req}', 'a positive integer', v)
 
-def load_config(config, # a built-in name ('tiny', 'agrifm'), a .yaml / .py path, or a dict
+# %% ../nbs/80_mapping.ipynb #7efbb578
+def load_config(config, # a shipped name ('tiny', 'agrifm'), a .yaml / .py path, or a dict
                 overrides=None, # {'train.epochs': 1, ...} (dotted keys)
                )->dict:
-    "A complete, checked config."
-    where = config if not isinstance(config, dict) else 'config'
-    if isinstance(config, dict): user = config
-    elif str(config) in CONFIGS: user = CONFIGS[str(config)]
-    else:
-        p = Path(config)
-        if not p.exists(): raise bad_input(p, 'path', f'a config file or one of {list(CONFIGS)}', 'no such file.' + suggest(str(config), CONFIGS))
-        if p.suffix in ('.yaml', '.yml'): user = yaml.safe_load(p.read_text()) or {}
-        elif p.suffix == '.py':
-            ns = {}; exec(compile(p.read_text(), str(p), 'exec'), ns)
-            if 'config' not in ns: raise bad_input(p, 'config', 'a variable `config = {...}`', 'none')
-            user = ns['config']
-        else: raise bad_input(p, 'suffix', '.yaml, .yml or .py', p.suffix)
-    cfg = _merge(DEFAULTS, user, where)
-    for k, v in (overrides or {}).items():
-        d, parts = {}, k.split('.')
-        cur = d
-        for part in parts[:-1]: cur = cur.setdefault(part, {})
-        cur[parts[-1]] = v
-        cfg = _merge(cfg, d, f'override {k}')
-    for s, spec in cfg['data']['sources'].items():
-        for req in ('bands', 'frames'):
-            if not isinstance(spec.get(req), int): raise bad_input(where, f'data.sources.{s}.{req}', 'an integer', spec.get(req))
+    "A complete, checked mapper config (`read_config` with `DEFAULTS`)."
+    cfg = read_config(config, DEFAULTS, overrides, free=FREE)
+    _check_sources(cfg, 'config' if isinstance(config, dict) else config)
     return cfg
 
-# %% ../nbs/80_mapping.ipynb #f73e93f6
+# %% ../nbs/80_mapping.ipynb #aeff9daf
 def build_model(cfg:dict)->MultiSourceMapper:
     "The `MultiSourceMapper` a config describes."
     m = dict(cfg['model']); neck = m.pop('neck_dim')
@@ -114,7 +77,7 @@ def build_model(cfg:dict)->MultiSourceMapper:
 
 def n_params(model)->int: return sum(p.numel() for p in model.parameters())
 
-# %% ../nbs/80_mapping.ipynb #c55e1067
+# %% ../nbs/80_mapping.ipynb #87fbb036
 def confusion(pred:torch.Tensor, label:torch.Tensor, num_classes:int, ignore_index:int=-1)->torch.Tensor:
     "(K, K) counts, rows = true class, columns = predicted."
     ok = label != ignore_index
@@ -133,7 +96,7 @@ def metrics_from_confusion(cm, class_names=None)->dict:
             'mFscore': float(np.nanmean(f)) if np.isfinite(f).any() else 0.0,
             'aAcc': float(tp.sum() / max(cm.sum(), 1)), 'pixels': int(cm.sum())}
 
-# %% ../nbs/80_mapping.ipynb #87fbb036
+# %% ../nbs/80_mapping.ipynb #1e8390df
 def _sources(cfg): return {s: spec['bands'] for s, spec in cfg['data']['sources'].items()}
 
 def _to(batch, dev): return {s: v.to(dev) for s, v in batch['data'].items()}, batch['label'].to(dev)
@@ -153,69 +116,92 @@ def _lr(cfg, step, total):
     if step < w: return t['lr'] * (step + 1) / w
     return t['lr'] * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - w) / max(1, total - w))))
 
-# %% ../nbs/80_mapping.ipynb #1a15311b
+# %% ../nbs/80_mapping.ipynb #05e03373
+KIND = 'MultiSourceMapper' # kind (and file name) of the best-model checkpoint; the fit loop's is `KIND-train`
+RUN_ONLY = ('device', 'num_workers', 'max_minutes') # train keys that do not change the result (free to change on resume)
+
+class _TimeUp(Exception): "train.max_minutes is spent (raised at an epoch boundary, where the checkpoint is current)."
+
+def _batch(ds, idx)->dict: return torch.utils.data.default_collate([ds[int(i)] for i in idx])
+
+def _epoch_order(n:int, seed:int, epoch:int)->torch.Tensor:
+    "The shuffled sample order of one epoch (what a seeded shuffling DataLoader draws)."
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
+
+def _fit_meta(cfg:dict, stats:dict)->dict:
+    "The settings a resumed run must share with the run it continues."
+    return {'config': {**cfg, 'train': {k: v for k, v in cfg['train'].items() if k not in RUN_ONLY}}, 'stats': stats}
+
+# %% ../nbs/80_mapping.ipynb #9aadd080
+def _end_epoch(run:dict, epoch:int, model, va, cfg, dev, work:Path, stats:dict, seconds:float, progress:bool):
+    "Record an epoch; validate when due and write the best model atomically; write history.json."
+    d, t = cfg['data'], cfg['train']
+    rec = {'epoch': epoch + 1, 'step': run['step'], 'loss': float(np.mean(run['losses'])), 'time_s': seconds}
+    run['losses'] = []
+    if (epoch + 1) % t['val_every'] == 0 or epoch + 1 == t['epochs']:
+        m = evaluate(model, torch.utils.data.DataLoader(va, t['batch_size']), d['num_classes'], dev, d['ignore_index'], d['class_names'])
+        rec.update(val_mIoU=m['mIoU'], val_mFscore=m['mFscore'], val_aAcc=m['aAcc'])
+        if m['mFscore'] > run['best']:
+            run['best'] = m['mFscore']
+            save_checkpoint(work / f'{KIND}.pt', KIND, {'model': model.state_dict()}, config=cfg, stats=stats,
+                            epoch=epoch + 1, metrics=m)
+    run['history'].append(rec); run['seconds'] = seconds
+    with atomic_path(work / 'history.json') as tmp: tmp.write_text(json.dumps(run['history'], indent=1))
+    if progress: tqdm.write(' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in rec.items()))
+
+# %% ../nbs/80_mapping.ipynb #0a21fd4f
 def train(config, # config name, path or dict
           work_dir, # where checkpoints and history go
           device=None, # None = config's train.device, else CUDA if available
-          resume:bool=True, # continue from work_dir/last.pth when present
+          resume:bool=True, # continue from work_dir/MultiSourceMapper-train.pt when present
           progress:bool=True, # tqdm bars
           overrides:dict|None=None, # dotted-key overrides
          )->dict:
-    "Train the config's model; keep the best checkpoint by mean F-score on val. Returns the history."
-    cfg = load_config(config, overrides); d, t = cfg['data'], cfg['train']
-    work = Path(work_dir); work.mkdir(parents=True, exist_ok=True)
-    dev = get_device(device or t['device']); seed_everything(t['seed'])
-    srcs = _sources(cfg)
-    stats = compute_stats(d['root'], read_data_list(d['root'], 'train'), srcs)
+    "Train the config's model with `fit_loop`; keep the best model by mean F-score on val. Returns the history."
+    cfg = load_config(config, overrides); d, t = cfg['data'], cfg['train']; work = Path(work_dir)
+    dev = get_device(device or t['device']); make_folder(work); seed_everything(t['seed'])
+    srcs = _sources(cfg); stats = compute_stats(d['root'], read_data_list(d['root'], 'train'), srcs)
     tr = MappingDataset(d['root'], 'train', srcs, stats, augment=d['augment'], size=d['size'])
     va = MappingDataset(d['root'], 'val', srcs, stats, size=d['size'])
     model = build_model(cfg).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=t['lr'], weight_decay=t['weight_decay'])
-    state = {'epoch': 0, 'step': 0, 'best': -1.0, 'history': []}
-    if resume and (work / 'last.pth').exists():
-        ck = load_checkpoint(work / 'last.pth', 'MultiSourceMapper-train')
-        model.load_state_dict(ck['state']['model']); opt.load_state_dict(ck['state']['optimizer'])
-        torch.set_rng_state(ck['state']['rng']); state = ck['meta']['progress']
-    total = t['epochs'] * math.ceil(len(tr) / t['batch_size'])
+    bs = t['batch_size']; per_epoch = math.ceil(len(tr) / bs); total = t['epochs'] * per_epoch
     loss_fn = torch.nn.CrossEntropyLoss(ignore_index=d['ignore_index'])
-    t0 = time.time() - (state['history'][-1]['time_s'] if state['history'] else 0)
-    for epoch in range(state['epoch'], t['epochs']):
-        if t['max_minutes'] and time.time() - t0 > 60 * t['max_minutes']: break
-        tr.rng = np.random.default_rng([t['seed'], epoch])
-        g = torch.Generator().manual_seed(t['seed'] * 1000 + epoch)
-        dl = torch.utils.data.DataLoader(tr, t['batch_size'], shuffle=True, generator=g, num_workers=t['num_workers'])
-        model.train(); losses = []
-        for batch in tqdm(dl, desc=f'epoch {epoch + 1}/{t["epochs"]}', disable=not progress, leave=False):
-            x, y = _to(batch, dev)
-            for grp in opt.param_groups: grp['lr'] = _lr(cfg, state['step'], total)
-            loss = loss_fn(model(x, out_size=y.shape[-2:]), y)
-            opt.zero_grad(); loss.backward(); opt.step(); state['step'] += 1; losses.append(loss.item())
-        rec = {'epoch': epoch + 1, 'step': state['step'], 'loss': float(np.mean(losses)), 'time_s': time.time() - t0}
-        if (epoch + 1) % t['val_every'] == 0 or epoch + 1 == t['epochs']:
-            m = evaluate(model, torch.utils.data.DataLoader(va, t['batch_size']), d['num_classes'], dev, d['ignore_index'], d['class_names'])
-            rec.update(val_mIoU=m['mIoU'], val_mFscore=m['mFscore'], val_aAcc=m['aAcc'])
-            if m['mFscore'] > state['best']:
-                state['best'] = m['mFscore']
-                save_checkpoint(work / 'best_mFscore.pth', 'MultiSourceMapper', {'model': model.state_dict()},
-                                config=cfg, stats=stats, epoch=epoch + 1, metrics=m)
-        state['history'].append(rec); state['epoch'] = epoch + 1
-        save_checkpoint(work / 'last.pth', 'MultiSourceMapper-train',
-                        {'model': model.state_dict(), 'optimizer': opt.state_dict(), 'rng': torch.get_rng_state()},
-                        progress=state, config=cfg, stats=stats)
-        with atomic_path(work / 'history.json') as tmp: tmp.write_text(json.dumps(state['history'], indent=1))
-        if progress: tqdm.write(' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in rec.items()))
-    return {'best_mFscore': state['best'], 'history': state['history'], 'best_checkpoint': str(work / 'best_mFscore.pth')}
+    run = {'best': -1.0, 'history': [], 'losses': [], 'seconds': 0.0, 'step': 0}
+    clock = {'start': time.time(), 'before': 0.0, 'first': None}
+    seconds = lambda: clock['before'] + time.time() - clock['start']
+    def step(s, rng):
+        epoch, b = divmod(s, per_epoch)
+        if clock['first'] is None: clock['first'] = s
+        elif b == 0 and t['max_minutes'] is not None and seconds() > 60 * t['max_minutes']: raise _TimeUp
+        tr.rng = rng   # augmentation draws from the loop's checkpointed generator
+        x, y = _to(_batch(tr, _epoch_order(len(tr), t['seed'], epoch)[b * bs:(b + 1) * bs]), dev)
+        for grp in opt.param_groups: grp['lr'] = _lr(cfg, s, total)
+        model.train(); loss = loss_fn(model(x, out_size=y.shape[-2:]), y)
+        opt.zero_grad(); loss.backward(); opt.step(); run['losses'].append(loss.item()); run['step'] = s + 1
+        if b == per_epoch - 1: _end_epoch(run, epoch, model, va, cfg, dev, work, stats, seconds(), progress)
+        return loss.item()
+    def state(): return {'model': model.state_dict(), 'optimizer': opt.state_dict(), 'run': json.loads(json.dumps(run))}
+    def load(st):
+        model.load_state_dict(st['model']); opt.load_state_dict(st['optimizer']); run.update(st['run'])
+        clock.update(start=time.time(), before=run['seconds'])
+    try: fit_loop(step, total, state, load, f'{KIND}-train', checkpoint_dir=work, checkpoint_every=per_epoch, resume=resume,
+                  meta=_fit_meta(cfg, stats), seed=t['seed'], progress=progress, desc='train')
+    except _TimeUp: pass
+    return {'best_mFscore': run['best'], 'history': run['history'], 'best_checkpoint': str(work / f'{KIND}.pt'),
+            'checkpoint': str(work / f'{KIND}-train.pt')}
 
-# %% ../nbs/80_mapping.ipynb #05e03373
+# %% ../nbs/80_mapping.ipynb #4247992f
 def load_model(ckpt, device=None)->tuple:
-    "(model, config, stats) from a `best_mFscore.pth` / `last.pth` checkpoint."
+    "(model, config, stats) from the best-model checkpoint or the fit loop's (its latest weights)."
     ck = load_checkpoint(ckpt)
-    if ck['kind'] not in ('MultiSourceMapper', 'MultiSourceMapper-train'):
-        raise bad_input(ckpt, 'kind', 'a MultiSourceMapper checkpoint', ck['kind'])
-    cfg = ck['meta']['config']; model = build_model(cfg)
-    model.load_state_dict(ck['state']['model'])
-    return model.to(get_device(device)).eval(), cfg, ck['meta']['stats']
+    if ck['kind'] not in (KIND, f'{KIND}-train'): raise bad_input(ckpt, 'kind', 'a MultiSourceMapper checkpoint', ck['kind'])
+    if ck['kind'] == KIND: cfg, stats, weights = ck['meta']['config'], ck['meta']['stats'], ck['state']['model']
+    else: cfg, stats, weights = load_config(ck['meta']['meta']['config']), ck['meta']['meta']['stats'], ck['state']['fit']['model']
+    model = build_model(cfg); model.load_state_dict(weights)
+    return model.to(get_device(device)).eval(), cfg, stats
 
+# %% ../nbs/80_mapping.ipynb #448bb8e9
 def evaluate_checkpoint(config, # config (its data section says where the samples are)
          ckpt, # checkpoint file
          json_path=None, # write the metrics here
@@ -237,7 +223,7 @@ def format_metrics(m:dict)->str:
     rows = [f"{'class':>12} {'IoU':>6} {'F':>6}"] + [f'{c:>12} {f(i):>6} {f(s):>6}' for c, i, s in zip(m['classes'], m['IoU'], m['Fscore'])]
     return '\n'.join(rows + [f"{'mean':>12} {f(m['mIoU']):>6} {f(m['mFscore']):>6}   aAcc {f(m['aAcc'])}"])
 
-# %% ../nbs/80_mapping.ipynb #9aadd080
+# %% ../nbs/80_mapping.ipynb #8fe21ca8
 def _ramp(n:int, overlap:int)->np.ndarray:
     i = np.arange(n); d = np.minimum(i, n - 1 - i) + 1
     return np.clip(d / (overlap + 1), 1e-3, 1.0) if overlap > 0 else np.ones(n)
@@ -276,22 +262,19 @@ def predict_tiled(predict, # fn({source: (B, T, C, h, w) tensor}) -> (B, K, tile
             acc[:, y:y + tile, x:x + tile] += pi * win; wsum[y:y + tile, x:x + tile] += win
     return (acc / wsum)[:, :H, :W].numpy()
 
-# %% ../nbs/80_mapping.ipynb #954d254a
+# %% ../nbs/80_mapping.ipynb #55c46753
 def _load_inputs(cfg, inputs)->dict:
     out = {}
     for s, spec in cfg['data']['sources'].items():
         if s not in inputs: raise bad_input('infer', f'inputs.{s}', f'an input for every source {list(cfg["data"]["sources"])}', f'inputs {list(inputs)}')
         v = inputs[s]
         if isinstance(v, (str, Path)):
+            if not Path(v).exists(): raise bad_input('infer', f'inputs.{s}', 'an existing GeoTIFF stack or .nc file', f"'{v}' (no such file)")
             v = xr.open_dataarray(v, decode_coords='all') if str(v).endswith('.nc') else open_stack(v, spec['frames'])
         v = check_cube(v, s)
         if v.sizes['band'] != spec['bands']: raise bad_input(s, 'band', f"{spec['bands']} bands", v.sizes['band'])
         out[s] = v
     return out
-
-def _png(path, img, **kw):
-    import matplotlib; import matplotlib.pyplot as plt
-    with atomic_path(path) as tmp: plt.imsave(tmp, img, format='png', **kw)
 
 def infer_cube(model, cfg:dict, stats:dict, cubes:dict, tile=None, overlap=None, batch_size=None, device=None, progress=True)->xr.DataArray:
     "Class probabilities (class, y, x) on the grid and CRS of the finest source."
@@ -306,9 +289,14 @@ def infer_cube(model, cfg:dict, stats:dict, cubes:dict, tile=None, overlap=None,
     if ref.rio.crs is not None: out = out.rio.write_crs(ref.rio.crs)
     return out.rio.write_transform(ref.rio.transform())
 
+# %% ../nbs/80_mapping.ipynb #2ed546e7
+def _png(path, img, **kw):
+    import matplotlib; import matplotlib.pyplot as plt
+    with atomic_path(path) as tmp: plt.imsave(tmp, img, format='png', **kw)
+
 def write_maps(prob:xr.DataArray, out_dir, name:str='map')->dict:
     "GeoTIFFs `<name>_prob.tif` (float32, one band per class), `<name>_class.tif` (uint8) and PNG previews."
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    out = make_folder(out_dir)
     cls = prob.argmax('band').astype(np.uint8); cls.attrs = {'long_name': 'class'}
     if prob.rio.crs is not None: cls = cls.rio.write_crs(prob.rio.crs)
     cls = cls.rio.write_transform(prob.rio.transform())
@@ -320,7 +308,6 @@ def write_maps(prob:xr.DataArray, out_dir, name:str='map')->dict:
     _png(paths['class_png'], cls.values, cmap='tab10', vmin=0, vmax=9)
     return paths
 
-# %% ../nbs/80_mapping.ipynb #0a21fd4f
 def infer(config, # config (infer.inputs: source -> GeoTIFF stack / .nc / DataArray)
           ckpt, # checkpoint
           out_dir, # output folder
@@ -340,7 +327,7 @@ def infer(config, # config (infer.inputs: source -> GeoTIFF stack / .nc / DataAr
         written[n] = write_maps(infer_cube(model, cfg, stats, cubes, tile, overlap, device=device, progress=False), out_dir, n)
     return written
 
-# %% ../nbs/80_mapping.ipynb #6222fbfa
+# %% ../nbs/80_mapping.ipynb #55f222ee
 def sparse_labels(root, split:str='train', n:int=20, seed:int=0, ignore_index:int=-1,
                   n_tiles:int|None=None, # draw the pixels from this many random samples only (None = all)
                  )->dict:
@@ -359,15 +346,24 @@ def sparse_labels(root, split:str='train', n:int=20, seed:int=0, ignore_index:in
     for nm, l in labs.items(): out[nm] = out_flat[start:start + l.size].reshape(l.shape); start += l.size
     return out
 
-# %% ../nbs/80_mapping.ipynb #7fb56467
+# %% ../nbs/80_mapping.ipynb #b7b68551
+def sparse_losses(logits:torch.Tensor, # (K, B, classes, H, W)
+                  y:torch.Tensor, # (K, B, H, W) class indices, `ignore_index` where unlabelled
+                  ignore_index:int=-1)->torch.Tensor: # (K,) mean loss of each task over its labelled pixels
+    "Cross-entropy of each task over its labelled pixels only (the `loss_fn` of `inner_loop` for sparse labels)."
+    return torch.stack([F.cross_entropy(l, t, ignore_index=ignore_index) for l, t in zip(logits, y)])
+
+# %% ../nbs/80_mapping.ipynb #382d6f66
 def few_shot(config, # config of the model (its data.root is the new region's samples)
              ckpt=None, # trained checkpoint to fine-tune; None = train from scratch
              n_pixels:int=20, # labelled pixels
              n_tiles:int|None=None, # spread over this many samples (None = all train samples)
-             steps:int=100, lr:float=5e-4, seed:int=0, device=None, progress:bool=True, overrides=None,
+             steps:int=100, # SGD steps of `inner_loop` on the labelled pixels
+             lr:float=0.05, # SGD step size
+             seed:int=0, device=None, progress:bool=True, overrides=None,
              region_stats:bool=True, # normalise with the new region's own band statistics (no labels needed)
             )->dict:
-    "Adapt (or train from scratch) on `n_pixels` labelled pixels of the train split; metrics on the test split."
+    "Adapt (or train from scratch) on `n_pixels` labelled pixels of the train split with `inner_loop`; metrics on the test split."
     cfg = load_config(config, overrides); d = cfg['data']; dev = get_device(device); seed_everything(seed)
     srcs = _sources(cfg)
     if ckpt is not None: model, _, stats = load_model(ckpt, dev)
@@ -377,63 +373,15 @@ def few_shot(config, # config of the model (its data.root is the new region's sa
     labels = {k: v for k, v in labels.items() if (v != d['ignore_index']).any()}
     ds = MappingDataset(d['root'], 'train', srcs, stats, check=False)
     items = [ds[ds.names.index(k)] for k in labels]
-    x = {s: torch.stack([it['data'][s] for it in items]).to(dev) for s in srcs}
-    y = torch.stack([torch.as_tensor(labels[it['file_name']]) for it in items]).to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    loss_fn = torch.nn.CrossEntropyLoss(ignore_index=d['ignore_index']); model.train()
+    x = {s: torch.stack([it['data'][s] for it in items])[None].to(dev) for s in srcs}   # one task: K = 1
+    y = torch.stack([torch.as_tensor(labels[it['file_name']]) for it in items])[None].to(dev)
+    loss_fn = functools.partial(sparse_losses, ignore_index=d['ignore_index']); model.train()
+    params = {k: v.detach()[None].requires_grad_() for k, v in model.named_parameters()}
     for _ in tqdm(range(steps), desc='few-shot', disable=not progress, leave=False):
-        loss = loss_fn(model(x, out_size=y.shape[-2:]), y); opt.zero_grad(); loss.backward(); opt.step()
+        params = {k: v.detach().requires_grad_() for k, v in
+                  inner_loop(model, params, x, y, lr=lr, steps=1, first_order=True, loss_fn=loss_fn).items()}
+    with torch.no_grad():
+        for k, v in params.items(): model.get_parameter(k).copy_(v[0])
     te = MappingDataset(d['root'], 'test', srcs, stats)
     m = evaluate(model, torch.utils.data.DataLoader(te, 4), d['num_classes'], dev, d['ignore_index'], d['class_names'])
     return {'model': model, 'metrics': m, 'labelled_pixels': int((y != d['ignore_index']).sum()), 'samples': len(items)}
-
-# %% ../nbs/80_mapping.ipynb #d06cbb41
-def _common(p):
-    p.add_argument('config', help="config file (.yaml / .py) or built-in name ('tiny', 'agrifm')")
-    p.add_argument('--device', default=None, help='cpu, cuda, cuda:1 (default: CUDA if available)')
-    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a config key (YAML value)')
-    p.add_argument('--no-progress', action='store_true', help='no progress bars')
-
-def _overrides(sets):
-    out = {}
-    for s in sets:
-        if '=' not in s: raise bad_input('--set', s, 'KEY=VALUE')
-        k, v = s.split('=', 1); out[k] = yaml.safe_load(v)
-    return out
-
-def _run(fn):
-    try: return fn() or 0
-    except AgrinbError as e: print(f'error: {e}', file=sys.stderr); return 2
-
-def train_main(argv=None)->int:
-    "agrinb train CONFIG --work-dir DIR"
-    p = argparse.ArgumentParser('agrinb train', description='Train a multi-source crop mapper.'); _common(p)
-    p.add_argument('--work-dir', required=True, help='checkpoints, history.json'); p.add_argument('--no-resume', action='store_true')
-    a = p.parse_args(argv)
-    def go():
-        r = train(a.config, a.work_dir, a.device, not a.no_resume, not a.no_progress, _overrides(a.set))
-        print(f"best val mFscore {r['best_mFscore']:.4f} -> {r['best_checkpoint']}")
-    return _run(go)
-
-def test_main(argv=None)->int:
-    "agrinb test CONFIG CKPT [--json PATH]"
-    p = argparse.ArgumentParser('agrinb test', description='Per-class IoU / F-score of a checkpoint.'); _common(p)
-    p.add_argument('ckpt'); p.add_argument('--json', default=None, help='write metrics here'); p.add_argument('--split', default='test')
-    a = p.parse_args(argv)
-    return _run(lambda: print(format_metrics(evaluate_checkpoint(a.config, a.ckpt, a.json, a.split, a.device, not a.no_progress, _overrides(a.set)))))
-
-def infer_main(argv=None)->int:
-    "agrinb infer CONFIG CKPT OUT"
-    p = argparse.ArgumentParser('agrinb infer', description='Probability and class maps (GeoTIFF + PNG).'); _common(p)
-    p.add_argument('ckpt'); p.add_argument('out')
-    p.add_argument('--input', action='append', default=[], metavar='SOURCE=PATH', help='GeoTIFF stack or .nc per source')
-    p.add_argument('--tile', type=int, default=None); p.add_argument('--overlap', type=int, default=None)
-    a = p.parse_args(argv)
-    def go():
-        inputs = {}
-        for s in a.input:
-            if '=' not in s: raise bad_input('--input', s, 'SOURCE=PATH')
-            k, v = s.split('=', 1); inputs[k] = v
-        w = infer(a.config, a.ckpt, a.out, inputs or None, a.device, a.tile, a.overlap, not a.no_progress, _overrides(a.set))
-        print(f'wrote {len(w)} map(s) to {a.out}')
-    return _run(go)

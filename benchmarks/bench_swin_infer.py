@@ -48,7 +48,7 @@ def bench_infer(a):
 def bench_fewshot(a):
     from agrinb.data.h5maps import demo_samples, toy_cube, default_cube
     from agrinb.mapping import few_shot
-    w = Path(a.work); ck = w / 'run' / 'best_mFscore.pth'
+    w = Path(a.work); ck = w / 'run' / 'MultiSourceMapper.pt'
     if not ck.exists(): bench_train(a)
     shutil.rmtree(w / 'new', ignore_errors=True)
     try:

@@ -48,9 +48,11 @@ def test_quick_demo_json_schema(quick):
 
 
 def test_demo_bad_arguments(capsys):
-    from agrinb.demo import main
-    with pytest.raises(SystemExit) as e: main(['--no-such-flag'])
-    assert e.value.code == 2
-    assert main(['--quick', '--device', 'nonsense']) == 2
+    from agrinb.cli import main
+    with pytest.raises(SystemExit) as e: main(['demo', '--no-such-flag'])
+    assert e.value.code == 2 and 'usage: agrinb demo' in capsys.readouterr().err    # argparse's own usage error
+    assert main(['demo', '--quick', '--device', 'nonsense']) == 2
     err = capsys.readouterr().err
-    assert '--device' in err and 'nonsense' in err
+    assert '--device' in err and 'nonsense' in err and err.startswith('agrinb demo: error: ') and err.count('\n') == 1
+    assert main(['demo', '--quick', '--set', 'n_run=1']) == 2
+    assert "Did you mean 'n_runs'" in capsys.readouterr().err

@@ -1,17 +1,18 @@
-"Multi-source crop mapping (agrinb.data.h5maps, agrinb.models.swin3d, agrinb.mapping): bad input, CLI, tiling, real GeoTIFF."
-import json, os, subprocess, sys
+"Multi-source crop mapping (agrinb.data.h5maps, agrinb.models.swin3d, agrinb.mapping): bad input, CLI, resume, tiling, real GeoTIFF."
+import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import numpy as np
 import pytest
 import torch
 import xarray as xr
 import rioxarray  # noqa: F401
-from agrinb.core import AgrinbError, save_checkpoint
+from agrinb.core import AgrinbError, save_checkpoint, load_checkpoint, config_names
 from agrinb.data.h5maps import (toy_cube, coarsen_source, demo_samples, write_sample, write_samples, write_data_list,
                                 read_sample, MappingDataset, open_stack, normalize)
 from agrinb.models.swin3d import Swin3D, load_video_swin_weights
 from agrinb.mapping import (load_config, build_model, train, evaluate_checkpoint, infer, predict_tiled, load_model, few_shot,
-                            infer_main, infer_cube)
+                            infer_cube)
+from agrinb.cli import main as cli_main
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / 'shared' / 'data'
@@ -78,9 +79,22 @@ def test_writer_rejects_misaligned_source(tmp_path):
     with pytest.raises(AgrinbError, match="Modis"): write_samples(tmp_path, {'S2': cube, 'Modis': bad}, tile=16)
     with pytest.raises(AgrinbError, match="dims"): write_samples(tmp_path, {'S2': cube.transpose('band', 'time', 'y', 'x')})
 
-def test_shipped_configs_equal_builtins():
+def test_configs_ship_once_as_package_data():
+    "The shipped YAML files are the only copy: a name loads the package's file, and mapping.py embeds no config."
+    assert {'tiny', 'agrifm'} <= set(config_names())
     for name in ('tiny', 'agrifm'):
-        assert load_config(REPO / 'configs' / f'{name}.yaml') == load_config(name)
+        assert load_config(REPO / 'agrinb' / 'configs' / f'{name}.yaml') == load_config(name)
+    assert load_config('tiny')['model']['embed_dim'] == 16 and load_config('agrifm')['model']['depths'] == [2, 2, 18, 2]
+    src = (REPO / 'agrinb' / 'mapping.py').read_text()
+    assert 'CONFIGS' not in src and 'embed_dim: 16' not in src and "'embed_dim': 16" not in src
+    assert not list(REPO.glob('configs/*.y*ml'))                 # no second copy at the top of the repository
+
+def test_config_mistakes_are_agrinb_errors(tmp_path):
+    (tmp_path / 'bad.yaml').write_text('train: {epochs: 3\n')
+    with pytest.raises(AgrinbError, match=r"bad\.yaml: field 'YAML'"): load_config(tmp_path / 'bad.yaml')
+    with pytest.raises(AgrinbError, match=r"train\.epochs.*a whole number"): load_config('tiny', {'train.epochs': 'ten'})
+    with pytest.raises(AgrinbError, match=r"train\.lr.*a number"): load_config({'train': {'lr': [1]}})
+    with pytest.raises(AgrinbError, match=r"no such file"): load_config(tmp_path / 'missing.yaml')
 
 # ---- data ------------------------------------------------------------------------------------------------------
 def test_writer_reads_geotiff_stacks(tmp_path):
@@ -122,26 +136,56 @@ def test_train_history_and_best_checkpoint(trained):
     hist = json.loads((root / 'run' / 'history.json').read_text())
     assert [h['epoch'] for h in hist] == [1, 2, 3, 4]
     assert res['best_mFscore'] == max(h['val_mFscore'] for h in hist)
+    assert res['best_checkpoint'] == str(root / 'run' / 'MultiSourceMapper.pt')
+    assert res['checkpoint'] == str(root / 'run' / 'MultiSourceMapper-train.pt')
     model, cfg, stats = load_model(res['best_checkpoint'])
     assert cfg['data']['root'] == ov['data.root'] and set(stats) == {'S2', 'Modis'}
+    assert sorted(f.name for f in (root / 'run').iterdir()) == ['MultiSourceMapper-train.pt', 'MultiSourceMapper.pt', 'history.json']
 
-def _py(code):
+def _train_code(root, work, ov):
+    return f"from agrinb.mapping import train; train('tiny', {str(work)!r}, device='cpu', progress=False, overrides={ov!r})"
+
+def test_killed_training_resumes_bit_identically(trained, tmp_path):
+    "SIGKILL a training process after its first checkpoint, resume it: the weights equal an uninterrupted run's."
+    root, ov, res = trained
+    ov = {**ov, 'train.epochs': 6}
+    full = train('tiny', tmp_path / 'full', progress=False, overrides=ov)
     env = {**os.environ, 'PYTHONPATH': str(REPO), 'OMP_NUM_THREADS': '1'}
-    return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+    proc = subprocess.Popen([sys.executable, '-c', _train_code(root, tmp_path / 'killed', ov)], env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ck = tmp_path / 'killed' / 'MultiSourceMapper-train.pt'
+    t0 = time.time()
+    while not ck.exists() and proc.poll() is None and time.time() - t0 < 300: time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL); proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()[-2000:]
+    done = load_checkpoint(ck)['meta']['step']
+    assert 0 < done < full['history'][-1]['step']               # killed part-way
+    resumed = train('tiny', tmp_path / 'killed', progress=False, overrides=ov)
+    a = load_checkpoint(full['checkpoint'])['state']['fit']; b = load_checkpoint(resumed['checkpoint'])['state']['fit']
+    assert a['model'].keys() == b['model'].keys() and all(torch.equal(a['model'][k], b['model'][k]) for k in a['model'])
+    assert [h['loss'] for h in resumed['history']] == [h['loss'] for h in full['history']]
+    assert resumed['best_mFscore'] == full['best_mFscore']
+    with pytest.raises(AgrinbError, match='settings of the run'):
+        train('tiny', tmp_path / 'killed', progress=False, overrides={**ov, 'train.epochs': 7})
+
+def _cli(*args):
+    env = {**os.environ, 'PYTHONPATH': str(REPO), 'OMP_NUM_THREADS': '1'}
+    return subprocess.run([sys.executable, '-m', 'agrinb.cli', *map(str, args)], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=600)
 
 def test_cli_entry_points_in_a_subprocess(trained, tmp_path):
     root, ov, res = trained
     sets = sum([['--set', f'{k}={json.dumps(v)}'] for k, v in {**ov, 'train.epochs': 1}.items()], [])
-    r = _py(f"import sys; from agrinb.mapping import train_main; sys.exit(train_main({['tiny', '--work-dir', str(tmp_path / 'w'), '--no-progress'] + sets!r}))")
+    r = _cli('train', 'tiny', '--work-dir', tmp_path / 'w', '--no-progress', *sets)
     assert r.returncode == 0, r.stderr
-    assert 'best val mFscore' in r.stdout and (tmp_path / 'w' / 'best_mFscore.pth').exists()
-    r = _py("import sys; from agrinb.mapping import test_main; "
-            f"sys.exit(test_main({['tiny', str(tmp_path / 'w' / 'best_mFscore.pth'), '--json', str(tmp_path / 'm.json'), '--no-progress'] + sets!r}))")
+    assert 'best val mFscore' in r.stdout and (tmp_path / 'w' / 'MultiSourceMapper.pt').exists()
+    r = _cli('test', 'tiny', tmp_path / 'w' / 'MultiSourceMapper.pt', '--json', tmp_path / 'm.json', '--no-progress', *sets)
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / 'm.json').read_text())
     assert m['split'] == 'test' and len(m['IoU']) == 2 and 0 <= m['mIoU'] <= 1 and 'mIoU' in r.stdout.replace('mean', 'mIoU')
-    r = _py(f"import sys; from agrinb.mapping import train_main; sys.exit(train_main(['tiny', '--work-dir', 'x', '--set', 'modle.depths=[1]']))")
-    assert r.returncode == 2 and "Did you mean 'model'" in r.stderr
+    r = _cli('train', 'tiny', '--work-dir', tmp_path / 'x', '--set', 'modle.depths=[1]')
+    assert r.returncode == 2 and "Did you mean 'model'" in r.stderr and 'Traceback' not in r.stderr
+    assert r.stderr.startswith('agrinb train: error: ') and r.stderr.count('\n') == 1
 
 def test_test_metrics_match_a_manual_count(trained):
     root, ov, res = trained
@@ -163,7 +207,7 @@ def test_infer_cli_writes_georeferenced_maps(trained, tmp_path):
         xr.DataArray(c.values.reshape(-1, *c.shape[2:]), dims=('band', 'y', 'x'), coords=dict(y=c.y, x=c.x)) \
           .rio.write_crs('EPSG:4326').rio.to_raster(tmp_path / f'{name}.tif')
     sets = sum([['--set', f'{k}={json.dumps(v)}'] for k, v in ov.items()], [])
-    rc = infer_main(['tiny', res['best_checkpoint'], str(tmp_path / 'out'), '--input', f"S2={tmp_path / 'S2.tif'}",
+    rc = cli_main(['infer', 'tiny', res['best_checkpoint'], str(tmp_path / 'out'), '--input', f"S2={tmp_path / 'S2.tif'}",
                      '--input', f"Modis={tmp_path / 'Modis.tif'}", '--tile', '32', '--overlap', '8', '--no-progress'] + sets)
     assert rc == 0
     prob = rioxarray.open_rasterio(tmp_path / 'out' / 'map_prob.tif'); cls = rioxarray.open_rasterio(tmp_path / 'out' / 'map_class.tif')
@@ -171,7 +215,10 @@ def test_infer_cli_writes_georeferenced_maps(trained, tmp_path):
     np.testing.assert_allclose(prob.rio.transform(), cube.rio.transform(), atol=1e-12)
     np.testing.assert_array_equal(cls.values[0], prob.values.argmax(0))
     assert (tmp_path / 'out' / 'map_class.png').stat().st_size > 0
-    assert infer_main(['tiny', res['best_checkpoint'], str(tmp_path / 'o2'), '--input', f"S2={tmp_path / 'S2.tif'}"] + sets) == 2
+    assert cli_main(['infer', 'tiny', res['best_checkpoint'], str(tmp_path / 'o2'), '--input', f"S2={tmp_path / 'S2.tif'}"] + sets) == 2
+    r = _cli('infer', 'tiny', res['best_checkpoint'], tmp_path / 'o3', '--input', f"S2={tmp_path / 'S2.tif'}",
+             '--input', f"Modis={tmp_path / 'nope.tif'}", *sets)            # a missing input file: one line, status 2
+    assert r.returncode == 2 and r.stderr.count('\n') == 1 and 'nope.tif' in r.stderr and 'no such file' in r.stderr
 
 def test_infer_on_real_togo_export(tmp_path):
     "The real 17 x 17 Earth Engine export in Togo: maps keep its georeference (untrained model, 12 x 17 bands)."

@@ -1,5 +1,6 @@
-"The project's own wiring: README in step with the index notebook, the CLI entry point, CI calling the README's command."
-import subprocess, sys
+"The project's own wiring: README in step with the index notebook, the CLI entry point and its error policy, CI calling the README's command, the wheel."
+import os, shutil, subprocess, sys, zipfile
+import pytest
 from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,3 +20,38 @@ def test_console_script_help():
     assert r.returncode == 0 and 'demo' in r.stdout
     r = subprocess.run([sys.executable, '-m', 'agrinb.cli', 'nope'], capture_output=True, text=True)
     assert r.returncode == 2 and 'unknown command' in r.stderr
+
+def _cli(*args, cwd=ROOT):
+    env = {**os.environ, 'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1'}
+    return subprocess.run([sys.executable, '-m', 'agrinb.cli', *map(str, args)], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=300)
+
+CASES = {  # command -> (arguments with a bad device, arguments with a missing config)
+    'demo':  (['--quick', '--device', 'bogus'], ['--quick', '--config', 'missing.yaml']),
+    'train': (['tiny', '--work-dir', 'w', '--device', 'bogus'], ['missing.yaml', '--work-dir', 'w']),
+    'test':  (['tiny', 'm.pt', '--device', 'cuda:99'], ['missing.yaml', 'm.pt']),
+    'infer': (['tiny', 'm.pt', 'out', '--device', 'bogus'], ['missing.yaml', 'm.pt', 'out']),
+}
+
+@pytest.mark.parametrize('cmd', list(CASES))
+def test_console_commands_fail_with_one_line_and_status_2(cmd, tmp_path):
+    "The real console command: a bad device or a missing config is one line on stderr, status 2, no traceback."
+    for args, word in zip(CASES[cmd], ('device', 'missing.yaml')):
+        r = _cli(cmd, *args, cwd=tmp_path)
+        assert r.returncode == 2, (cmd, args, r.stderr[-2000:])
+        assert 'Traceback' not in r.stderr and r.stderr.count('\n') == 1, r.stderr
+        assert r.stderr.startswith(f'agrinb {cmd}: error: ') and word in r.stderr, r.stderr
+    assert not any(tmp_path.iterdir())                          # nothing was written before the error
+    r = _cli(cmd, *CASES[cmd][0], '--debug', cwd=tmp_path)      # --debug shows the traceback
+    assert r.returncode != 0 and 'Traceback' in r.stderr and 'AgrinbError' in r.stderr
+
+def test_wheel_ships_the_configs(tmp_path):
+    "A wheel holds agrinb/configs/*.yaml, so `load_config('tiny')` works from an installed package."
+    src = tmp_path / 'src'   # build from a copy: setuptools writes build/ and *.egg-info into the tree it builds
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns('.git', 'build', '*.egg-info', '__pycache__', '_docs', '_proc',
+                                                              'work_dirs', '.pytest_cache', 'test-artifacts'))
+    r = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w', str(tmp_path), str(src)],
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode != 0: pytest.skip(f'cannot build a wheel here: {r.stderr[-300:]}')
+    names = zipfile.ZipFile(next(tmp_path.glob('agrinb-*.whl'))).namelist()
+    assert {'agrinb/configs/tiny.yaml', 'agrinb/configs/agrifm.yaml'} <= set(names)

@@ -9,6 +9,8 @@ from functools import lru_cache
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.func import functional_call
+from fastcore.basics import patch
 from ..core import bad_input
 
 # %% auto #0
@@ -35,7 +37,7 @@ def effective_window(size, window, shift):
         if size[i] <= window[i]: w[i], s[i] = size[i], 0
     return tuple(w), tuple(s)
 
-# %% ../../nbs/25_models.swin3d.ipynb #206cfe84
+# %% ../../nbs/25_models.swin3d.ipynb #7792956a
 @lru_cache(maxsize=64)
 def relative_position_index(window, full)->torch.Tensor:
     "(N, N) rows of the bias table (sized for the `full` window) for all token pairs of `window`."
@@ -56,6 +58,7 @@ def shift_mask(size, window, shift)->torch.Tensor:
     m = window_partition(img[None, ..., None], window)[..., 0]
     return torch.where(m[:, None, :] != m[:, :, None], -100.0, 0.0)
 
+# %% ../../nbs/25_models.swin3d.ipynb #03b7df8b
 class WindowAttention3D(nn.Module):
     "Multi-head self-attention inside 3-D windows with a learned relative position bias."
     def __init__(self, dim:int, window_size, num_heads:int, qkv_bias:bool=True, attn_drop:float=0., proj_drop:float=0.):
@@ -83,7 +86,7 @@ class WindowAttention3D(nn.Module):
         out = attn @ v  # explicit attention: on CPU it beats SDPA's masked path (which scans for fully masked rows)
         return self.proj_drop(self.proj(out.reshape(B_, self.num_heads, N, -1).transpose(1, 2).reshape(B_, N, C)))
 
-# %% ../../nbs/25_models.swin3d.ipynb #e06f29e9
+# %% ../../nbs/25_models.swin3d.ipynb #5192c5bf
 class DropPath(nn.Module):
     "Stochastic depth: drop the whole residual branch of a sample with probability `p`."
     def __init__(self, p:float=0.): super().__init__(); self.p = p
@@ -97,6 +100,7 @@ class Mlp(nn.Module):
         super().__init__(); self.fc1, self.act, self.fc2, self.drop = nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim), nn.Dropout(drop)
     def forward(self, x): return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
+# %% ../../nbs/25_models.swin3d.ipynb #534cc085
 class SwinBlock3D(nn.Module):
     "Pre-norm (shifted) window attention + MLP on (B, D, H, W, C); the stage passes window, shift and mask."
     def __init__(self, dim, num_heads, window_size, mlp_ratio=4., drop=0., attn_drop=0., drop_path=0.):
@@ -127,7 +131,7 @@ class PatchMerging3D(nn.Module):
         x = torch.cat([x[:, :, 0::2, 0::2], x[:, :, 1::2, 0::2], x[:, :, 0::2, 1::2], x[:, :, 1::2, 1::2]], -1)
         return self.reduction(self.norm(x))
 
-# %% ../../nbs/25_models.swin3d.ipynb #583bd529
+# %% ../../nbs/25_models.swin3d.ipynb #bc5ab007
 class BasicLayer(nn.Module):
     "One stage: `depth` Swin blocks (every other one shifted by half a window), then optional patch merging."
     def __init__(self, dim, depth, num_heads, window_size, mlp_ratio=4., drop=0., attn_drop=0., drop_path=(),
@@ -149,7 +153,7 @@ class BasicLayer(nn.Module):
         x = x[:, :D, :H, :W].contiguous()
         return x, (self.downsample(x) if self.downsample is not None else x)
 
-# %% ../../nbs/25_models.swin3d.ipynb #5192c5bf
+# %% ../../nbs/25_models.swin3d.ipynb #1cfdae28
 class PatchEmbed3D(nn.Module):
     "Non-overlapping 3-D patches -> tokens: (B, C, T, H, W) -> (B, E, T/pt, H/ph, W/pw) (input padded)."
     def __init__(self, patch_size=(4, 2, 2), in_chans:int=10, embed_dim:int=128, norm:bool=True):
@@ -163,6 +167,15 @@ class PatchEmbed3D(nn.Module):
         if self.norm is not None: x = self.norm(x.permute(0, 2, 3, 4, 1)).permute(0, 4, 1, 2, 3)
         return x
 
+# %% ../../nbs/25_models.swin3d.ipynb #3066d943
+def _init_weights(m:nn.Module):
+    "Video Swin's initialisation: truncated-normal linear weights, zero biases, unit LayerNorms."
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=.02)
+        if m.bias is not None: nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm): nn.init.ones_(m.weight); nn.init.zeros_(m.bias)
+
+# %% ../../nbs/25_models.swin3d.ipynb #b89456a7
 class Swin3D(nn.Module):
     "Video-Swin encoder with temporal down-sampling in step with spatial down-sampling; per-stage 2-D features."
     def __init__(self, in_chans:int=10, # bands of the source
@@ -193,33 +206,28 @@ class Swin3D(nn.Module):
         self.frames = frames
         if temporal_fusion == 'concat':
             self.temporal_fuse = nn.ModuleList([nn.Linear(c * t, c) for c, t in zip(self.num_features, frames)])
-        self.apply(self._init)
+        self.apply(_init_weights)
 
-    @staticmethod
-    def _init(m):
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=.02)
-            if m.bias is not None: nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm): nn.init.ones_(m.weight); nn.init.zeros_(m.bias)
+# %% ../../nbs/25_models.swin3d.ipynb #ce47a8ff
+@patch
+def forward(self:Swin3D, x:torch.Tensor)->list[torch.Tensor]:
+    "x (B, T, C, H, W) -> list of (B, C_i, H_i, W_i)."
+    if x.ndim != 5: raise bad_input('Swin3D', 'input', 'a 5-D tensor (B, T, C, H, W)', tuple(x.shape))
+    if x.shape[2] != self.patch_embed.proj.in_channels:
+        raise bad_input('Swin3D', 'input', f'{self.patch_embed.proj.in_channels} bands (axis 2)', x.shape[2])
+    x = self.pos_drop(self.patch_embed(x.transpose(1, 2)).permute(0, 2, 3, 4, 1))
+    outs = []
+    for i, layer in enumerate(self.layers):
+        f, x = layer(x)
+        f = getattr(self, f'norm{i}')(f)  # (B, D, H, W, C)
+        if self.temporal_fusion == 'mean': f = f.mean(1)
+        else:
+            if f.shape[1] != self.frames[i]: raise bad_input('Swin3D', 'input', f'{self.frames[i] * self.patch_embed.patch_size[0]} frames (concat fusion)', f.shape[1])
+            f = self.temporal_fuse[i](f.permute(0, 2, 3, 1, 4).flatten(3))
+        outs.append(f.permute(0, 3, 1, 2).contiguous())
+    return outs
 
-    def forward(self, x:torch.Tensor)->list[torch.Tensor]:
-        "x (B, T, C, H, W) -> list of (B, C_i, H_i, W_i)."
-        if x.ndim != 5: raise bad_input('Swin3D', 'input', 'a 5-D tensor (B, T, C, H, W)', tuple(x.shape))
-        if x.shape[2] != self.patch_embed.proj.in_channels:
-            raise bad_input('Swin3D', 'input', f'{self.patch_embed.proj.in_channels} bands (axis 2)', x.shape[2])
-        x = self.pos_drop(self.patch_embed(x.transpose(1, 2)).permute(0, 2, 3, 4, 1))
-        outs = []
-        for i, layer in enumerate(self.layers):
-            f, x = layer(x)
-            f = getattr(self, f'norm{i}')(f)  # (B, D, H, W, C)
-            if self.temporal_fusion == 'mean': f = f.mean(1)
-            else:
-                if f.shape[1] != self.frames[i]: raise bad_input('Swin3D', 'input', f'{self.frames[i] * self.patch_embed.patch_size[0]} frames (concat fusion)', f.shape[1])
-                f = self.temporal_fuse[i](f.permute(0, 2, 3, 1, 4).flatten(3))
-            outs.append(f.permute(0, 3, 1, 2).contiguous())
-        return outs
-
-# %% ../../nbs/25_models.swin3d.ipynb #534cc085
+# %% ../../nbs/25_models.swin3d.ipynb #08106880
 def conv_bn_relu(cin, cout, k=3):
     return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
@@ -260,7 +268,18 @@ class MultiSourceMapper(nn.Module):
         logits = self.decode_head(self.neck({s: e(data[s]) for s, e in self.encoders.items()}))
         return F.interpolate(logits, size=tuple(out_size), mode='bilinear', align_corners=False)
 
-# %% ../../nbs/25_models.swin3d.ipynb #bc5ab007
+# %% ../../nbs/25_models.swin3d.ipynb #6920ebb9
+@patch
+def forward_tasks(self:MultiSourceMapper,
+                  params:dict, # parameter name -> (K, ...) weights of each task
+                  x:dict, # source -> (K, B, T, C, H, W)
+                 )->torch.Tensor: # (K, B, classes, H, W) logits
+    "One forward per task, each with its own weights (BatchNorm running statistics update as in `forward`)."
+    K = next(iter(params.values())).shape[0]
+    return torch.stack([functional_call(self, {k: v[i] for k, v in params.items()}, ({s: t[i] for s, t in x.items()},))
+                        for i in range(K)])
+
+# %% ../../nbs/25_models.swin3d.ipynb #e5363f0f
 def _resize_table(t:torch.Tensor, src, dst)->torch.Tensor:
     "Resize a bias table of window `src` to window `dst` (trilinear over the 3-D offset grid)."
     g = t.T.reshape(1, t.shape[1], *[2 * w - 1 for w in src])
@@ -275,6 +294,7 @@ def _adapt_patch_embed(w:torch.Tensor, shape)->torch.Tensor:
         w = w * (total / w.sum((1, 2, 3, 4), keepdim=True).where(w.sum((1, 2, 3, 4), keepdim=True).abs() > 1e-12, torch.ones(())))
     return w
 
+# %% ../../nbs/25_models.swin3d.ipynb #4064ab95
 def video_swin_key(k:str, n_stages:int)->str|None:
     "The agrinb key of a Video Swin state-dict key (None = skip)."
     for p in ('module.', 'backbone.'):
