@@ -134,14 +134,21 @@ def tokens(self:Encoder, x, # (N, T, 17) normalised values
            latlon, # (N, 3) unit-sphere location
            month, # (N, T) long calendar month 0..11
           )->tuple: # tokens (N, 2 + 9T, dim), keep (N, 2 + 9T) bool
-    N, T, _ = x.shape
-    toks, keep = [self.latlon_embed(latlon)[:, None]], [torch.ones(N, 1, dtype=torch.bool, device=x.device)]
-    for gi, (g, idx) in enumerate(GROUPS.items()):
-        t = self.eo_patch_embed[g](x[:, :, idx]); hid = missing[:, :, idx].any(-1)
-        if g == 'SRTM': t, hid = t[:, :1] + self.codes(month[:, :1], gi, static=True), hid[:, :1]
-        else: t = t + self.codes(month, gi)
-        toks.append(t); keep.append(~hid)
-    toks.append(self.dw_embed(dw) + self.codes(month, len(GROUPS))); keep.append(dw != DW_MISSING)
+    N, T, B = x.shape; D = self.latlon_embed.out_features
+    dyn = [g for g in GROUPS if g != 'SRTM']; G = len(dyn)  # one matmul projects the 8 per-step groups at once
+    W, sel = x.new_zeros(B, G, D), x.new_zeros(B, G)
+    for gi, g in enumerate(dyn): W[GROUPS[g], gi], sel[GROUPS[g], gi] = self.eo_patch_embed[g].weight.T, 1
+    ch = self.channel_embed.weight[[list(GROUPS).index(g) for g in dyn]]
+    fixed = torch.stack([self.eo_patch_embed[g].bias for g in dyn])[:, None] + torch.cat(
+        [x.new_zeros(G, T, self.month_embed.embedding_dim), ch[:, None].expand(G, T, -1), self.pos_embed[0, :T].expand(G, T, -1)], -1)
+    mo = F.pad(self.month_embed(month), (0, D - self.month_embed.embedding_dim))  # (N, T, D): month code, zeros after
+    t = (x @ W.view(B, G * D)).view(N, T, G, D).transpose(1, 2) + fixed + mo[:, None]  # (N, G, T, D)
+    hid = (missing.to(x.dtype) @ sel > 0).transpose(1, 2)  # (N, G, T): any band of the group hidden
+    si = list(GROUPS).index('SRTM'); srtm = self.eo_patch_embed['SRTM'](x[:, :1, GROUPS['SRTM']]) + self.codes(month[:, :1], si, static=True)
+    toks = [self.latlon_embed(latlon)[:, None], t[:, :G - 1].reshape(N, (G - 1) * T, D), srtm, t[:, G - 1],
+            self.dw_embed(dw) + self.codes(month, len(GROUPS))]
+    keep = [torch.ones(N, 1, dtype=torch.bool, device=x.device), ~hid[:, :G - 1].reshape(N, -1),
+            ~missing[:, :1, GROUPS['SRTM']].any(-1), ~hid[:, G - 1], dw != DW_MISSING]
     return torch.cat(toks, 1), torch.cat(keep, 1)
 
 # %% ../../nbs/22_models.presto.ipynb #f4213719
@@ -155,6 +162,7 @@ def forward(self:Encoder, x, missing, dw, latlon, month,
     mask = None if bool(keep.all()) else keep
     for blk in self.blocks: tok = blk(tok, mask)
     if not pool: return self.norm(tok), keep, cols
+    if mask is None: return self.norm(tok.mean(1))
     w = keep.to(tok.dtype)[..., None]
     return self.norm((tok * w).sum(1) / w.sum(1))
 
