@@ -47,7 +47,7 @@ class PrestoProbe:
                  bands=CROPHARVEST_BANDS, # band names of the series
                  C:float=1.0, # inverse regularisation of the logistic regression
                  max_iter:int=1000, # solver iterations
-                 batch_size:int=256, # series per encoder batch
+                 batch_size:int=128, # series per encoder batch
                  device=None, # where the encoder runs (None = CUDA if available)
                  progress:bool=False): # progress bar while embedding
         self.month, self.bands, self.C, self.max_iter = month, list(bands), C, max_iter

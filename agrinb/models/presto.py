@@ -293,7 +293,7 @@ def embed(self:Presto, x_raw:np.ndarray, # (N, T, B) raw CropHarvest values, NaN
           bands=CROPHARVEST_BANDS, # the B band names of `x_raw`
           dynamic_world=None, # (N, T) classes 0..8 (9 = missing); None = missing
           mask=None, # (N, T, B) bool, True = hide this value from the encoder
-          batch_size:int=1024, device=None, progress:bool=True)->np.ndarray: # (N, 128) float32
+          batch_size:int=128, device=None, progress:bool=True)->np.ndarray: # (N, 128) float32
     "Presto embeddings (final LayerNorm of the mean of the kept output tokens)."
     p = prepare(x_raw, lat, lon, month, bands, dynamic_world, mask, 'Presto.embed')
     out = self._batches(p, lambda *a: self.encoder(*a).float().cpu(), batch_size, device, progress, 'Presto.embed')
@@ -302,7 +302,7 @@ def embed(self:Presto, x_raw:np.ndarray, # (N, T, B) raw CropHarvest values, NaN
 # %% ../../nbs/22_models.presto.ipynb #80bbb5ad
 @patch
 def embed_dataset(self:Presto, ds, # a PixelDataset whose bands are CropHarvest band names
-                  month=0, dynamic_world=None, batch_size:int=1024, device=None, progress:bool=True)->np.ndarray:
+                  month=0, dynamic_world=None, batch_size:int=128, device=None, progress:bool=True)->np.ndarray:
     "Presto embeddings (N, 128) of a `PixelDataset`, with its own lat / lon and band names."
     return self.embed(ds.x, ds.lat, ds.lon, month=month, bands=ds.bands, dynamic_world=dynamic_world,
                       batch_size=batch_size, device=device, progress=progress)
@@ -310,7 +310,7 @@ def embed_dataset(self:Presto, ds, # a PixelDataset whose bands are CropHarvest 
 # %% ../../nbs/22_models.presto.ipynb #cb06ebfe
 @patch
 def reconstruct(self:Presto, x_raw:np.ndarray, lat, lon, # as for `embed`
-                month=0, bands=CROPHARVEST_BANDS, dynamic_world=None, mask=None, batch_size:int=1024,
+                month=0, bands=CROPHARVEST_BANDS, dynamic_world=None, mask=None, batch_size:int=128,
                 device=None, progress:bool=True)->np.ndarray: # (N, T, 18) raw values in CROPHARVEST_BANDS order
     "Decoder predictions for every step and band, in raw CropHarvest units (NDVI as predicted)."
     p = prepare(x_raw, lat, lon, month, bands, dynamic_world, mask, 'Presto.reconstruct')
