@@ -62,7 +62,7 @@ class PrestoProbe:
     def embed(self, x, lat=None, lon=None, info=None, month=None, device=None)->np.ndarray: # (n, 128)
         "Presto embeddings of raw series `x` (n, T, B); (n, 128) embeddings are returned as they are."
         x = np.asarray(x)
-        if x.ndim == 2 and x.shape[1] == 128: return x.astype(np.float32)
+        if x.ndim == 2 and x.shape[1] == 128: return np.asarray(x, dtype=np.float32)  # no copy when float32
         lat, lon = location(lat, lon, info, 'PrestoProbe.embed')
         if device is not None: self.device = get_device(device); self._model = self.model.to(self.device)
         return self.model.embed(x, lat, lon, month=self.month if month is None else month, bands=self.bands,
