@@ -33,7 +33,7 @@ def _band_index(bands, where):
     bands = [str(b) for b in bands]
     for b in bands:
         if b not in CROPHARVEST_BANDS:
-            raise bad_input(where, 'bands', f'names among CROPHARVEST_BANDS{suggest(b, CROPHARVEST_BANDS)}', repr(b))
+            raise bad_input(where, 'bands', f'names among CROPHARVEST_BANDS.{suggest(b, CROPHARVEST_BANDS)}', repr(b))
     if len(set(bands)) != len(bands): raise bad_input(where, 'bands', 'each band name once', bands)
     return bands
 
