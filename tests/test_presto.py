@@ -1,0 +1,115 @@
+"""agrinb.models.presto: the published embeddings reproduced from raw values, the normalisation, the shipped
+weights, per-sample masks, bad inputs."""
+from pathlib import Path
+import numpy as np
+import pytest
+import torch
+from agrinb.core import AgrinbError, load_checkpoint
+from agrinb.data.pixels import CROPHARVEST_BANDS
+from agrinb.models import presto
+
+SHARED = Path(__file__).resolve().parent.parent / '..' / '..' / 'shared' / 'data' / 'presto'
+if not SHARED.exists(): SHARED = Path('/work/shared/data/presto')
+REF = SHARED / 'reference_embeddings.npz'
+needs_ref = pytest.mark.skipif(not REF.exists(), reason=f'shared reference data absent ({REF})')
+
+
+@pytest.fixture(scope='module')
+def model(): return presto.pretrained('cpu')
+
+
+@pytest.fixture(scope='module')
+def ref(): return np.load(REF)
+
+
+def _ref_embed(model, ref, which):
+    m17 = {'full': None, 'masked': ref['mask'], 'ndvi_only': ref['mask_ndvi']}[which]
+    mask = None if m17 is None else np.insert(m17, CROPHARVEST_BANDS.index('B9'), 0, axis=2).astype(bool)
+    dw = np.full_like(ref['dynamic_world'], 9) if which == 'ndvi_only' else ref['dynamic_world']
+    return model.embed(ref['x_raw'], ref['latlon'][:, 0], ref['latlon'][:, 1], month=ref['month'],
+                       dynamic_world=dw, mask=mask, batch_size=300, progress=False)
+
+
+@needs_ref
+@pytest.mark.parametrize('which', ['full', 'masked', 'ndvi_only'])
+def test_reference_embeddings(model, ref, which):
+    emb = _ref_embed(model, ref, which)
+    assert emb.dtype == np.float32 and emb.shape == (1122, 128)
+    assert np.abs(emb - ref[f'emb_{which}']).max() <= 1e-5
+
+
+@needs_ref
+def test_reference_normalisation(ref):
+    x, missing = presto.normalize(ref['x_raw'])
+    assert np.abs(x - ref['x_normalized']).max() <= 1e-5 and not missing.any()
+
+
+@needs_ref
+def test_shipped_weights_equal_published(model):
+    sd = torch.load(SHARED / 'default_model.pt', map_location='cpu', weights_only=True)
+    mine = model.state_dict()
+    assert set(sd) == set(mine)
+    for k, v in sd.items(): assert torch.equal(v.cpu(), mine[k]), k
+
+
+def test_checkpoint_kind_and_license():
+    obj = load_checkpoint(presto.weights_path(), 'Presto')
+    assert 'MIT' in obj['meta']['license']
+    assert 'MIT License' in (presto.weights_path().parent / 'PRESTO_LICENSE').read_text()
+
+
+def _series(n=6, T=12, seed=0):
+    r = np.random.default_rng(seed)
+    x = r.uniform(0, 3000, (n, T, 18)); x[..., :2] = r.uniform(-20, -5, (n, T, 2)); x[..., 13] = 290
+    x[..., 14] = .001; x[..., 15] = 300; x[..., 16] = 2
+    return x
+
+
+def test_per_sample_masks_independent_of_batch(model):
+    x = _series(); x[0, :4] = np.nan; x[2, :, 2:10] = np.nan; x[4, 7] = np.nan
+    together = model.embed(x, 12., 5., month=2, progress=False)
+    for i in range(len(x)):
+        np.testing.assert_allclose(together[i], model.embed(x[i:i + 1], 12., 5., month=2, progress=False)[0], atol=1e-5)
+
+
+def test_nan_equals_mask(model):
+    x = _series(); hide = np.zeros(x.shape, bool); hide[1, 3:6, 2:4] = True  # B2, B3: hides S2_RGB (a NaN B4 would also hide NDVI)
+    a = model.embed(x, 0., 0., mask=hide, progress=False)
+    xn = x.copy(); xn[hide] = np.nan
+    b = model.embed(xn, 0., 0., progress=False)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert np.abs(a[1] - model.embed(x, 0., 0., progress=False)[1]).max() > 1e-4
+
+
+def test_short_series_and_months(model):
+    x = _series(T=5)
+    assert model.embed(x, 0., 0., month=11, progress=False).shape == (6, 128)
+    per_step = (11 + np.arange(5))[None].repeat(6, 0) % 12
+    np.testing.assert_allclose(model.embed(x, 0., 0., month=11, progress=False),
+                               model.embed(x, 0., 0., month=per_step, progress=False), atol=1e-6)
+
+
+@pytest.mark.parametrize('kwargs, field', [
+    (dict(x=np.ones((2, 25, 18))), '1 to 24 time steps'),
+    (dict(x=np.ones((12, 18))), "field 'x'"),
+    (dict(lat=91.), "field 'lat'"),
+    (dict(lon=-180.5), "field 'lon'"),
+    (dict(lat=np.array([0., np.inf])), "field 'lat'"),
+    (dict(x=np.full((2, 3, 18), np.inf)), 'inf'),
+    (dict(x=np.full((2, 3, 18), np.nan)), 'every token hidden'),
+    (dict(bands=CROPHARVEST_BANDS[:-1] + ['NVDI']), "Did you mean 'NDVI'"),
+    (dict(month=12), "field 'month'"),
+    (dict(dynamic_world=np.full((2, 3), 10)), "field 'dynamic_world'"),
+])
+def test_bad_inputs(model, kwargs, field):
+    args = dict(x=np.ones((2, 3, 18)), lat=0., lon=0.) | kwargs
+    x = args.pop('x')
+    with pytest.raises(AgrinbError, match=None) as e: model.embed(x, progress=False, **args)
+    assert field in str(e.value)
+
+
+def test_reconstruct_raw_units(model):
+    x = _series(); hide = np.zeros(x.shape, bool); hide[:, 6, 13] = True
+    r = model.reconstruct(x, 30., 10., month=0, mask=hide, progress=False)
+    assert r.shape == x.shape and np.isnan(r[..., 10]).all()
+    assert 200 < np.median(r[:, 6, 13]) < 340   # kelvin, not the normalised value
