@@ -10,6 +10,7 @@ import pandas as pd
 from sklearn import metrics as skm
 from tqdm.auto import tqdm
 from .core import bad_input, seed_everything
+from .tasks import draw_by_id
 
 # %% auto #0
 __all__ = ['METRICS', 'RF_NAME', 'binary_metrics', 'best_threshold', 'standard_error', 'subsample_support', 'calibration_split',
@@ -83,22 +84,21 @@ def subsample_support(task, # a Task (support_x, support_y, query_x, query_y, in
                       shots:int|None=None, # k positives + k negatives
                       size:int|None=None, # n labels, class ratio kept, >= 1 per class
                      ):
-    "A copy of `task` whose support set is a random subset; the query set is unchanged."
+    "A copy of `task` whose support set is a random subset (`draw_by_id`, by sample id); the query set is unchanged."
     y = np.asarray(task.support_y)
-    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    ids = getattr(task, 'support_ids', None)
+    ids = np.arange(len(y)) if ids is None else np.asarray(ids)
     if shots is not None:
-        if shots < 1 or shots > min(len(pos), len(neg)):
-            raise bad_input(task.name, 'shots', f'1..{min(len(pos), len(neg))} (labels of the rarer class)', shots)
-        a, b = rng.choice(pos, shots, replace=False), rng.choice(neg, shots, replace=False)
-        idx = np.stack([a, b], 1).ravel()                 # interleaved positive, negative
+        k_max = min(len(np.unique(ids[y == c])) for c in (0, 1))
+        if shots < 1 or shots > k_max:
+            raise bad_input(task.name, 'shots', f'1..{k_max} (labels of the rarer class)', shots)
+        idx = draw_by_id(y, ids, rng, k=shots, where=task.name)[0]                 # interleaved positive, negative
     elif size is not None:
-        if size < 2 or size > len(y): raise bad_input(task.name, 'size', f'2..{len(y)} support labels', size)
-        n_pos = int(np.clip(round(size * len(pos) / len(y)), 1, size - 1))
-        n_pos, n_neg = min(n_pos, len(pos)), size - min(n_pos, len(pos))
-        idx = rng.permutation(np.concatenate([rng.choice(pos, n_pos, replace=False),
-                                              rng.choice(neg, min(n_neg, len(neg)), replace=False)]))
+        if size < 2 or size > len(np.unique(ids)): raise bad_input(task.name, 'size', f'2..{len(y)} support labels', size)
+        idx = draw_by_id(y, ids, rng, size=size, where=task.name)[0]
     else: return task
-    return dataclasses.replace(task, support_x=np.asarray(task.support_x)[idx], support_y=y[idx])
+    extra = {'support_ids': ids[idx]} if hasattr(task, 'support_ids') else {}
+    return dataclasses.replace(task, support_x=np.asarray(task.support_x)[idx], support_y=y[idx], **extra)
 
 # %% ../nbs/40_eval.ipynb #de838ac2
 def _adapt(learner, task):

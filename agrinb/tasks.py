@@ -10,12 +10,13 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
+from fastcore.basics import patch
 from .core import AgrinbError, bad_input, suggest
 from .data.pixels import PixelDataset, BandStats, NON_CROP, fill_gaps
 
 # %% auto #0
-__all__ = ['FAO_GROUPS', 'CROP_GROUPS', 'TEST_SPEC', 'register_crop', 'TaskInfo', 'Task', 'TaskList', 'build_tasks', 'test_tasks',
-           'Benchmark', 'benchmark_tasks']
+__all__ = ['FAO_GROUPS', 'CROP_GROUPS', 'TEST_SPEC', 'register_crop', 'TaskInfo', 'Task', 'draw_by_id', 'TaskList', 'build_tasks',
+           'test_tasks', 'Benchmark', 'benchmark_tasks']
 
 # %% ../nbs/10_tasks.ipynb #970d0f32
 FAO_GROUPS = ['cereals', 'vegetables_melons', 'fruits_nuts', 'oilseeds', 'root_tuber', 'beverage_spice',
@@ -128,6 +129,26 @@ def _draw_class(pos:np.ndarray, ids:np.ndarray, k:int, q:int, rng, where:str)->t
     return at(s_ids), at(q_ids)
 
 # %% ../nbs/10_tasks.ipynb #e1dcd94a
+def draw_by_id(y:np.ndarray, # (n,) labels in {0, 1}
+               ids:np.ndarray, # (n,) source sample of each row: repeated (oversampled) rows share an id
+               rng=None, # numpy Generator or seed
+               k:int|None=None, # positives and negatives in the support draw (interleaved 1, 0, 1, 0, ...)
+               q:int=0, # positives and negatives in the query draw, disjoint from the support by id
+               size:int|None=None, # instead of `k`: this many support rows, class ratio kept, at least one per class
+               where:str='draw_by_id', # named in errors and warnings
+              )->tuple: # (support positions, query positions) into `y`
+    "THE pixel sampler: positions of a support (and query) draw by sample id, no id twice, no id on both sides."
+    rng, y, ids = _rng(rng), np.asarray(y), np.asarray(ids)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    if size is None:
+        sp, qp = _draw_class(pos, ids, k, q, rng, where); sn, qn = _draw_class(neg, ids, k, q, rng, where)
+        return _interleave(sp, sn), _interleave(qp, qn)
+    up, un = len(np.unique(ids[pos])), len(np.unique(ids[neg]))
+    n_pos = int(np.clip(round(size * up / max(up + un, 1)), 1, min(up, size - 1)))
+    sp, _ = _draw_class(pos, ids, n_pos, 0, rng, where); sn, _ = _draw_class(neg, ids, min(size - n_pos, un), 0, rng, where)
+    return np.sort(np.r_[sp, sn]), np.zeros(0, np.int64)
+
+# %% ../nbs/10_tasks.ipynb #540043df
 def _rows(task:Task, pos:np.ndarray)->np.ndarray:
     "Rows of `task.x` at `pos` without concatenating support and query."
     ns = len(task.support_x)
@@ -136,31 +157,25 @@ def _rows(task:Task, pos:np.ndarray)->np.ndarray:
     out[m], out[~m] = task.support_x[pos[m]], task.query_x[pos[~m] - ns]
     return out
 
-def _episode(self, k:int=10, # positives and negatives in the support set
-             q:int=4, # positives and negatives in the query set
-             rng=None, # numpy Generator or seed
-            )->Task:
+@patch
+def episode(self:Task, k:int=10, # positives and negatives in the support set
+            q:int=4, # positives and negatives in the query set
+            rng=None, # numpy Generator or seed
+           )->Task:
     "A balanced episode drawn from all of the task's samples: k+k support, q+q query, interleaved, disjoint."
-    rng, y, ids = _rng(rng), self.y, self.ids
-    where = f'Task {self.name!r}.episode'
-    sp, qp = _draw_class(np.flatnonzero(y == 1), ids, k, q, rng, where)
-    sn, qn = _draw_class(np.flatnonzero(y == 0), ids, k, q, rng, where)
-    s, qq = _interleave(sp, sn), _interleave(qp, qn)
+    s, qq = draw_by_id(self.y, self.ids, rng, k, q, where=f'Task {self.name!r}.episode')
+    y, ids = self.y, self.ids
     return Task(self.name, _rows(self, s), y[s], _rows(self, qq), y[qq], self.info, ids[s], ids[qq])
 
-def _shots(self, k:int, # positives and negatives to keep in the support set
-           rng=None)->Task:
+@patch
+def shots(self:Task, k:int, # positives and negatives to keep in the support set
+          rng=None)->Task:
     "A balanced k-shot support set drawn from this task's support set (interleaved); the query set is unchanged."
-    rng, where = _rng(rng), f'Task {self.name!r}.shots'
-    sp, _ = _draw_class(np.flatnonzero(self.support_y == 1), self.support_ids, k, 0, rng, where)
-    sn, _ = _draw_class(np.flatnonzero(self.support_y == 0), self.support_ids, k, 0, rng, where)
-    s = _interleave(sp, sn)
+    s, _ = draw_by_id(self.support_y, self.support_ids, rng, k, 0, where=f'Task {self.name!r}.shots')
     return Task(self.name, self.support_x[s], self.support_y[s], self.query_x, self.query_y, self.info,
                 self.support_ids[s], self.query_ids)
 
-Task.episode, Task.shots = _episode, _shots
-
-# %% ../nbs/10_tasks.ipynb #18649f01
+# %% ../nbs/10_tasks.ipynb #9883481f
 def _prepare(x:np.ndarray, stats:BandStats, ids=None)->np.ndarray:
     "Gap-fill (band means from `stats`) and normalise with `stats`; a sample with no observation at all is an error."
     empty = np.isnan(x).all(axis=(1, 2))
@@ -187,7 +202,7 @@ def _make_task(name, x, y, ids, info, frac, rng)->Task:
     q = _split_ids(y, ids, frac, rng)
     return Task(name, x[~q], y[~q], x[q], y[q], info, ids[~q], ids[q])
 
-# %% ../nbs/10_tasks.ipynb #b54fc4d3
+# %% ../nbs/10_tasks.ipynb #99b1d365
 def _groups(ds:PixelDataset, by:str, held_out:tuple):
     "Yield (name, sample mask, centre lat, centre lon) per group."
     if by == 'region':
@@ -204,7 +219,7 @@ def _groups(ds:PixelDataset, by:str, held_out:tuple):
         m = (lat >= b.min_lat) & (lat <= b.max_lat) & (lon >= b.min_lon) & (lon <= b.max_lon)
         if m.any(): yield (b.name if b.part == 0 else f'{b.name}_{b.part}'), m, float(b.center_lat), float(b.center_lon)
 
-# %% ../nbs/10_tasks.ipynb #55a61159
+# %% ../nbs/10_tasks.ipynb #75aa21c2
 def _held_out_mask(ds:PixelDataset, held_out:tuple, by:str)->np.ndarray:
     "Samples that belong to a held-out region (by name, and with by='country' by lying in its country's boxes)."
     out = np.isin(ds.regions, held_out)
@@ -227,7 +242,7 @@ def _canonical(held_out)->tuple:
         except AgrinbError: pass
     return tuple(dict.fromkeys(names))
 
-# %% ../nbs/10_tasks.ipynb #7076e51b
+# %% ../nbs/10_tasks.ipynb #b886308b
 def _group_tasks(name, m, lat, lon, labels, is_crop, ids, x, min_per_class, balance_negatives, frac, rng)->list:
     "Crop-vs-non-crop and crop-vs-rest tasks of one group."
     out, xm = [], x[m]
@@ -246,7 +261,7 @@ def _group_tasks(name, m, lat, lon, labels, is_crop, ids, x, min_per_class, bala
         out.append(_make_task(f'{name}_{c}', xm[rows], y, gid[rows], TaskInfo(lat, lon, str(c)), frac, rng))
     return out
 
-# %% ../nbs/10_tasks.ipynb #99b1d365
+# %% ../nbs/10_tasks.ipynb #93729a14
 def _check_labels(ds:PixelDataset):
     unknown = sorted(set(ds.labels[ds.is_crop]) - set(CROP_GROUPS))
     if unknown:
@@ -281,7 +296,7 @@ def build_tasks(ds:PixelDataset, # labelled pixel series (raw values, gaps allow
     tasks.stats, tasks.held_out = stats, held
     return tasks
 
-# %% ../nbs/10_tasks.ipynb #e87bffc7
+# %% ../nbs/10_tasks.ipynb #8eb1f33b
 TEST_SPEC = [('Togo', 'crop'), ('Kenya', 'maize'), ('Brazil', 'coffee')]
 
 def _centre(ds:PixelDataset, region:str, m:np.ndarray)->tuple:
@@ -289,13 +304,9 @@ def _centre(ds:PixelDataset, region:str, m:np.ndarray)->tuple:
     try: row = lookup(region).iloc[0]; return float(row.center_lat), float(row.center_lon)
     except AgrinbError: return float(np.mean(ds.lat[m])), float(np.mean(ds.lon[m]))
 
-def _subsample(y:np.ndarray, n:int, rng)->np.ndarray:
-    "Positions of a stratified random subset of size n (at least one of each class)."
-    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    n_pos = int(np.clip(round(n * len(pos) / len(y)), 1, min(len(pos), n - 1)))
-    return np.sort(np.r_[rng.choice(pos, n_pos, replace=False), rng.choice(neg, min(n - n_pos, len(neg)), replace=False)])
 
-# %% ../nbs/10_tasks.ipynb #34c59361
+
+# %% ../nbs/10_tasks.ipynb #460b459c
 def test_tasks(ds:PixelDataset, # the dataset holding the test regions
                spec=TEST_SPEC, # (region, target) pairs; target 'crop' or a crop name
                n_train:int|None=None, # keep this many training samples (stratified; None = all)
@@ -320,7 +331,7 @@ def test_tasks(ds:PixelDataset, # the dataset holding the test regions
             raise bad_input(f'test task {region}/{target}', 'y', 'both classes in the region', f'only class {y[0]}')
         q = _split_ids(y, idx, test_frac, np.random.default_rng(split_seed))
         tr = np.flatnonzero(~q)
-        if n_train is not None and n_train < len(tr): tr = tr[_subsample(y[tr], n_train, np.random.default_rng(seed))]
+        if n_train is not None and n_train < len(tr): tr = tr[draw_by_id(y[tr], idx[tr], seed, size=n_train)[0]]
         x = _prepare(ds.x[idx], stats, idx)
         te = np.flatnonzero(q)
         out.append(Task(f'{region}_{target}', x[tr], y[tr], x[te], y[te], TaskInfo(*_centre(ds, region, m), target),
@@ -330,7 +341,7 @@ def test_tasks(ds:PixelDataset, # the dataset holding the test regions
 
 test_tasks.__test__ = False  # a builder, not a test: keeps pytest from collecting it where it is imported
 
-# %% ../nbs/10_tasks.ipynb #460b459c
+# %% ../nbs/10_tasks.ipynb #c3a78cf7
 @dataclass
 class Benchmark:
     "Meta-training, validation and test tasks sharing one set of normalisation statistics."

@@ -15,6 +15,7 @@ from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 from ..core import AgrinbError, bad_input, get_device, seed_everything, save_checkpoint, load_checkpoint
 from ..models.lstm import LSTMClassifier, sgd_adapt, lstm_predict, balanced_batches
+from ..tasks import draw_by_id
 
 # %% auto #0
 __all__ = ['MODEL_VERSION', 'stack_params', 'batched_forward', 'task_losses', 'inner_loop', 'query_losses', 'meta_backward',
@@ -139,12 +140,12 @@ def check_labels(y, where, field, n:int, need_both:bool=True)->np.ndarray:
 # %% ../../nbs/30_meta.maml.ipynb #0f53b2ac
 @dataclass
 class TaskData:
-    "A task checked and on the device: all its labelled series, indices of each class, its task vector."
-    name:str; x:torch.Tensor; y:torch.Tensor; pos:np.ndarray; neg:np.ndarray; info:torch.Tensor|None
+    "A task checked and on the device: all its labelled series, their labels and sample ids, its task vector."
+    name:str; x:torch.Tensor; y:torch.Tensor; labels:np.ndarray; ids:np.ndarray; info:torch.Tensor|None
 
-def prepare_task(task, # a Task (support_x, support_y, query_x, query_y, info, name)
+def prepare_task(task, # a Task (support_x, support_y, query_x, query_y, info, name; support_ids / query_ids)
                  device, n_bands:int|None=None, info_size:int|None=None, # info_size None = no task vector needed
-                 min_per_class:int=1, # each class needs this many series (k + q for meta-training)
+                 min_per_class:int=1, # each class needs this many distinct samples (k + q for meta-training)
                 )->TaskData:
     "Check a task and move all its labelled series to `device`."
     where = f"task '{getattr(task, 'name', '?')}'"
@@ -155,24 +156,23 @@ def prepare_task(task, # a Task (support_x, support_y, query_x, query_y, info, n
         xs.append(check_series(qx, where, 'query_x', n_bands))
         ys.append(check_labels(task.query_y, where, 'query_y', len(xs[1]), need_both=False))
     x, y = np.concatenate(xs), np.concatenate(ys)
-    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    if min(len(pos), len(neg)) < min_per_class:
+    ids = getattr(task, 'ids', None)
+    ids = np.arange(len(y)) if ids is None else np.asarray(ids)
+    n_pos, n_neg = (len(np.unique(ids[y == c])) for c in (1, 0))
+    if min(n_pos, n_neg) < min_per_class:
         raise bad_input(where, 'labels', f'at least {min_per_class} positive and {min_per_class} negative series '
-                        '(support + query) to draw episodes', f'{len(pos)} positive, {len(neg)} negative')
+                        '(distinct samples, support + query) to draw episodes', f'{n_pos} positive, {n_neg} negative')
     info = None
     if info_size is not None:
         info = torch.as_tensor(info_vector(getattr(task, 'info', None), info_size, where), device=device)
-    return TaskData(where, torch.as_tensor(x, device=device), torch.as_tensor(y, device=device), pos, neg, info)
+    return TaskData(where, torch.as_tensor(x, device=device), torch.as_tensor(y, device=device), y, ids, info)
 
 def draw_episodes(tasks:list, # TaskData
                   k:int, q:int, # shots per class in support / query
                   rng:np.random.Generator,
                  )->tuple: # sx (K, 2k, T, B), sy (K, 2k), qx (K, 2q, T, B), qy (K, 2q)
-    "One balanced episode per task, stacked along a leading task dimension."
-    si, qi = [], []
-    for t in tasks:
-        p, n = rng.choice(t.pos, k + q, replace=False), rng.choice(t.neg, k + q, replace=False)
-        si.append(np.stack([p[:k], n[:k]], 1).reshape(-1)); qi.append(np.concatenate([p[k:], n[k:]]))
+    "One balanced episode per task (`draw_by_id`: no sample in both sets), stacked along a leading task dimension."
+    si, qi = zip(*[draw_by_id(t.labels, t.ids, rng, k, q, where=t.name) for t in tasks])
     sx = torch.stack([t.x[i] for t, i in zip(tasks, si)]); sy = torch.stack([t.y[i] for t, i in zip(tasks, si)])
     qx = torch.stack([t.x[i] for t, i in zip(tasks, qi)]); qy = torch.stack([t.y[i] for t, i in zip(tasks, qi)])
     return sx, sy, qx, qy
