@@ -200,7 +200,7 @@ def test_sample_with_nothing_observed_is_a_clear_error(ds):
 
 def test_no_series_in_both_support_and_query_of_a_meta_training_episode(ds, tasks):
     "build_tasks repeats 'other crop' rows to balance negatives; episodes are drawn by sample id, so never twice."
-    from agrinb.meta.maml import prepare_task, draw_episodes
+    from agrinb.tasks.pixels import prepare_task, draw_episodes
     dup = [t for t in tasks if len(np.unique(t.ids)) < len(t.ids)]
     assert dup, 'balance_negatives repeats rows: some task must hold a series twice'
     td = [prepare_task(t, 'cpu', 18, None, 14) for t in dup[:20]]

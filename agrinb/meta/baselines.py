@@ -7,37 +7,12 @@ from __future__ import annotations
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 from ..core import bad_input, get_device, save_checkpoint, load_checkpoint
+from ..tasks.pixels import support_set, query_array
 
 # %% auto #0
-__all__ = ['support_arrays', 'query_array', 'ForestPredictor', 'RandomForest', 'RandomInit', 'Pretrained', 'ProtoPredictor',
-           'ProtoNet']
+__all__ = ['ForestPredictor', 'RandomForest', 'RandomInit', 'Pretrained', 'ProtoPredictor', 'ProtoNet']
 
 # %% ../../nbs/32_meta.baselines.ipynb #42a90b26
-def support_arrays(support, # a Task (support_x, support_y) or an (x, y) pair
-                   where:str='adapt', # named in error messages
-                  )->tuple:
-    "(x float32 (n, T, B), y int64 (n,)) from a Task or an (x, y) pair, checked."
-    if hasattr(support, 'support_x'): x, y, where = support.support_x, support.support_y, getattr(support, 'name', where)
-    elif isinstance(support, (tuple, list)) and len(support) == 2: x, y = support
-    else: raise bad_input(where, 'support', 'a Task or an (x, y) pair', type(support).__name__)
-    x, y = np.asarray(x, dtype=np.float32), np.asarray(y)
-    if x.ndim != 3: raise bad_input(where, 'support_x', 'an array of shape (n, time, band)', x.shape)
-    if len(y) != len(x): raise bad_input(where, 'support_y', f'{len(x)} labels, one per series', len(y))
-    if not np.isfinite(x).all(): raise bad_input(where, 'support_x', 'gap-filled inputs (no NaN or inf)', 'NaN/inf')
-    if not np.isin(y, [0, 1]).all(): raise bad_input(where, 'support_y', 'labels in {0, 1}', np.unique(y)[:5])
-    if len(np.unique(y)) < 2: raise bad_input(where, 'support_y', 'both classes in the support set', f'only class {np.unique(y)}')
-    return x, y.astype(np.int64)
-
-def query_array(x, where='predict_proba', shape=None)->np.ndarray:
-    "Check query inputs: finite, (N, T, B), and the (T, B) the predictor was adapted on."
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 3: raise bad_input(where, 'x', 'an array of shape (N, time, band)', x.shape)
-    if shape is not None and x.shape[1:] != tuple(shape):
-        raise bad_input(where, 'x', f'series of shape (time, band) = {tuple(shape)} like the support set', x.shape[1:])
-    if not np.isfinite(x).all(): raise bad_input(where, 'x', 'gap-filled inputs (no NaN or inf)', 'NaN/inf')
-    return x
-
-# %% ../../nbs/32_meta.baselines.ipynb #aba8f774
 class ForestPredictor:
     "A random forest fitted on one support set."
     def __init__(self, forest, shape): self.forest, self.shape = forest, shape
@@ -55,9 +30,14 @@ class RandomForest:
     def meta_fit(self, train_tasks=None, val_tasks=None, **kwargs):
         "Nothing to meta-learn: the forest only ever sees a task's support set."
         return self
-    def adapt(self, support, task_info=None, steps=None)->ForestPredictor:
-        x, y = support_arrays(support, 'RandomForest.adapt')
-        seed = self.seed if self.seed is not None else int(np.random.randint(2**31 - 1))
+    def adapt(self, support_x, # (n, T, B) series or a Task
+              support_y=None, # (n,) labels (None when `support_x` is a Task)
+              info=None, steps=None, # accepted for the protocol; the forest needs neither
+              seed:int|None=None, # forest seed (None: the learner's, else one from numpy's global RNG)
+              device=None)->ForestPredictor:
+        "A forest fitted on the support set alone."
+        t = support_set(support_x, support_y, info, 'RandomForest.adapt'); x, y = t.support_x, t.support_y
+        seed = seed if seed is not None else self.seed if self.seed is not None else int(np.random.randint(2**31 - 1))
         rf = RandomForestClassifier(random_state=seed, **self.forest_kwargs).fit(x.reshape(len(x), -1), y)
         return ForestPredictor(rf, x.shape[1:])
     def to(self, device): self.device = get_device(device); return self
@@ -67,7 +47,7 @@ class RandomForest:
         m = load_checkpoint(path, 'RandomForest')['meta']
         return cls(seed=m['seed'], device=device, **m['forest_kwargs'])
 
-# %% ../../nbs/32_meta.baselines.ipynb #dda383ba
+# %% ../../nbs/32_meta.baselines.ipynb #4ac66708
 import torch
 import torch.nn.functional as F
 from pathlib import Path
@@ -82,7 +62,7 @@ class RandomInit(MAML):
         for m in self._modules().values(): m.eval()
         return self
 
-# %% ../../nbs/32_meta.baselines.ipynb #e7ee5edf
+# %% ../../nbs/32_meta.baselines.ipynb #7acfb9da
 def _pool(tasks, where):
     "Concatenated (x, y) of tasks (support + query), crop-vs-non-crop tasks only when there are any."
     if not tasks: raise bad_input(where, 'train_tasks', 'at least one task', 'none')
@@ -117,7 +97,7 @@ def _train(model, loss_fn, val_fn, steps, lr, seed, progress, desc, checkpoint_d
     model.eval()
     return best
 
-# %% ../../nbs/32_meta.baselines.ipynb #db6975f7
+# %% ../../nbs/32_meta.baselines.ipynb #e20a20f9
 class Pretrained(MAML):
     "Supervised crop vs non-crop training on all meta-training data, then fine-tuning per task (MAML's `adapt`)."
     kind, name = 'Pretrained', 'Pretrained'
@@ -142,7 +122,7 @@ class Pretrained(MAML):
                                'Pretrained', checkpoint_dir, resume, eval_every, self.kind)
         return self
 
-# %% ../../nbs/32_meta.baselines.ipynb #d3335c20
+# %% ../../nbs/32_meta.baselines.ipynb #31ad8b4d
 from ..models.lstm import LSTMClassifier
 
 class ProtoPredictor:
@@ -158,7 +138,7 @@ class ProtoPredictor:
 def _proto_logits(z, protos): # (n, H), (2, H) -> (n, 2) negative squared distances
     return -torch.cdist(z, protos) ** 2
 
-# %% ../../nbs/32_meta.baselines.ipynb #c95f34c0
+# %% ../../nbs/32_meta.baselines.ipynb #0933d140
 class ProtoNet:
     "Prototypical network on the LSTM embedding, meta-trained on episodes."
     kind = name = 'ProtoNet'
@@ -197,9 +177,14 @@ class ProtoNet:
                                self.seed, progress, 'ProtoNet', checkpoint_dir, resume, eval_every, self.kind)
         return self
 
-    def adapt(self, support, task_info=None, steps=None)->ProtoPredictor:
+    def adapt(self, support_x, # (n, T, B) series or a Task
+              support_y=None, # (n,) labels (None when `support_x` is a Task)
+              info=None, steps=None, seed=None, # accepted for the protocol (no gradient steps, nothing random)
+              device=None, # adapt on this device (None: the learner's); the learner moves there
+             )->ProtoPredictor:
         "Prototypes of the two classes of the support set (no gradient steps: `steps` is ignored)."
-        x, y = support_arrays(support, 'ProtoNet.adapt')
+        if device is not None: self.to(device)
+        t = support_set(support_x, support_y, info, 'ProtoNet.adapt', self.hp['in_features']); x, y = t.support_x, t.support_y
         self.model.eval()
         with torch.inference_mode():
             z = self.model.lstm(torch.as_tensor(x, device=self.device))

@@ -14,12 +14,12 @@ import torch.nn.functional as F
 from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 from ..core import AgrinbError, bad_input, get_device, seed_everything, save_checkpoint, load_checkpoint
-from ..models.lstm import LSTMClassifier, sgd_adapt, lstm_predict, balanced_batches
-from ..tasks import draw_by_id
+from ..models.lstm import LSTMClassifier, sgd_adapt, lstm_predict
+from ..tasks.pixels import (info_vector, check_series, check_labels, TaskData, prepare_task, draw_episodes, toy_tasks,
+                                 balanced_batches, support_set, query_array)
 
 # %% auto #0
 __all__ = ['MODEL_VERSION', 'stack_params', 'batched_forward', 'task_losses', 'inner_loop', 'query_losses', 'meta_backward',
-           'info_vector', 'check_series', 'check_labels', 'TaskData', 'prepare_task', 'draw_episodes', 'toy_tasks',
            'Predictor', 'MAML', 'patch_into']
 
 # %% ../../nbs/30_meta.maml.ipynb #9cc05ad7
@@ -103,98 +103,7 @@ def meta_backward(model:nn.Module, params:dict, sx, sy, qx, qy, # θ and the met
         total += float(losses.detach().sum())
     return total / K
 
-# %% ../../nbs/30_meta.maml.ipynb #465aee51
-def info_vector(info, # a TaskInfo (with `.vector`), an array of the task vector, or None
-                size:int, # expected size (13 for CropHarvest tasks)
-                where='task', # name for error messages
-               )->np.ndarray:
-    "The task vector as float32, checked."
-    v = getattr(info, 'vector', info)
-    if v is None: raise bad_input(where, 'task_info', f'a task vector of size {size} (a TaskInfo or an array)', None)
-    v = np.asarray(v, dtype=np.float32).reshape(-1)
-    if v.shape != (size,): raise bad_input(where, 'task_info', f'a task vector of size {size}', f'size {v.size}')
-    if not np.isfinite(v).all(): raise bad_input(where, 'task_info', 'finite values', 'NaN or inf')
-    return v
-
-def check_series(x, where, field, n_bands=None)->np.ndarray:
-    "Inputs `(n, T, B)` as float32, finite (gap-filled), with the expected number of bands."
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 3: raise bad_input(where, field, 'an array (n, time, band)', f'shape {x.shape}')
-    if n_bands is not None and x.shape[2] != n_bands:
-        raise bad_input(where, field, f'{n_bands} bands in the last dimension', f'shape {x.shape}')
-    bad = int((~np.isfinite(x)).sum())
-    if bad: raise bad_input(where, field, 'finite values (gap-fill with PixelDataset.fill_gaps first)', f'{bad} NaN/inf values')
-    return x
-
-def check_labels(y, where, field, n:int, need_both:bool=True)->np.ndarray:
-    "Binary labels as int64, of length `n`, both classes present when `need_both`."
-    y = np.asarray(y).reshape(-1)
-    if len(y) != n: raise bad_input(where, field, f'{n} labels (one per series)', f'{len(y)}')
-    if len(y) and not np.isin(y, (0, 1)).all(): raise bad_input(where, field, 'labels in {0, 1}', np.unique(y)[:5].tolist())
-    y = y.astype(np.int64)
-    if need_both and (len(y) == 0 or y.min() == y.max()):
-        raise bad_input(where, field, 'both classes (positive and negative examples)',
-                        f'only class {y[0]}' if len(y) else 'no labels')
-    return y
-
 # %% ../../nbs/30_meta.maml.ipynb #0f53b2ac
-@dataclass
-class TaskData:
-    "A task checked and on the device: all its labelled series, their labels and sample ids, its task vector."
-    name:str; x:torch.Tensor; y:torch.Tensor; labels:np.ndarray; ids:np.ndarray; info:torch.Tensor|None
-
-def prepare_task(task, # a Task (support_x, support_y, query_x, query_y, info, name; support_ids / query_ids)
-                 device, n_bands:int|None=None, info_size:int|None=None, # info_size None = no task vector needed
-                 min_per_class:int=1, # each class needs this many distinct samples (k + q for meta-training)
-                )->TaskData:
-    "Check a task and move all its labelled series to `device`."
-    where = f"task '{getattr(task, 'name', '?')}'"
-    xs = [check_series(task.support_x, where, 'support_x', n_bands)]
-    ys = [check_labels(task.support_y, where, 'support_y', len(xs[0]), need_both=False)]
-    qx = getattr(task, 'query_x', None)
-    if qx is not None and len(qx):
-        xs.append(check_series(qx, where, 'query_x', n_bands))
-        ys.append(check_labels(task.query_y, where, 'query_y', len(xs[1]), need_both=False))
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    ids = getattr(task, 'ids', None)
-    ids = np.arange(len(y)) if ids is None else np.asarray(ids)
-    n_pos, n_neg = (len(np.unique(ids[y == c])) for c in (1, 0))
-    if min(n_pos, n_neg) < min_per_class:
-        raise bad_input(where, 'labels', f'at least {min_per_class} positive and {min_per_class} negative series '
-                        '(distinct samples, support + query) to draw episodes', f'{n_pos} positive, {n_neg} negative')
-    info = None
-    if info_size is not None:
-        info = torch.as_tensor(info_vector(getattr(task, 'info', None), info_size, where), device=device)
-    return TaskData(where, torch.as_tensor(x, device=device), torch.as_tensor(y, device=device), y, ids, info)
-
-def draw_episodes(tasks:list, # TaskData
-                  k:int, q:int, # shots per class in support / query
-                  rng:np.random.Generator,
-                 )->tuple: # sx (K, 2k, T, B), sy (K, 2k), qx (K, 2q, T, B), qy (K, 2q)
-    "One balanced episode per task (`draw_by_id`: no sample in both sets), stacked along a leading task dimension."
-    si, qi = zip(*[draw_by_id(t.labels, t.ids, rng, k, q, where=t.name) for t in tasks])
-    sx = torch.stack([t.x[i] for t, i in zip(tasks, si)]); sy = torch.stack([t.y[i] for t, i in zip(tasks, si)])
-    qx = torch.stack([t.x[i] for t, i in zip(tasks, qi)]); qy = torch.stack([t.y[i] for t, i in zip(tasks, qi)])
-    return sx, sy, qx, qy
-
-# %% ../../nbs/30_meta.maml.ipynb #895008d4
-def toy_tasks(n_tasks:int=8, # number of tasks
-              n:int=40, # series per task (half support, half query; classes alternate)
-              T:int=12, B:int=18, # time steps, bands
-              seed:int=0, shift:float=1.0, # separation of the classes
-             )->list:
-    "Small random `agrinb.tasks.Task`s whose class difference depends on their task vector."
-    from agrinb.tasks import Task, TaskInfo, CROP_GROUPS
-    r = np.random.default_rng(seed); crops = ['crop'] + sorted(CROP_GROUPS); out = []
-    for i in range(n_tasks):
-        info = TaskInfo(float(r.uniform(-60, 60)), float(r.uniform(-180, 180)), crops[r.integers(len(crops))])
-        d = np.resize(info.vector * 2 - 0.5, B)
-        y = np.arange(n) % 2
-        x = r.normal(size=(n, T, B)).astype(np.float32) + shift * y[:, None, None] * d
-        out.append(Task(f'toy{i}', x[:n // 2], y[:n // 2], x[n // 2:], y[n // 2:], info))
-    return out
-
-# %% ../../nbs/30_meta.maml.ipynb #39c1122f
 class Predictor:
     "Adapted weights of one task; `predict_proba(x)` gives the positive-class probability (or class probabilities)."
     def __init__(self, learner, params:dict, film:dict|None=None, info:torch.Tensor|None=None):
@@ -206,7 +115,7 @@ class Predictor:
                      )->np.ndarray: # (N,) binary or (N, C) n-way
         "Probabilities for many series at once."
         lr = self.learner
-        x = check_series(x, f'{lr.name} predictor', 'x', lr.n_bands)
+        x = query_array(x, f'{lr.name} predictor', n_bands=lr.n_bands)
         xt = lr._inputs(torch.as_tensor(x, device=self.device), self.info)
         model = lr.model
         if isinstance(model, LSTMClassifier): return lstm_predict(self.params, xt, self.film).cpu().numpy()
@@ -218,7 +127,7 @@ class Predictor:
         model.train(was)
         return torch.cat(out).cpu().numpy() if out else np.zeros(0, np.float32)
 
-# %% ../../nbs/30_meta.maml.ipynb #444bcf25
+# %% ../../nbs/30_meta.maml.ipynb #895008d4
 MODEL_VERSION = 1
 
 class MAML:
@@ -260,13 +169,13 @@ class MAML:
         for m in self._modules().values(): m.to(self.device)
         return self
 
-# %% ../../nbs/30_meta.maml.ipynb #086e5911
+# %% ../../nbs/30_meta.maml.ipynb #39c1122f
 def patch_into(cls):
     "Decorator: attach the function to `cls` under its own name."
     def deco(f): setattr(cls, f.__name__, f); return f
     return deco
 
-# %% ../../nbs/30_meta.maml.ipynb #b5e70e59
+# %% ../../nbs/30_meta.maml.ipynb #444bcf25
 @patch_into(MAML)
 def state(self)->dict:
     "State dicts of the learner's modules (copies on the CPU)."
@@ -289,7 +198,7 @@ def save(self, path)->Path:
     return save_checkpoint(path, self.kind, self.state(), model_version=MODEL_VERSION, hparams=self.hparams,
                            fit=self.fit_config, history=self.history, best_val=self.best_val, name=self.name)
 
-# %% ../../nbs/30_meta.maml.ipynb #a59f6b64
+# %% ../../nbs/30_meta.maml.ipynb #9a0286af
 def _check_meta(cls, obj, path):
     if obj['kind'] != cls.kind:
         raise bad_input(path, 'kind', f"a checkpoint of '{cls.kind}'", f"one of '{obj['kind']}' (load it with its own class)")
@@ -313,7 +222,7 @@ def load(cls, path, # a file written by `save` or a `meta_fit` checkpoint
     self.fit_config.update(meta.get('fit', {})); self.history = list(meta.get('history', [])); self.best_val = meta.get('best_val')
     return self
 
-# %% ../../nbs/30_meta.maml.ipynb #87d3a80a
+# %% ../../nbs/30_meta.maml.ipynb #0ade8462
 @patch_into(MAML)
 def _check_fit_args(self, train_tasks, steps, meta_batch, k_support, k_query, inner_steps):
     if not len(train_tasks): raise bad_input(f'{self.name}.meta_fit', 'train_tasks', 'at least one task', 'none')
@@ -345,7 +254,7 @@ def _val_loss(self, val:list, episodes, chunk:int)->float:
             total += float(l.detach().sum()); n += l.shape[0]
     return total / max(n, 1)
 
-# %% ../../nbs/30_meta.maml.ipynb #a99ae9ab
+# %% ../../nbs/30_meta.maml.ipynb #b5e70e59
 @patch_into(MAML)
 def meta_fit(self, train_tasks:list, # Tasks to meta-train on
              val_tasks:list|None=None, # Tasks for validation (best state kept); None = keep the last state
@@ -395,7 +304,7 @@ def meta_fit(self, train_tasks:list, # Tasks to meta-train on
     for m in self._modules().values(): m.eval()
     return self
 
-# %% ../../nbs/30_meta.maml.ipynb #bfb48495
+# %% ../../nbs/30_meta.maml.ipynb #a59f6b64
 @patch_into(MAML)
 def _outer_step(self, train, opt, rng, trng, meta_batch, k, q, inner_lr, inner_steps, first_order, chunk_size,
                 grad_clip, info_noise)->float:
@@ -433,22 +342,19 @@ def _resume(self, path, opt, trng):
     self.history, self.best_val = list(meta['history']), meta['best_val']
     return meta['step'], (st['best'] or None), rng
 
-# %% ../../nbs/30_meta.maml.ipynb #f6885902
+# %% ../../nbs/30_meta.maml.ipynb #c47aa053
 @patch_into(MAML)
-def _support(self, support, task_info):
-    where = f"{self.name}.adapt"
-    if isinstance(support, (tuple, list)): x, y, info = support[0], support[1], task_info
-    else: x, y, info = support.support_x, support.support_y, task_info if task_info is not None else getattr(support, 'info', None)
-    if hasattr(support, 'name'): where = f"{where}: task '{support.name}'"
-    x = check_series(x, where, 'support_x', self.n_bands)
-    y = check_labels(y, where, 'support_y', len(x))
-    v = None if self.info_size is None else torch.as_tensor(info_vector(info, self.info_size, where), device=self.device)
-    return torch.as_tensor(x, device=self.device), torch.as_tensor(y, device=self.device), v
+def _support(self, support_x, support_y=None, info=None):
+    "The support set as tensors on the device, checked once (`support_set`), and its task vector (or None)."
+    t = support_set(support_x, support_y, info, f'{self.name}.adapt', self.n_bands)
+    v = None if self.info_size is None else torch.as_tensor(
+        info_vector(t.info, self.info_size, f'{self.name}.adapt: task {t.name!r}'), device=self.device)
+    return torch.as_tensor(t.support_x, device=self.device), torch.as_tensor(t.support_y, device=self.device), v
 
 @patch_into(MAML)
-def predictor(self, task_info=None)->Predictor:
+def predictor(self, info=None)->Predictor:
     "The meta-learned model without adaptation (zero shots)."
-    v = None if self.info_size is None else torch.as_tensor(info_vector(task_info, self.info_size, self.name), device=self.device)
+    v = None if self.info_size is None else torch.as_tensor(info_vector(info, self.info_size, self.name), device=self.device)
     film = self._film(v)
     return Predictor(self, {k: p.detach() for k, p in self._shared().items()}, film, v)
 
@@ -456,19 +362,22 @@ def predictor(self, task_info=None)->Predictor:
 def _film(self, v): return None   # fixed per-task extra inputs for a single task (TIML: FiLM parameters)
 
 @patch_into(MAML)
-def adapt(self, support, # a Task (support set + info) or (x (n, T, B), y (n,))
-          task_info=None, # the task's TaskInfo / vector (task-informed learners; default: support.info)
+def adapt(self, support_x, # (n, T, B) support series, or a Task (its support set and info)
+          support_y=None, # (n,) labels in {0, 1} (None when `support_x` is a Task)
+          info=None, # the task's TaskInfo / vector (task-informed learners; default: the task's own)
           steps:int|None=None, # SGD steps (None = 250)
+          seed:int|None=None, # None: drawn from torch's global generator (seed_everything makes runs repeatable)
+          device=None, # adapt on this device (None: the learner's); the learner moves there
           lr:float|None=None, # SGD learning rate (None = the inner learning rate of meta-training)
           batch_per_class:int=10, # examples of each class per step
           dropout:float|None=None, # dropout while adapting (None = the model's)
           grad_clip:float|None=None, # clip each step's gradient norm
-          seed:int|None=None, # None: drawn from torch's global generator (seed_everything makes runs repeatable)
          )->Predictor:
     "Fine-tune the meta-learned weights on a support set."
     steps = 250 if steps is None else steps
     if int(steps) < 1: raise bad_input(f'{self.name}.adapt', 'steps', 'a positive number of SGD steps (use learner.predictor() for no adaptation)', steps)
-    x, y, v = self._support(support, task_info)
+    if device is not None: self.to(device)
+    x, y, v = self._support(support_x, support_y, info)
     lr = self.fit_config['inner_lr'] if lr is None else lr
     for m in self._modules().values(): m.eval()
     film = self._film(v); xin = self._inputs(x, v)

@@ -10,10 +10,11 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from ..core import bad_input
+from ..tasks.pixels import balanced_batches
 
 # %% auto #0
 __all__ = ['GateLSTM', 'LSTMClassifier', 'lstm_tasks_forward', 'lstm_tasks_grads', 'task_grads_hvp', 'TaskEncoder',
-           'lstm_loss_and_grads', 'balanced_batches', 'sgd_adapt', 'lstm_predict']
+           'lstm_loss_and_grads', 'sgd_adapt', 'lstm_predict']
 
 # %% ../../nbs/20_models.lstm.ipynb #67613cf6
 class GateLSTM(nn.Module):
@@ -523,21 +524,6 @@ def lstm_loss_and_grads(p:dict, # LSTMClassifier parameters (plain tensors)
     return loss, _from_oifg(g)
 
 # %% ../../nbs/20_models.lstm.ipynb #8781e029
-def balanced_batches(y:np.ndarray, # (n,) integer labels
-                     steps:int, # number of batches
-                     per_class:int=10, # examples of each class per batch
-                     rng:np.random.Generator|None=None,
-                    )->np.ndarray: # (steps, per_class * n_classes) indices into y
-    "Indices of `steps` class-balanced batches, drawn without replacement within a batch when a class has enough."
-    rng = rng if rng is not None else np.random.default_rng()
-    cols = []
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        if len(idx) >= per_class: pick = np.argsort(rng.random((steps, len(idx))), 1)[:, :per_class]
-        else: pick = rng.integers(0, len(idx), (steps, per_class))
-        cols.append(idx[pick])
-    return np.stack(cols, 2).reshape(steps, -1)   # interleaved classes
-
 def sgd_adapt(p:dict, # LSTMClassifier parameters (not modified)
               x:torch.Tensor, # (n, T, B) support inputs
               y:torch.Tensor, # (n,) support labels

@@ -1,0 +1,2 @@
+"agrinb.tasks subpackage: few-shot tasks (modules are exported from nbs/)."
+from .pixels import *
