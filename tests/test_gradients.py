@@ -12,7 +12,8 @@ from torch.func import functional_call
 
 from agrinb.core import AgrinbError, save_checkpoint
 from agrinb.models.lstm import LSTMClassifier
-from agrinb.meta.maml import MAML, MODEL_VERSION, meta_backward, query_losses
+from agrinb.meta.maml import MAML, MODEL_VERSION
+from agrinb.meta.core import meta_backward, query_losses
 from agrinb.tasks.pixels import toy_tasks, prepare_task, draw_episodes
 from agrinb.meta.timl import TIML, MAMLInfo
 

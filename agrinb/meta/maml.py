@@ -4,106 +4,26 @@
 
 # %% ../../nbs/30_meta.maml.ipynb #202e19e0
 from __future__ import annotations
-import copy, math, time
+import contextlib, copy, math, time
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
-from torch.func import functional_call, vmap
+from torch.func import functional_call
 from tqdm.auto import tqdm
 from ..core import AgrinbError, bad_input, get_device, seed_everything, save_checkpoint, load_checkpoint
-from ..models.lstm import LSTMClassifier, sgd_adapt, lstm_predict
+from ..models.lstm import LSTMClassifier
+from .core import (stack_params, batched_forward, task_losses, fast_path, inner_loop, query_losses,
+                              meta_backward)
 from ..tasks.pixels import (info_vector, check_series, check_labels, TaskData, prepare_task, draw_episodes, toy_tasks,
                                  balanced_batches, support_set, query_array)
 
 # %% auto #0
-__all__ = ['MODEL_VERSION', 'stack_params', 'batched_forward', 'task_losses', 'inner_loop', 'query_losses', 'meta_backward',
-           'Predictor', 'MAML', 'patch_into']
-
-# %% ../../nbs/30_meta.maml.ipynb #9cc05ad7
-def stack_params(params:dict, # name -> tensor
-                 n_tasks:int, # K
-                )->dict: # name -> (K, ...) expanded view (no copy; gradients flow back to `params`)
-    "One row of weights per task, as views of the shared weights."
-    return {k: v.unsqueeze(0).expand(n_tasks, *v.shape) for k, v in params.items()}
-
-def batched_forward(model:nn.Module, # any module with a pure forward pass
-                    params:dict, # name -> (K, ...) per-task weights
-                    x:torch.Tensor, # (K, n, ...) inputs
-                    *extra, # more per-task inputs, each with a leading K (tensors or dicts of tensors)
-                   )->torch.Tensor: # (K, n, ...) outputs
-    "Run `model` once per task, all tasks in one batch (the module's own `forward_tasks` when it has one)."
-    if hasattr(model, 'forward_tasks'): return model.forward_tasks(params, x, *extra)
-    def one(p, xx, *e): return functional_call(model, p, (xx, *e))
-    return vmap(one, in_dims=(0,) * (2 + len(extra)), randomness='different')(params, x, *extra)
+__all__ = ['MODEL_VERSION', 'Predictor', 'MAML', 'patch_into', 'adapt_dropout']
 
 # %% ../../nbs/30_meta.maml.ipynb #8270a029
-def task_losses(logits:torch.Tensor, # (K, n, 1) binary logits, or (K, n, C, ...) class logits
-                y:torch.Tensor, # (K, n) {0,1} or (K, n, ...) class indices
-               )->torch.Tensor: # (K,) mean loss of each task
-    "Mean cross-entropy of each task."
-    K = logits.shape[0]
-    if logits.dim() == 3 and logits.shape[2] == 1:
-        return F.binary_cross_entropy_with_logits(logits[..., 0], y.to(logits.dtype), reduction='none').mean(1)
-    return F.cross_entropy(logits.flatten(0, 1), y.flatten(0, 1).long(), reduction='none').reshape(K, -1).mean(1)
-
-# %% ../../nbs/30_meta.maml.ipynb #858950b1
-def inner_loop(model:nn.Module, params:dict, # per-task weights (K, ...)
-               x:torch.Tensor, y:torch.Tensor, # support set (K, n, ...), (K, n, ...)
-               *extra, # per-task extra inputs (e.g. FiLM), not adapted
-               lr:float=1e-3, # inner SGD step size
-               steps:int=1, # inner SGD steps
-               first_order:bool=False, # detach the inner gradients
-               loss_fn=task_losses, # (logits, y) -> (K,) losses
-               shared:bool=False, # `params` are shared by all tasks (no leading K yet)
-              )->dict: # adapted per-task weights
-    "SGD on each task's support set, all tasks at once."
-    names = list(params)
-    fast = loss_fn is task_losses and hasattr(model, 'task_grads')
-    if shared and not fast: params = stack_params(params, x.shape[0])
-    for _ in range(steps):
-        if fast:   # the module's own differentiable per-task gradients
-            with torch.set_grad_enabled(torch.is_grad_enabled() and not first_order):
-                grads = model.task_grads(params, x, y, *extra)[1]
-            grads = [grads[k] for k in names]
-        else:
-            loss = loss_fn(batched_forward(model, params, x, *extra), y).sum()
-            grads = torch.autograd.grad(loss, [params[k] for k in names], create_graph=not first_order)
-        params = {k: params[k] - lr * g for k, g in zip(names, grads)}
-    return params
-
-def query_losses(model:nn.Module, params:dict, # shared weights θ (name -> tensor), e.g. dict(model.named_parameters())
-                 sx, sy, qx, qy, # support and query sets, each with a leading task dimension K
-                 *extra, # per-task extra inputs with a leading K
-                 inner_lr:float=1e-3, inner_steps:int=1, first_order:bool=False, loss_fn=task_losses,
-                )->torch.Tensor: # (K,) query loss of each task at its adapted weights
-    "Adapt θ to each task's support set, return each task's query loss (differentiable w.r.t. θ)."
-    if qx.shape[1] == 0: raise bad_input('query_losses', 'query set', 'at least one query example per task', 'an empty query set')
-    if sx.shape[1] == 0: raise bad_input('query_losses', 'support set', 'at least one support example per task', 'an empty support set')
-    adapted = inner_loop(model, params, sx, sy, *extra, lr=inner_lr, steps=inner_steps,
-                         first_order=first_order, loss_fn=loss_fn, shared=True)
-    if loss_fn is task_losses and hasattr(model, 'query_loss'): return model.query_loss(adapted, qx, qy, *extra)
-    return loss_fn(batched_forward(model, adapted, qx, *extra), qy)
-
-# %% ../../nbs/30_meta.maml.ipynb #c369982c
-def meta_backward(model:nn.Module, params:dict, sx, sy, qx, qy, # θ and the meta-batch (leading K)
-                  extra_fn=None, # idx -> tuple of per-task extra inputs (or None)
-                  chunk_size:int|None=None, # tasks per chunk (None = all at once)
-                  **kw, # inner_lr, inner_steps, first_order, loss_fn
-                 )->float: # mean query loss
-    "Accumulate d(mean query loss)/dθ into the `.grad` of the tensors in `params` (and of anything `extra_fn` uses)."
-    K = sx.shape[0]; cs = chunk_size or K; total = 0.0
-    for s in range(0, K, cs):
-        idx = slice(s, min(K, s + cs))
-        extra = extra_fn(idx) if extra_fn is not None else ()
-        losses = query_losses(model, params, sx[idx], sy[idx], qx[idx], qy[idx], *extra, **kw)
-        (losses.sum() / K).backward()
-        total += float(losses.detach().sum())
-    return total / K
-
-# %% ../../nbs/30_meta.maml.ipynb #0f53b2ac
 class Predictor:
     "Adapted weights of one task; `predict_proba(x)` gives the positive-class probability (or class probabilities)."
     def __init__(self, learner, params:dict, film:dict|None=None, info:torch.Tensor|None=None):
@@ -118,7 +38,7 @@ class Predictor:
         x = query_array(x, f'{lr.name} predictor', n_bands=lr.n_bands)
         xt = lr._inputs(torch.as_tensor(x, device=self.device), self.info)
         model = lr.model
-        if isinstance(model, LSTMClassifier): return lstm_predict(self.params, xt, self.film).cpu().numpy()
+        if fast_path(model): return model.predict(self.params, xt, self.film).cpu().numpy()
         was = model.training; model.eval(); out = []
         with torch.inference_mode():
             for s in range(0, len(xt), batch_size):
@@ -127,7 +47,7 @@ class Predictor:
         model.train(was)
         return torch.cat(out).cpu().numpy() if out else np.zeros(0, np.float32)
 
-# %% ../../nbs/30_meta.maml.ipynb #895008d4
+# %% ../../nbs/30_meta.maml.ipynb #6e33e006
 MODEL_VERSION = 1
 
 class MAML:
@@ -169,13 +89,13 @@ class MAML:
         for m in self._modules().values(): m.to(self.device)
         return self
 
-# %% ../../nbs/30_meta.maml.ipynb #39c1122f
+# %% ../../nbs/30_meta.maml.ipynb #c369982c
 def patch_into(cls):
     "Decorator: attach the function to `cls` under its own name."
     def deco(f): setattr(cls, f.__name__, f); return f
     return deco
 
-# %% ../../nbs/30_meta.maml.ipynb #444bcf25
+# %% ../../nbs/30_meta.maml.ipynb #441fd698
 @patch_into(MAML)
 def state(self)->dict:
     "State dicts of the learner's modules (copies on the CPU)."
@@ -198,7 +118,7 @@ def save(self, path)->Path:
     return save_checkpoint(path, self.kind, self.state(), model_version=MODEL_VERSION, hparams=self.hparams,
                            fit=self.fit_config, history=self.history, best_val=self.best_val, name=self.name)
 
-# %% ../../nbs/30_meta.maml.ipynb #9a0286af
+# %% ../../nbs/30_meta.maml.ipynb #68a00386
 def _check_meta(cls, obj, path):
     if obj['kind'] != cls.kind:
         raise bad_input(path, 'kind', f"a checkpoint of '{cls.kind}'", f"one of '{obj['kind']}' (load it with its own class)")
@@ -222,7 +142,7 @@ def load(cls, path, # a file written by `save` or a `meta_fit` checkpoint
     self.fit_config.update(meta.get('fit', {})); self.history = list(meta.get('history', [])); self.best_val = meta.get('best_val')
     return self
 
-# %% ../../nbs/30_meta.maml.ipynb #0ade8462
+# %% ../../nbs/30_meta.maml.ipynb #465aee51
 @patch_into(MAML)
 def _check_fit_args(self, train_tasks, steps, meta_batch, k_support, k_query, inner_steps):
     if not len(train_tasks): raise bad_input(f'{self.name}.meta_fit', 'train_tasks', 'at least one task', 'none')
@@ -254,7 +174,7 @@ def _val_loss(self, val:list, episodes, chunk:int)->float:
             total += float(l.detach().sum()); n += l.shape[0]
     return total / max(n, 1)
 
-# %% ../../nbs/30_meta.maml.ipynb #b5e70e59
+# %% ../../nbs/30_meta.maml.ipynb #7f8a510a
 @patch_into(MAML)
 def meta_fit(self, train_tasks:list, # Tasks to meta-train on
              val_tasks:list|None=None, # Tasks for validation (best state kept); None = keep the last state
@@ -304,7 +224,7 @@ def meta_fit(self, train_tasks:list, # Tasks to meta-train on
     for m in self._modules().values(): m.eval()
     return self
 
-# %% ../../nbs/30_meta.maml.ipynb #a59f6b64
+# %% ../../nbs/30_meta.maml.ipynb #0f53b2ac
 @patch_into(MAML)
 def _outer_step(self, train, opt, rng, trng, meta_batch, k, q, inner_lr, inner_steps, first_order, chunk_size,
                 grad_clip, info_noise)->float:
@@ -342,7 +262,18 @@ def _resume(self, path, opt, trng):
     self.history, self.best_val = list(meta['history']), meta['best_val']
     return meta['step'], (st['best'] or None), rng
 
-# %% ../../nbs/30_meta.maml.ipynb #c47aa053
+# %% ../../nbs/30_meta.maml.ipynb #895008d4
+@contextlib.contextmanager
+def adapt_dropout(model:nn.Module, p:float):
+    "Dropout at rate `p` while adapting: dropout layers (and modules with a float `dropout` rate) train, the rest stay."
+    saved = []
+    for mod in model.modules():
+        attr = 'p' if isinstance(mod, nn.modules.dropout._DropoutNd) else 'dropout' if isinstance(getattr(mod, 'dropout', None), float) else None
+        if attr: saved.append((mod, attr, getattr(mod, attr), mod.training)); setattr(mod, attr, float(p)); mod.training = p > 0
+    try: yield model
+    finally:
+        for mod, attr, v, t in saved: setattr(mod, attr, v); mod.training = t
+
 @patch_into(MAML)
 def _support(self, support_x, support_y=None, info=None):
     "The support set as tensors on the device, checked once (`support_set`), and its task vector (or None)."
@@ -383,26 +314,12 @@ def adapt(self, support_x, # (n, T, B) support series, or a Task (its support se
     film = self._film(v); xin = self._inputs(x, v)
     p = {k: t.detach() for k, t in self._shared().items()}
     seed = int(torch.randint(0, 2**31 - 1, ())) if seed is None else int(seed)
-    rng = np.random.default_rng(seed)
-    drop = self.hparams['dropout'] if dropout is None else dropout
-    # the batches and dropout masks follow `seed`, without resetting the caller's global generator
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == 'cuda' else []):
+    batches = torch.as_tensor(balanced_batches(y.cpu().numpy(), steps, batch_per_class, np.random.default_rng(seed)), device=x.device)
+    extra = () if film is None else ({k: t[None] for k, t in film.items()},)
+    # the dropout masks follow `seed`, without resetting the caller's global generator
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == 'cuda' else []), torch.no_grad(), \
+         adapt_dropout(self.model, self.hparams['dropout'] if dropout is None else dropout):
         torch.manual_seed(seed)
-        if isinstance(self.model, LSTMClassifier):
-            p = sgd_adapt(p, xin, y, steps, lr, batch_per_class, film, drop, rng, grad_clip)
-        else: p = self._generic_adapt(p, xin, y, steps, lr, batch_per_class, film, rng)
-    return Predictor(self, p, film, v)
-
-@patch_into(MAML)
-def _generic_adapt(self, p, x, y, steps, lr, per_class, film, rng):
-    "SGD through autograd for modules without a fast path."
-    p = {k: t.clone().requires_grad_() for k, t in p.items()}
-    batches = balanced_batches(y.cpu().numpy(), steps, per_class, rng)
-    extra = (film,) if film else ()
-    for b in batches:
-        b = torch.as_tensor(b, device=x.device)
-        loss = task_losses(functional_call(self.model, p, (x[b], *extra))[None], y[b][None]).sum()
-        g = torch.autograd.grad(loss, list(p.values()))
-        with torch.no_grad():
-            for t, gi in zip(p.values(), g): t.sub_(lr * gi)
-    return {k: t.detach() for k, t in p.items()}
+        p = inner_loop(self.model, p, xin[None], y[None], *extra, lr=lr, steps=steps, first_order=True, shared=True,
+                       batches=batches, grad_clip=grad_clip)
+    return Predictor(self, {k: t[0] for k, t in p.items()}, film, v)

@@ -10,11 +10,10 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from ..core import bad_input
-from ..tasks.pixels import balanced_batches
 
 # %% auto #0
 __all__ = ['GateLSTM', 'LSTMClassifier', 'lstm_tasks_forward', 'lstm_tasks_grads', 'task_grads_hvp', 'TaskEncoder',
-           'lstm_loss_and_grads', 'sgd_adapt', 'lstm_predict']
+           'lstm_loss_and_grads', 'lstm_predict']
 
 # %% ../../nbs/20_models.lstm.ipynb #67613cf6
 class GateLSTM(nn.Module):
@@ -71,7 +70,7 @@ class LSTMClassifier(nn.Module):
 
     def _mask(self, x, K, n):
         d = self.lstm.dropout
-        if not (self.training and d > 0): return None
+        if not (self.lstm.training and d > 0): return None
         return (torch.rand(K, n, self.hidden, device=x.device, dtype=x.dtype) >= d).to(x.dtype) / (1 - d)
 
     def forward_tasks(self, params:dict, x:torch.Tensor, film:dict|None=None)->torch.Tensor:
@@ -82,6 +81,11 @@ class LSTMClassifier(nn.Module):
         "Per-task losses (K,) and gradients (K, ...) of K tasks, differentiable (see `lstm_tasks_grads`, `task_grads_hvp`)."
         mask = self._mask(x, *x.shape[:2])
         if x.requires_grad: return lstm_tasks_grads(params, x, y, film, mask)   # autograd's second order
+        if x.shape[0] == 1 and not (torch.is_grad_enabled() and any(v.requires_grad for v in [*params.values(), *(film or {}).values()])):
+            one = {k: v[0] if v.dim() > (2 if 'weight' in k else 1) else v for k, v in params.items()}   # one task, no graph:
+            loss, g = lstm_loss_and_grads(one, x[0], y[0], {k: v[0] for k, v in film.items()} if film else None,  # the fused
+                                          None if mask is None else mask[0])                                     # kernel
+            return loss[None], {k: v[None] for k, v in g.items()}
         return task_grads_hvp(params, x, y, mask, film)
 
     def query_loss(self, params:dict, x:torch.Tensor, y:torch.Tensor, film:dict|None=None)->torch.Tensor:
@@ -89,6 +93,10 @@ class LSTMClassifier(nn.Module):
         names = list(params); fnames = list(film) if film else []
         return _TaskLoss.apply(names, fnames, self._mask(x, *x.shape[:2]), x, y,
                                *[params[k] for k in names], *[film[k] for k in fnames])
+
+    def predict(self, params:dict, x:torch.Tensor, film:dict|None=None)->torch.Tensor:
+        "One task's probabilities for many series from its weights `params`, no autograd (`lstm_predict`)."
+        return lstm_predict(params, x, film)
 
     def predict_proba(self, x:torch.Tensor, film=None)->torch.Tensor:
         "Probability of the positive class (binary) or of each class (n-way)."
@@ -436,13 +444,8 @@ def _to_oifg(p:dict)->dict:
     def perm(t): i, f, g, o = t.chunk(4, 0); return torch.cat([o, i, f, g], 0)
     return {k: perm(v) if k in _GATE_KEYS else v for k, v in p.items()}
 
-def _from_oifg(p:dict)->dict:
-    "Back from o, i, f, g to `nn.LSTM`'s i, f, g, o."
-    def perm(t): o, i, f, g = t.chunk(4, 0); return torch.cat([i, f, g, o], 0)
-    return {k: perm(v) if k in _GATE_KEYS else v for k, v in p.items()}
-
 class _OneTask:
-    """Hand-written forward and back-propagation through time of one task (gates in o, i, f, g order), on
+    """Hand-written forward and back-propagation through time of one task (gates in `nn.LSTM`'s i, f, g, o order), on
     buffers allocated once, with all per-step views built once too: each step runs only compute operations, mostly
     in place, so 250 small steps spend little time outside the matrix products. tanh of the g gate is computed as
     2 sigmoid(2v) - 1 inside the one sigmoid of all gates (torch's CPU sigmoid is several times faster than its
@@ -453,16 +456,17 @@ class _OneTask:
         self.C, self.Hs, self.TC, self.OD = like.new_zeros(T + 1, n, H), like.new_zeros(T + 1, n, H), e(T, n, H), e(T, n, H)
         self.dht, self.dc, self.one = e(n, H), e(n, H), like.new_ones(()); self.dc3 = self.dc.unsqueeze(1)
         S, C, Hs, TC, dG, D = self.S, self.C, self.Hs, self.TC, self.dG, self.D
-        # per step: (G, o, i, f, u, c_prev, c, tanh c, h_prev, h) and (dG_o, dG_ifg, FF_o, FF_ifg, f_next, o(1-tc^2))
-        self.fw = [(S[t], S[t, :, :H], S[t, :, H:H2], S[t, :, H2:H3], S[t, :, H3:], C[t], C[t + 1], TC[t], Hs[t], Hs[t + 1])
+        # per step: (G, o, i, f, u, c_prev, c, tanh c, h_prev, h) and (dG_o, dG_ifg, FF_o, FF_ifg, f_next, o(1-tc^2));
+        # i, f, g are contiguous (the first 3H rows), so one product with dc covers their three gradients
+        self.fw = [(S[t], S[t, :, H3:], S[t, :, :H], S[t, :, H:H2], S[t, :, H2:H3], C[t], C[t + 1], TC[t], Hs[t], Hs[t + 1])
                    for t in range(T)]
-        self.bw = [(dG[t, :, :H], dG[t, :, H:].view(n, 3, H), D[t, :, :H], D[t, :, H:].view(n, 3, H),
-                    S[t + 1, :, H2:H3] if t + 1 < T else None, self.OD[t], dG[t]) for t in range(T)]
-        self.Dv = (D[..., :H], D[..., H:H2], D[..., H2:H3], D[..., H3:], S[..., H3:], C[:-1], S[..., H:H2], S[..., :H])
+        self.bw = [(dG[t, :, H3:], dG[t, :, :H3].view(n, 3, H), D[t, :, H3:], D[t, :, :H3].view(n, 3, H),
+                    S[t + 1, :, H:H2] if t + 1 < T else None, self.OD[t], dG[t]) for t in range(T)]
+        self.Dv = (D[..., H3:], D[..., :H], D[..., H:H2], D[..., H2:H3], S[..., H2:H3], C[:-1], S[..., :H], S[..., H3:])
         self.flat = (S.view(T * n, 4 * H), dG.view(T * n, 4 * H), dG[1:].view((T - 1) * n, 4 * H), Hs[1:T].view((T - 1) * n, H))
 
-    def __call__(self, p, xi, y, mg=None, bm=None, lr=None):
-        "xi (T, n, B) FiLM-applied inputs; the carried state is h * mg + bm. Gradients, or with `lr` an SGD step in place."
+    def __call__(self, p, xi, y, mg=None, bm=None):
+        "xi (T, n, B) FiLM-applied inputs; the carried state is h * mg + bm. The loss and the gradients."
         W_ih, W_hh, W_o = p['lstm.weight_ih_l0'], p['lstm.weight_hh_l0'], p['head.weight']
         T, n, B = xi.shape; Sf, dGf, dG1, H1 = self.flat; one = self.one; W_hhT = W_hh.T; xf = xi.reshape(T * n, B)
         torch.addmm(p['lstm.bias_ih_l0'] + p['lstm.bias_hh_l0'], xf, W_ih.T, out=Sf)
@@ -498,20 +502,18 @@ class _OneTask:
             torch.mul(dht, FFo, out=dGo); torch.mul(dc3, FFc, out=dGc)
             if t: torch.mm(dGt, W_hh, out=dht)
         gb = dGf.sum(0)
-        if lr is None:
-            return loss, {'head.weight': dz.T @ h, 'head.bias': dz.sum(0), 'lstm.weight_hh_l0': dG1.T @ H1,
-                          'lstm.weight_ih_l0': dGf.T @ xf, 'lstm.bias_ih_l0': gb, 'lstm.bias_hh_l0': gb.clone()}
-        p['head.weight'].addmm_(dz.T, h, alpha=-lr); p['head.bias'].sub_(dz.sum(0), alpha=lr)
-        p['lstm.weight_hh_l0'].addmm_(dG1.T, H1, alpha=-lr); p['lstm.weight_ih_l0'].addmm_(dGf.T, xf, alpha=-lr)
-        p['lstm.bias_ih_l0'].sub_(gb, alpha=lr); p['lstm.bias_hh_l0'].sub_(gb, alpha=lr)
-        return loss
+        return loss, {'head.weight': dz.T @ h, 'head.bias': dz.sum(0), 'lstm.weight_hh_l0': dG1.T @ H1,
+                      'lstm.weight_ih_l0': dGf.T @ xf, 'lstm.bias_ih_l0': gb, 'lstm.bias_hh_l0': gb.clone()}
 
-def _loss_and_grads_oifg(p, x, y, film=None, mask=None):
-    "`lstm_loss_and_grads` on parameters in o, i, f, g order (gradients in the same order); no autograd."
-    n, T, _ = x.shape
-    with torch.no_grad():
-        xi = _film_in(x, film).transpose(0, 1)
-        return _OneTask(x, n, T, p['lstm.weight_hh_l0'].shape[1])(p, xi, y, *_carried(film, mask))
+_ONE_TASK = {}
+
+def _one_task(like, n, T, H)->_OneTask:
+    "The `_OneTask` buffers for this shape, dtype and device (made once, kept for the next steps)."
+    key = (n, T, H, like.dtype, like.device)
+    if key not in _ONE_TASK:
+        if len(_ONE_TASK) > 8: _ONE_TASK.clear()
+        _ONE_TASK[key] = _OneTask(like, n, T, H)
+    return _ONE_TASK[key]
 
 def lstm_loss_and_grads(p:dict, # LSTMClassifier parameters (plain tensors)
                         x:torch.Tensor, # (n, T, B)
@@ -520,41 +522,12 @@ def lstm_loss_and_grads(p:dict, # LSTMClassifier parameters (plain tensors)
                         mask:torch.Tensor|None=None, # dropout mask (n, H) already scaled by 1/(1-p), or None
                        )->tuple: # (loss, dict of gradients with the same keys as `p`)
     "Mean cross-entropy loss and its gradients, by hand-written back-propagation through time."
-    loss, g = _loss_and_grads_oifg(_to_oifg(p), x, y, film, mask)
-    return loss, _from_oifg(g)
-
-# %% ../../nbs/20_models.lstm.ipynb #8781e029
-def sgd_adapt(p:dict, # LSTMClassifier parameters (not modified)
-              x:torch.Tensor, # (n, T, B) support inputs
-              y:torch.Tensor, # (n,) support labels
-              steps:int=250, # SGD steps
-              lr:float=1e-3, # SGD learning rate
-              per_class:int=10, # examples of each class per batch
-              film:dict|None=None, # fixed FiLM parameters
-              dropout:float=0.0, # variational dropout during adaptation
-              rng:np.random.Generator|None=None,
-              grad_clip:float|None=None, # clip the global gradient norm (None = no clipping)
-             )->dict: # adapted parameters
-    "Fine-tune an `LSTMClassifier`'s parameters on one task with plain SGD (no autograd)."
-    q = {k: v.clone() for k, v in _to_oifg({k: v.detach() for k, v in p.items()}).items()}
-    batches = torch.as_tensor(balanced_batches(y.cpu().numpy(), steps, per_class, rng), device=x.device)
-    H, nb, T = p['lstm.weight_hh_l0'].shape[1], batches.shape[1], x.shape[1]
-    masks = (torch.rand(steps, nb, H, device=x.device, dtype=x.dtype) >= dropout).to(x.dtype) / (1 - dropout) if dropout > 0 else None
-    one = _OneTask(x, nb, T, H)
+    n, T, _ = x.shape
     with torch.no_grad():
-        xb = _film_in(x, film)[batches].transpose(1, 2).contiguous()           # all batches gathered once: (steps, T, nb, B)
-        yb = y[batches]
-        for s in range(steps):
-            mg, bm = _carried(film, None if masks is None else masks[s])
-            if grad_clip is None: one(q, xb[s], yb[s], mg, bm, lr=lr)           # SGD step fused into the products
-            else:
-                gs = list(one(q, xb[s], yb[s], mg, bm)[1][k] for k in q)
-                norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in gs]))
-                torch._foreach_mul_(gs, (grad_clip / (norm + 1e-6)).clamp(max=1.0))
-                torch._foreach_add_(list(q.values()), gs, alpha=-lr)
-    return _from_oifg(q)
+        xi = _film_in(x, film).transpose(0, 1)
+        return _one_task(x, n, T, p['lstm.weight_hh_l0'].shape[1])(p, xi, y, *_carried(film, mask))
 
-# %% ../../nbs/20_models.lstm.ipynb #e8185a07
+# %% ../../nbs/20_models.lstm.ipynb #8f72fdd1
 def lstm_predict(p:dict, # LSTMClassifier parameters
                  x:torch.Tensor, # (N, T, B)
                  film:dict|None=None, # fixed FiLM parameters
