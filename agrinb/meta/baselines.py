@@ -6,8 +6,9 @@
 from __future__ import annotations
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
+from fastcore.basics import patch
 from ..core import bad_input, get_device, save_checkpoint, load_checkpoint
-from ..tasks.pixels import support_set, query_array
+from ..tasks.pixels import Task, TaskInfo, as_task, support_set, query_array
 
 # %% auto #0
 __all__ = ['ForestPredictor', 'RandomForest', 'RandomInit', 'Pretrained', 'ProtoPredictor', 'ProtoNet']
@@ -51,8 +52,8 @@ class RandomForest:
 import torch
 import torch.nn.functional as F
 from pathlib import Path
-from tqdm.auto import tqdm
-from .maml import MAML
+from .maml import MAML, MODEL_VERSION
+from .core import fit_loop
 
 class RandomInit(MAML):
     "The paper's 'Random' baseline: fine-tuning (MAML's `adapt`) from randomly initialised weights."
@@ -73,54 +74,41 @@ def _pool(tasks, where):
     if not np.isfinite(x).all(): raise bad_input(where, 'train_tasks', 'gap-filled inputs (no NaN)', 'NaN')
     return x, y
 
-def _train(model, loss_fn, val_fn, steps, lr, seed, progress, desc, checkpoint_dir, resume, every, kind):
-    "Adam on `loss_fn(rng)`; keep the state with the lowest `val_fn()`; resumable checkpoints."
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    start, best, best_state = 0, float('inf'), None
-    ck = None if checkpoint_dir is None else Path(checkpoint_dir) / f'{kind}.meta_fit.pt'
-    if resume and ck is not None and ck.exists():
-        s = load_checkpoint(ck, kind)['state']
-        model.load_state_dict(s['model']); opt.load_state_dict(s['opt'])
-        start, best, best_state = int(s['step']), float(s['best']), s['best_state'] or None
-    for step in tqdm(range(start, steps), desc=desc, disable=not progress, initial=start, total=steps):
-        model.train()
-        loss = loss_fn(np.random.default_rng([seed, step]))
-        opt.zero_grad(); loss.backward(); opt.step()
-        if (step + 1) % every == 0 or step + 1 == steps:
-            model.eval()
-            with torch.no_grad(): v = val_fn() if val_fn is not None else float(loss)
-            if v < best: best, best_state = v, {k: t.detach().clone() for k, t in model.state_dict().items()}
-            if ck is not None:
-                save_checkpoint(ck, kind, {'model': model.state_dict(), 'opt': opt.state_dict(), 'step': step + 1,
-                                           'best': best, 'best_state': best_state or {}})
-    if best_state: model.load_state_dict(best_state)
-    model.eval()
-    return best
-
 # %% ../../nbs/32_meta.baselines.ipynb #e20a20f9
 class Pretrained(MAML):
     "Supervised crop vs non-crop training on all meta-training data, then fine-tuning per task (MAML's `adapt`)."
     kind, name = 'Pretrained', 'Pretrained'
-    def meta_fit(self, train_tasks:list, # meta-training Tasks
-                 val_tasks:list|None=None, # validation Tasks (best state by their loss)
-                 steps:int=2000, # Adam steps
-                 lr:float=1e-3, # Adam learning rate
-                 batch_size:int=64,
-                 eval_every:int=100, # validate (and checkpoint) every this many steps
-                 progress:bool=True, resume:bool=False, checkpoint_dir=None, seed:int=0):
-        "Train the classifier on the pooled crop-vs-non-crop data of the meta-training tasks."
-        if steps < 1: raise bad_input('Pretrained.meta_fit', 'steps', 'steps >= 1', steps)
-        x, y = (torch.as_tensor(a, device=self.device) for a in _pool(train_tasks, 'Pretrained.meta_fit'))
-        vx, vy = (torch.as_tensor(a, device=self.device) for a in _pool(val_tasks, 'val_tasks')) if val_tasks else (None, None)
-        def loss_fn(rng):
-            b = torch.as_tensor(rng.integers(0, len(x), batch_size), device=self.device)
-            return F.binary_cross_entropy_with_logits(self.model(x[b])[:, 0], y[b].float())
-        def val_fn():
+
+@patch
+def meta_fit(self:Pretrained, train_tasks:list, # meta-training Tasks
+             val_tasks:list|None=None, # validation Tasks (best state by their loss)
+             steps:int=2000, # Adam steps
+             lr:float=1e-3, # Adam learning rate
+             batch_size:int=64,
+             eval_every:int=100, # validate (and checkpoint) every this many steps
+             progress:bool=True, resume:bool=False, checkpoint_dir=None, seed:int=0):
+    "Train the classifier on the pooled crop-vs-non-crop data of the meta-training tasks (`fit_loop`, `Pretrained.pt`)."
+    if steps < 1: raise bad_input('Pretrained.meta_fit', 'steps', 'steps >= 1', steps)
+    x, y = (torch.as_tensor(a, device=self.device) for a in _pool(train_tasks, 'Pretrained.meta_fit'))
+    vx, vy = (torch.as_tensor(a, device=self.device) for a in _pool(val_tasks, 'val_tasks')) if val_tasks else (None, None)
+    opt = torch.optim.Adam(self.model.parameters(), lr=lr)
+    def step(s, rng):
+        self.model.train(); b = torch.as_tensor(rng.integers(0, len(x), batch_size), device=self.device)
+        loss = F.binary_cross_entropy_with_logits(self.model(x[b])[:, 0], y[b].float())
+        opt.zero_grad(); loss.backward(); opt.step(); return float(loss)
+    def val():
+        self.model.eval()
+        with torch.no_grad():
             z = torch.cat([self.model(vx[i:i + 2048])[:, 0] for i in range(0, len(vx), 2048)])
             return float(F.binary_cross_entropy_with_logits(z, vy.float()))
-        self.best_val = _train(self.model, loss_fn, val_fn if vx is not None else None, steps, lr, seed, progress,
-                               'Pretrained', checkpoint_dir, resume, eval_every, self.kind)
-        return self
+    def load(st): self.model.load_state_dict(st['model']); opt.load_state_dict(st['optimizer'])
+    out = fit_loop(step, steps, lambda: {'model': self.model.state_dict(), 'optimizer': opt.state_dict()}, load, self.kind,
+                   val=val if vx is not None else None, val_every=eval_every, checkpoint_dir=checkpoint_dir,
+                   checkpoint_every=eval_every, resume=resume, seed=seed, progress=progress, desc='Pretrained',
+                   meta=dict(model_version=MODEL_VERSION, hparams=self.hparams, name=self.name,
+                             pretrain=dict(lr=lr, batch_size=batch_size, n_train=len(x))))
+    self.model.eval(); self.history, self.best_val = out['history'], out['best_val']
+    return self
 
 # %% ../../nbs/32_meta.baselines.ipynb #31ad8b4d
 from ..models.lstm import LSTMClassifier
@@ -149,6 +137,7 @@ class ProtoNet:
         self.model = LSTMClassifier(in_features, hidden, 1, dropout).to(self.device)   # the head is unused
 
     def _episode_loss(self, tasks, k, q, rng):
+        "Prototype cross-entropy of `meta_batch` episodes (`Task.episode`: by sample id) of `tasks` (checked `Task`s)."
         eps = [tasks[i].episode(k, q, rng) for i in rng.choice(len(tasks), self._mb, replace=len(tasks) < self._mb)]
         x = torch.as_tensor(np.concatenate([np.concatenate([e.support_x, e.query_x]) for e in eps]), device=self.device)
         z = self.model.lstm(x).view(len(eps), 2 * k + 2 * q, -1)
@@ -159,45 +148,64 @@ class ProtoNet:
         logits = -((zq[:, :, None] - protos[:, None]) ** 2).sum(-1)                   # (tasks, 2q, 2)
         return F.cross_entropy(logits.flatten(0, 1), yq.flatten())
 
-    def meta_fit(self, train_tasks:list, val_tasks:list|None=None,
-                 steps:int=1000, # Adam steps (one meta-batch of episodes each)
-                 lr:float=1e-3, meta_batch:int=32, # tasks per step
-                 k:int=10, q:int=4, # episode: k + k support, q + q query
-                 eval_every:int=100, progress:bool=True, resume:bool=False, checkpoint_dir=None):
-        if steps < 1: raise bad_input('ProtoNet.meta_fit', 'steps', 'steps >= 1', steps)
-        if not train_tasks: raise bad_input('ProtoNet.meta_fit', 'train_tasks', 'at least one task', 'none')
-        self._mb = meta_batch
-        val_rng = np.random.default_rng([self.seed, 10**9])
-        val_eps = None
-        if val_tasks:
-            val_seeds = [int(s) for s in val_rng.integers(0, 2**31, 4)]
-            val_fn = lambda: float(np.mean([self._episode_loss(val_tasks, k, q, np.random.default_rng(s)).item() for s in val_seeds]))
-        else: val_fn = None
-        self.val_loss = _train(self.model, lambda rng: self._episode_loss(train_tasks, k, q, rng), val_fn, steps, lr,
-                               self.seed, progress, 'ProtoNet', checkpoint_dir, resume, eval_every, self.kind)
-        return self
-
-    def adapt(self, support_x, # (n, T, B) series or a Task
-              support_y=None, # (n,) labels (None when `support_x` is a Task)
-              info=None, steps=None, seed=None, # accepted for the protocol (no gradient steps, nothing random)
-              device=None, # adapt on this device (None: the learner's); the learner moves there
-             )->ProtoPredictor:
-        "Prototypes of the two classes of the support set (no gradient steps: `steps` is ignored)."
-        if device is not None: self.to(device)
-        t = support_set(support_x, support_y, info, 'ProtoNet.adapt', self.hp['in_features']); x, y = t.support_x, t.support_y
-        self.model.eval()
-        with torch.inference_mode():
-            z = self.model.lstm(torch.as_tensor(x, device=self.device))
-            yt = torch.as_tensor(y, device=self.device)
-            protos = torch.stack([z[yt == 0].mean(0), z[yt == 1].mean(0)])
-        return ProtoPredictor(self.model.lstm, protos, x.shape[1:], self.device)
-
     def to(self, device):
+        "Move the network to `device`."
         self.device = get_device(device); self.model.to(self.device); return self
-    def save(self, path):
-        return save_checkpoint(path, self.kind, {k: v.cpu() for k, v in self.model.state_dict().items()}, seed=self.seed, **self.hp)
-    @classmethod
-    def load(cls, path, device=None):
-        ck = load_checkpoint(path, cls.kind)
-        obj = cls(seed=ck['meta'].pop('seed'), device=device, **ck['meta'])
-        obj.model.load_state_dict(ck['state']); obj.model.eval(); return obj
+
+# %% ../../nbs/32_meta.baselines.ipynb #d3335c20
+@patch
+def meta_fit(self:ProtoNet, train_tasks:list, val_tasks:list|None=None,
+             steps:int=1000, # Adam steps (one meta-batch of episodes each)
+             lr:float=1e-3, meta_batch:int=32, # tasks per step
+             k:int=10, q:int=4, # episode: k + k support, q + q query
+             eval_every:int=100, # validate (and checkpoint) every this many steps
+             progress:bool=True, resume:bool=False, checkpoint_dir=None):
+    "Episodic training of the embedding."
+    if steps < 1: raise bad_input('ProtoNet.meta_fit', 'steps', 'steps >= 1', steps)
+    if not train_tasks: raise bad_input('ProtoNet.meta_fit', 'train_tasks', 'at least one task', 'none')
+    self._mb = meta_batch
+    train, vals = [as_task(t) for t in train_tasks], [as_task(t) for t in val_tasks or []]
+    val_seeds = [int(s) for s in np.random.default_rng([self.seed, 10**9]).integers(0, 2**31, 4)]
+    def val():
+        self.model.eval()
+        with torch.no_grad(): return float(np.mean([self._episode_loss(vals, k, q, np.random.default_rng(s)).item() for s in val_seeds]))
+    opt = torch.optim.Adam(self.model.parameters(), lr=lr)
+    def step(s, rng):
+        self.model.train(); loss = self._episode_loss(train, k, q, rng)
+        opt.zero_grad(); loss.backward(); opt.step(); return float(loss)
+    def load(st): self.model.load_state_dict(st['model']); opt.load_state_dict(st['optimizer'])
+    out = fit_loop(step, steps, lambda: {'model': self.model.state_dict(), 'optimizer': opt.state_dict()}, load, self.kind,
+                   val=val if vals else None, val_every=eval_every, checkpoint_dir=checkpoint_dir, checkpoint_every=eval_every,
+                   resume=resume, seed=self.seed, progress=progress, desc='ProtoNet',
+                   meta=dict(hp=self.hp, seed=self.seed, lr=lr, meta_batch=meta_batch, k=k, q=q))
+    self.model.eval(); self.history, self.val_loss = out['history'], out['best_val']
+    return self
+
+# %% ../../nbs/32_meta.baselines.ipynb #31f1ea59
+@patch
+def adapt(self:ProtoNet, support_x, # (n, T, B) series or a Task
+          support_y=None, # (n,) labels (None when `support_x` is a Task)
+          info=None, steps=None, seed=None, # accepted for the protocol (no gradient steps, nothing random)
+          device=None, # adapt on this device (None: the learner's); the learner moves there
+         )->ProtoPredictor:
+    "Prototypes of the two classes of the support set (no gradient steps: `steps` is ignored)."
+    if device is not None: self.to(device)
+    t = support_set(support_x, support_y, info, 'ProtoNet.adapt', self.hp['in_features']); x, y = t.support_x, t.support_y
+    self.model.eval()
+    with torch.inference_mode():
+        z = self.model.lstm(torch.as_tensor(x, device=self.device))
+        yt = torch.as_tensor(y, device=self.device)
+        protos = torch.stack([z[yt == 0].mean(0), z[yt == 1].mean(0)])
+    return ProtoPredictor(self.model.lstm, protos, x.shape[1:], self.device)
+
+@patch
+def save(self:ProtoNet, path)->Path:
+    "Write the network atomically."
+    return save_checkpoint(path, self.kind, {k: v.cpu() for k, v in self.model.state_dict().items()}, seed=self.seed, **self.hp)
+
+@patch(cls_method=True)
+def load(cls:ProtoNet, path, device=None):
+    "Read a network written by `save`."
+    ck = load_checkpoint(path, cls.kind)
+    obj = cls(seed=ck['meta'].pop('seed'), device=device, **ck['meta'])
+    obj.model.load_state_dict(ck['state']); obj.model.eval(); return obj

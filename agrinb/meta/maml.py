@@ -13,15 +13,16 @@ from torch import nn
 import torch.nn.functional as F
 from torch.func import functional_call
 from tqdm.auto import tqdm
+from fastcore.basics import patch
 from ..core import AgrinbError, bad_input, get_device, seed_everything, save_checkpoint, load_checkpoint
 from ..models.lstm import LSTMClassifier
 from .core import (stack_params, batched_forward, task_losses, fast_path, inner_loop, query_losses,
-                              meta_backward)
+                              meta_backward, fit_loop)
 from ..tasks.pixels import (info_vector, check_series, check_labels, TaskData, prepare_task, draw_episodes, toy_tasks,
                                  balanced_batches, support_set, query_array)
 
 # %% auto #0
-__all__ = ['MODEL_VERSION', 'Predictor', 'MAML', 'patch_into', 'adapt_dropout']
+__all__ = ['MODEL_VERSION', 'Predictor', 'MAML', 'adapt_dropout']
 
 # %% ../../nbs/30_meta.maml.ipynb #8270a029
 class Predictor:
@@ -90,19 +91,13 @@ class MAML:
         return self
 
 # %% ../../nbs/30_meta.maml.ipynb #c369982c
-def patch_into(cls):
-    "Decorator: attach the function to `cls` under its own name."
-    def deco(f): setattr(cls, f.__name__, f); return f
-    return deco
-
-# %% ../../nbs/30_meta.maml.ipynb #441fd698
-@patch_into(MAML)
-def state(self)->dict:
+@patch
+def state(self:MAML)->dict:
     "State dicts of the learner's modules (copies on the CPU)."
     return {k: {n: v.detach().cpu().clone() for n, v in m.state_dict().items()} for k, m in self._modules().items()}
 
-@patch_into(MAML)
-def load_state(self, state:dict, where='state'):
+@patch
+def load_state(self:MAML, state:dict, where='state'):
     "Load module states, naming any missing, unexpected or differently shaped tensors."
     for k, m in self._modules().items():
         if k not in state: raise bad_input(where, k, f'the state of the {k}', f'only {sorted(state)}')
@@ -112,13 +107,13 @@ def load_state(self, state:dict, where='state'):
         if diff: raise bad_input(where, k, f'tensors matching this {type(self).__name__}', '; '.join(diff[:6]))
         m.load_state_dict(got)
 
-@patch_into(MAML)
-def save(self, path)->Path:
+@patch
+def save(self:MAML, path)->Path:
     "Write the learner to `path` atomically."
     return save_checkpoint(path, self.kind, self.state(), model_version=MODEL_VERSION, hparams=self.hparams,
                            fit=self.fit_config, history=self.history, best_val=self.best_val, name=self.name)
 
-# %% ../../nbs/30_meta.maml.ipynb #68a00386
+# %% ../../nbs/30_meta.maml.ipynb #de8c9741
 def _check_meta(cls, obj, path):
     if obj['kind'] != cls.kind:
         raise bad_input(path, 'kind', f"a checkpoint of '{cls.kind}'", f"one of '{obj['kind']}' (load it with its own class)")
@@ -126,14 +121,15 @@ def _check_meta(cls, obj, path):
     if v != MODEL_VERSION: raise bad_input(path, 'model_version', f'version {MODEL_VERSION} of the {cls.kind} model', v)
     return obj['meta']
 
-@patch_into(MAML)
-@classmethod
-def load(cls, path, # a file written by `save` or a `meta_fit` checkpoint
+@patch(cls_method=True)
+def load(cls:MAML, path, # a file written by `save` or a `meta_fit` checkpoint
          device=None, # None = CUDA if available
          model:nn.Module|None=None, # the module, for learners saved with a custom one
         ):
-    "Read a learner written by `save`."
-    obj = load_checkpoint(path)
+    "Read a learner written by `save`, or the last state of a `meta_fit` checkpoint (`<kind>.pt`)."
+    obj = load_checkpoint(path); st = obj['state']
+    if 'fit' in st and 'rng' in st:          # written by `fit_loop`: settings in meta['meta'], modules in state['fit']
+        m = obj['meta']; obj = dict(obj, state=st['fit'], meta=dict(m['meta'], history=m['history'], best_val=m['best_val']))
     meta = _check_meta(cls, obj, path)
     hp = dict(meta['hparams']); custom = hp.pop('custom_model', False)
     if custom and model is None: raise bad_input(path, 'model', 'the custom module this learner was saved with (model=...)', None)
@@ -142,23 +138,23 @@ def load(cls, path, # a file written by `save` or a `meta_fit` checkpoint
     self.fit_config.update(meta.get('fit', {})); self.history = list(meta.get('history', [])); self.best_val = meta.get('best_val')
     return self
 
-# %% ../../nbs/30_meta.maml.ipynb #465aee51
-@patch_into(MAML)
-def _check_fit_args(self, train_tasks, steps, meta_batch, k_support, k_query, inner_steps):
+# %% ../../nbs/30_meta.maml.ipynb #b1d00a35
+@patch
+def _check_fit_args(self:MAML, train_tasks, steps, meta_batch, k_support, k_query, inner_steps):
     if not len(train_tasks): raise bad_input(f'{self.name}.meta_fit', 'train_tasks', 'at least one task', 'none')
     for n, v in dict(steps=steps, meta_batch=meta_batch, k_support=k_support, inner_steps=inner_steps).items():
         if int(v) < 1: raise bad_input(f'{self.name}.meta_fit', n, 'a positive number', v)
     if int(k_query) < 1: raise bad_input(f'{self.name}.meta_fit', 'k_query', 'at least 1 query example per class (an empty query set gives no meta-loss)', k_query)
 
-@patch_into(MAML)
-def _info(self, tasks:list, noise:float=0.0, rng=None):
+@patch
+def _info(self:MAML, tasks:list, noise:float=0.0, rng=None):
     "Stacked task vectors (K, 13) with optional Gaussian noise, or None."
     if self.info_size is None: return None
     v = torch.stack([t.info for t in tasks])
     return v + noise * torch.randn(v.shape, generator=rng, device=v.device) if noise else v
 
-@patch_into(MAML)
-def _val_loss(self, val:list, episodes, chunk:int)->float:
+@patch
+def _val_loss(self:MAML, val:list, episodes, chunk:int)->float:
     "Mean query loss after inner adaptation on fixed validation episodes (no dropout, no noise, first order)."
     for m in self._modules().values(): m.eval()
     total, n = 0.0, 0
@@ -174,9 +170,9 @@ def _val_loss(self, val:list, episodes, chunk:int)->float:
             total += float(l.detach().sum()); n += l.shape[0]
     return total / max(n, 1)
 
-# %% ../../nbs/30_meta.maml.ipynb #7f8a510a
-@patch_into(MAML)
-def meta_fit(self, train_tasks:list, # Tasks to meta-train on
+# %% ../../nbs/30_meta.maml.ipynb #c81b98a9
+@patch
+def meta_fit(self:MAML, train_tasks:list, # Tasks to meta-train on
              val_tasks:list|None=None, # Tasks for validation (best state kept); None = keep the last state
              steps:int=1000, # outer steps (in total, counting resumed ones)
              meta_batch:int=32, # tasks per outer step
@@ -188,16 +184,16 @@ def meta_fit(self, train_tasks:list, # Tasks to meta-train on
              chunk_size:int|None=None, # tasks per chunk of the meta-batch (None = all at once)
              grad_clip:float|None=10.0, # clip the outer gradient's global norm (None = off)
              info_noise:float=0.1, # Gaussian noise on task vectors in training (task-informed learners)
-             checkpoint_dir=None, # folder for `last.pt` (None = no checkpoints)
+             checkpoint_dir=None, # folder for `<kind>.pt`, e.g. `MAML.pt` (None = no checkpoints)
              checkpoint_every:int=100, # steps between checkpoints
-             resume:bool=False, # continue from `checkpoint_dir/last.pt` if it exists
+             resume:bool=False, # continue from `checkpoint_dir/<kind>.pt` if it exists
              progress:bool=True, # show a progress bar
              seed:int=0, device=None, # device None = keep the learner's
             ):
-    "Meta-train the initial weights (and, for TIML, the task encoder)."
+    "Meta-train the initial weights (and, for TIML, the task encoder) with `fit_loop`."
     self._check_fit_args(train_tasks, steps, meta_batch, k_support, k_query, inner_steps)
     if device is not None: self.to(device)
-    rng = seed_everything(seed); dev = self.device
+    seed_everything(seed); dev = self.device
     nb, isz, kq = self.n_bands, self.info_size, k_support + k_query
     train = [prepare_task(t, dev, nb, isz, kq) for t in train_tasks]
     val = [prepare_task(t, dev, nb, isz, kq) for t in (val_tasks or [])]
@@ -206,27 +202,22 @@ def meta_fit(self, train_tasks:list, # Tasks to meta-train on
     vrng, n_ep = np.random.default_rng(seed + 1), max(1, math.ceil(64 / max(len(val), 1)))
     episodes = [(val, draw_episodes(val, k_support, k_query, vrng)) for _ in range(n_ep)] if val else []
     opt = torch.optim.Adam(self._outer_params(), lr=outer_lr)
-    start, best_state, self.best_val, self.history = 0, None, None, []
-    ckpt = Path(checkpoint_dir) / 'last.pt' if checkpoint_dir is not None else None
     trng = torch.Generator(device=dev); trng.manual_seed(seed)              # task-vector noise
-    if resume and ckpt is not None and ckpt.exists(): start, best_state, rng = self._resume(ckpt, opt, trng)
-    for step in tqdm(range(start, steps), initial=start, total=steps, disable=not progress, desc=f'{self.name} meta_fit'):
-        loss = self._outer_step(train, opt, rng, trng, meta_batch, k_support, k_query, inner_lr, inner_steps,
-                                first_order, chunk_size, grad_clip, info_noise)
-        rec = {'step': step + 1, 'train_loss': loss}
-        if val and ((step + 1) % val_every == 0 or step + 1 == steps):
-            rec['val_loss'] = vl = self._val_loss(val, episodes, chunk_size or meta_batch)
-            if self.best_val is None or vl < self.best_val: self.best_val, best_state = vl, self.state()
-        self.history.append(rec)
-        if ckpt is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == steps):
-            self._write_checkpoint(ckpt, opt, step + 1, best_state, rng, trng)
-    if best_state is not None: self.load_state(best_state)
+    def step(s, rng): return self._outer_step(train, opt, rng, trng, meta_batch, k_support, k_query, inner_lr,
+                                              inner_steps, first_order, chunk_size, grad_clip, info_noise)
+    def state(): return dict(self.state(), optimizer=opt.state_dict(), noise_rng=trng.get_state())
+    def load(st): self.load_state(st, f'{self.name} checkpoint'); opt.load_state_dict(st['optimizer']); trng.set_state(st['noise_rng'])
+    out = fit_loop(step, steps, state, load, self.kind, val=(lambda: self._val_loss(val, episodes, chunk_size or meta_batch)) if val else None,
+                   val_every=val_every, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
+                   meta=dict(model_version=MODEL_VERSION, hparams=self.hparams, fit=dict(self.fit_config), name=self.name),
+                   seed=seed, progress=progress, desc=f'{self.name} meta_fit')
+    self.history, self.best_val = out['history'], out['best_val']
     for m in self._modules().values(): m.eval()
     return self
 
-# %% ../../nbs/30_meta.maml.ipynb #0f53b2ac
-@patch_into(MAML)
-def _outer_step(self, train, opt, rng, trng, meta_batch, k, q, inner_lr, inner_steps, first_order, chunk_size,
+# %% ../../nbs/30_meta.maml.ipynb #465aee51
+@patch
+def _outer_step(self:MAML, train, opt, rng, trng, meta_batch, k, q, inner_lr, inner_steps, first_order, chunk_size,
                 grad_clip, info_noise)->float:
     "One outer Adam step on a fresh meta-batch."
     for m in self._modules().values(): m.train()
@@ -243,26 +234,7 @@ def _outer_step(self, train, opt, rng, trng, meta_batch, k, q, inner_lr, inner_s
     opt.step()
     return loss
 
-@patch_into(MAML)
-def _write_checkpoint(self, path, opt, step, best_state, rng, trng):
-    state = dict(self.state(), optimizer=opt.state_dict(), best=best_state or {}, torch_rng=torch.get_rng_state(),
-                 noise_rng=trng.get_state())
-    save_checkpoint(path, self.kind, state, model_version=MODEL_VERSION, hparams=self.hparams, fit=self.fit_config,
-                    history=self.history, best_val=self.best_val, name=self.name, step=step,
-                    np_rng=rng.bit_generator.state)
-
-@patch_into(MAML)
-def _resume(self, path, opt, trng):
-    obj = load_checkpoint(path); meta = _check_meta(type(self), obj, path)
-    diff = {k: (v, self.hparams.get(k)) for k, v in meta['hparams'].items() if self.hparams.get(k) != v}
-    if diff: raise bad_input(path, 'hparams', 'the hyper-parameters of this learner', f'differences (saved, current): {diff}')
-    st = obj['state']; self.load_state(st, path); opt.load_state_dict(st['optimizer']); torch.set_rng_state(st['torch_rng'])
-    trng.set_state(st['noise_rng'])
-    rng = np.random.default_rng(); rng.bit_generator.state = meta['np_rng']
-    self.history, self.best_val = list(meta['history']), meta['best_val']
-    return meta['step'], (st['best'] or None), rng
-
-# %% ../../nbs/30_meta.maml.ipynb #895008d4
+# %% ../../nbs/30_meta.maml.ipynb #0f53b2ac
 @contextlib.contextmanager
 def adapt_dropout(model:nn.Module, p:float):
     "Dropout at rate `p` while adapting: dropout layers (and modules with a float `dropout` rate) train, the rest stay."
@@ -274,26 +246,26 @@ def adapt_dropout(model:nn.Module, p:float):
     finally:
         for mod, attr, v, t in saved: setattr(mod, attr, v); mod.training = t
 
-@patch_into(MAML)
-def _support(self, support_x, support_y=None, info=None):
+@patch
+def _support(self:MAML, support_x, support_y=None, info=None):
     "The support set as tensors on the device, checked once (`support_set`), and its task vector (or None)."
     t = support_set(support_x, support_y, info, f'{self.name}.adapt', self.n_bands)
     v = None if self.info_size is None else torch.as_tensor(
         info_vector(t.info, self.info_size, f'{self.name}.adapt: task {t.name!r}'), device=self.device)
     return torch.as_tensor(t.support_x, device=self.device), torch.as_tensor(t.support_y, device=self.device), v
 
-@patch_into(MAML)
-def predictor(self, info=None)->Predictor:
+@patch
+def predictor(self:MAML, info=None)->Predictor:
     "The meta-learned model without adaptation (zero shots)."
     v = None if self.info_size is None else torch.as_tensor(info_vector(info, self.info_size, self.name), device=self.device)
     film = self._film(v)
     return Predictor(self, {k: p.detach() for k, p in self._shared().items()}, film, v)
 
-@patch_into(MAML)
-def _film(self, v): return None   # fixed per-task extra inputs for a single task (TIML: FiLM parameters)
+@patch
+def _film(self:MAML, v): return None   # fixed per-task extra inputs for a single task (TIML: FiLM parameters)
 
-@patch_into(MAML)
-def adapt(self, support_x, # (n, T, B) support series, or a Task (its support set and info)
+@patch
+def adapt(self:MAML, support_x, # (n, T, B) support series, or a Task (its support set and info)
           support_y=None, # (n,) labels in {0, 1} (None when `support_x` is a Task)
           info=None, # the task's TaskInfo / vector (task-informed learners; default: the task's own)
           steps:int|None=None, # SGD steps (None = 250)
