@@ -10,6 +10,7 @@ import pandas as pd
 from sklearn import metrics as skm
 from tqdm.auto import tqdm
 from .core import bad_input, seed_everything
+from .tasks.pixels import Task, as_task, draw_by_id
 
 # %% auto #0
 __all__ = ['METRICS', 'RF_NAME', 'binary_metrics', 'best_threshold', 'standard_error', 'subsample_support', 'calibration_split',
@@ -67,48 +68,39 @@ def standard_error(x)->float:
     return float(np.std(x, ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float('nan')
 
 # %% ../nbs/40_eval.ipynb #65bab35f
-def _check_task(task):
-    name = getattr(task, 'name', repr(task))
-    for f in ('support_x', 'support_y', 'query_x', 'query_y'):
-        if not hasattr(task, f): raise bad_input(name, f, 'a Task with support and query sets', type(task).__name__)
+def _check_task(task)->Task:
+    "The task as a `Task` (its arrays checked there, once), with what scoring needs: both classes on both sides."
+    task = as_task(task, 'benchmark_runs'); name = task.name
     if len(task.query_y) == 0: raise bad_input(name, 'query_x', 'a non-empty query set', '0 samples')
     if len(np.unique(task.query_y)) < 2:
         raise bad_input(name, 'query_y', 'both classes in the query set (AUC ROC is undefined otherwise)',
                         f'only class {np.unique(task.query_y)}')
     if len(np.unique(task.support_y)) < 2:
         raise bad_input(name, 'support_y', 'both classes in the support set', f'only class {np.unique(task.support_y)}')
+    return task
 
 def subsample_support(task, # a Task (support_x, support_y, query_x, query_y, info)
                       rng:np.random.Generator,
                       shots:int|None=None, # k positives + k negatives
                       size:int|None=None, # n labels, class ratio kept, >= 1 per class
                      ):
-    "A copy of `task` whose support set is a random subset; the query set is unchanged."
+    "A copy of `task` whose support set is a random subset (`draw_by_id`, by sample id); the query set is unchanged."
     y = np.asarray(task.support_y)
-    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    ids = getattr(task, 'support_ids', None)
+    ids = np.arange(len(y)) if ids is None else np.asarray(ids)
     if shots is not None:
-        if shots < 1 or shots > min(len(pos), len(neg)):
-            raise bad_input(task.name, 'shots', f'1..{min(len(pos), len(neg))} (labels of the rarer class)', shots)
-        a, b = rng.choice(pos, shots, replace=False), rng.choice(neg, shots, replace=False)
-        idx = np.stack([a, b], 1).ravel()                 # interleaved positive, negative
+        k_max = min(len(np.unique(ids[y == c])) for c in (0, 1))
+        if shots < 1 or shots > k_max:
+            raise bad_input(task.name, 'shots', f'1..{k_max} (labels of the rarer class)', shots)
+        idx = draw_by_id(y, ids, rng, k=shots, where=task.name)[0]                 # interleaved positive, negative
     elif size is not None:
-        if size < 2 or size > len(y): raise bad_input(task.name, 'size', f'2..{len(y)} support labels', size)
-        n_pos = int(np.clip(round(size * len(pos) / len(y)), 1, size - 1))
-        n_pos, n_neg = min(n_pos, len(pos)), size - min(n_pos, len(pos))
-        idx = rng.permutation(np.concatenate([rng.choice(pos, n_pos, replace=False),
-                                              rng.choice(neg, min(n_neg, len(neg)), replace=False)]))
+        if size < 2 or size > len(np.unique(ids)): raise bad_input(task.name, 'size', f'2..{len(y)} support labels', size)
+        idx = draw_by_id(y, ids, rng, size=size, where=task.name)[0]
     else: return task
-    return dataclasses.replace(task, support_x=np.asarray(task.support_x)[idx], support_y=y[idx])
+    extra = {'support_ids': ids[idx]} if hasattr(task, 'support_ids') else {}
+    return dataclasses.replace(task, support_x=np.asarray(task.support_x)[idx], support_y=y[idx], **extra)
 
 # %% ../nbs/40_eval.ipynb #de838ac2
-def _adapt(learner, task):
-    return learner.adapt(task, task_info=getattr(task, 'info', None))
-
-def _adapt_all(learner, tasks:list)->list:
-    "Predictors for many support sets: `learner.adapt_many` (task-batched) when the learner has it."
-    if hasattr(learner, 'adapt_many'): return list(learner.adapt_many(tasks))
-    return [_adapt(learner, t) for t in tasks]
-
 def calibration_split(task, # its support set is split; the query set is not touched
                       rng:np.random.Generator,
                       holdout:float=.25, # fraction of each class held back
@@ -123,7 +115,9 @@ def calibration_split(task, # its support set is split; the query set is not tou
     hold = np.concatenate(hold)
     keep = np.setdiff1d(np.arange(len(y)), hold)
     sx = np.asarray(task.support_x)
-    return dataclasses.replace(task, support_x=sx[keep], support_y=y[keep]), sx[hold], y[hold]
+    ids = getattr(task, 'support_ids', None)
+    extra = {} if ids is None else {'support_ids': np.asarray(ids)[keep]}
+    return dataclasses.replace(task, support_x=sx[keep], support_y=y[keep], **extra), sx[hold], y[hold]
 
 def calibrated_threshold(learner, # a meta-fitted learner (adapt -> predictor.predict_proba)
                          task, # the task whose *support* set is used
@@ -134,7 +128,7 @@ def calibrated_threshold(learner, # a meta-fitted learner (adapt -> predictor.pr
     split = calibration_split(task, rng, holdout)
     if split is None: return 0.5
     fit, hx, hy = split
-    return best_threshold(hy, _adapt(learner, fit).predict_proba(hx))
+    return best_threshold(hy, learner.adapt(fit).predict_proba(hx))
 
 # %% ../nbs/40_eval.ipynb #d274cc7e
 RF_NAME = 'Random forest'
@@ -167,7 +161,7 @@ def benchmark_runs(learners:dict, # name -> meta-fitted learner
     if not learners: raise bad_input('benchmark_runs', 'learners', 'at least one learner')
     if n_runs < 1: raise bad_input('benchmark_runs', 'n_runs', 'n_runs >= 1', n_runs)
     if not test_tasks: raise bad_input('benchmark_runs', 'test_tasks', 'at least one task', 'an empty list')
-    for t in test_tasks: _check_task(t)
+    test_tasks = [_check_task(t) for t in test_tasks]
     learners = dict(learners)
     if _reference_name(learners) is None:
         from agrinb.meta.baselines import RandomForest
@@ -191,7 +185,7 @@ def _evaluate(name, learner, task, subs, splits, setting, k)->list:
     "Adapt `learner` to every run's support (and calibration part), score the query set; one row per run."
     t0 = time.perf_counter()
     fits = [s[0] for s in splits or [] if s is not None]
-    preds = _adapt_all(learner, list(subs) + fits)
+    preds = [learner.adapt(t) for t in list(subs) + fits]
     probas = [p.predict_proba(np.asarray(task.query_x)) for p in preds[:len(subs)]]
     cal, rows = iter(preds[len(subs):]), []
     for r, (sub, proba) in enumerate(zip(subs, probas)):

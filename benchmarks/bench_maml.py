@@ -20,7 +20,8 @@ from torch.func import functional_call
 
 from agrinb.core import get_device
 from agrinb.models.lstm import LSTMClassifier
-from agrinb.meta.maml import MAML, meta_backward, task_losses
+from agrinb.meta.maml import MAML
+from agrinb.meta.core import meta_backward, task_losses
 
 
 def make_batch(K, n_s, n_q, device, seed=0):

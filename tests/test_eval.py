@@ -107,7 +107,7 @@ class Pred:
 class NearestMean:
     "Logistic score along the difference of class means; records the supports it saw."
     def __init__(self): self.seen = []
-    def adapt(self, support, task_info=None, steps=None):
+    def adapt(self, support, support_y=None, info=None, steps=None, seed=None, device=None):
         x, y = support.support_x.reshape(len(support.support_y), -1), support.support_y
         self.seen.append(support.support_x.copy())
         mu1, mu0 = x[y == 1].mean(0), x[y == 0].mean(0)
@@ -157,7 +157,7 @@ def test_calibrated_threshold_never_sees_the_query():
 def test_paired_difference_sign_and_se():
     tasks = [toy(6, 'E', shift=1.5), toy(7, 'F', shift=1.5)]
     class Bad:
-        def adapt(self, support, task_info=None, steps=None):
+        def adapt(self, support, support_y=None, info=None, steps=None, seed=None, device=None):
             r = np.random.default_rng(len(support.support_y) + int(support.support_x.sum() * 1000) % 97)
             return Pred(lambda q: r.random(len(q)))
     from agrinb.meta.baselines import RandomForest

@@ -12,7 +12,9 @@ from torch.func import functional_call
 
 from agrinb.core import AgrinbError, save_checkpoint
 from agrinb.models.lstm import LSTMClassifier
-from agrinb.meta.maml import MAML, MODEL_VERSION, meta_backward, query_losses, toy_tasks, prepare_task, draw_episodes
+from agrinb.meta.maml import MAML, MODEL_VERSION
+from agrinb.meta.core import meta_backward, query_losses
+from agrinb.tasks.pixels import toy_tasks, prepare_task, draw_episodes
 from agrinb.meta.timl import TIML, MAMLInfo
 
 torch.set_num_threads(1)
@@ -115,8 +117,8 @@ def test_one_class_support(tasks):
 
 def test_task_info_size(tasks):
     t = tasks[0]
-    with pytest.raises(AgrinbError, match='size 13'): TIML(hidden=8).adapt((t.support_x, t.support_y), task_info=np.zeros(12))
-    with pytest.raises(AgrinbError, match='size 13'): MAMLInfo(hidden=8).adapt(t, task_info=np.zeros(14))
+    with pytest.raises(AgrinbError, match='size 13'): TIML(hidden=8).adapt(t.support_x, t.support_y, info=np.zeros(12))
+    with pytest.raises(AgrinbError, match='size 13'): MAMLInfo(hidden=8).adapt(t, info=np.zeros(14))
     stub = types.SimpleNamespace(**{**vars(t), 'name': 'odd', 'info': np.zeros(5)})
     with pytest.raises(AgrinbError, match="odd.*size 13"): TIML(hidden=8).meta_fit([stub], steps=1, progress=False)
 

@@ -196,3 +196,23 @@ def test_sample_with_nothing_observed_is_a_clear_error(ds):
     empty = PixelDataset.from_arrays(x, ds.lat, ds.lon, ds.labels, regions=ds.regions)
     with pytest.raises(AgrinbError, match=rf'samples \[{togo}\]'):
         make_test_tasks(empty)
+
+
+def test_no_series_in_both_support_and_query_of_a_meta_training_episode(ds, tasks):
+    "build_tasks repeats 'other crop' rows to balance negatives; episodes are drawn by sample id, so never twice."
+    from agrinb.tasks.pixels import prepare_task, draw_episodes
+    dup = [t for t in tasks if len(np.unique(t.ids)) < len(t.ids)]
+    assert dup, 'balance_negatives repeats rows: some task must hold a series twice'
+    td = [prepare_task(t, 'cpu', 18, None, 14) for t in dup[:20]]
+    rng, both, twice = np.random.default_rng(0), 0, 0
+    for _ in range(30):
+        sx, sy, qx, qy = draw_episodes(td, 10, 4, rng)
+        for k in range(len(td)):
+            s, q = sx[k].reshape(len(sx[k]), -1).numpy(), qx[k].reshape(len(qx[k]), -1).numpy()
+            both += int((s[:, None] == q[None]).all(-1).any())            # a real series is never repeated exactly
+            twice += int(len(np.unique(s, axis=0)) < len(s) or len(np.unique(q, axis=0)) < len(q))
+    assert both == 0, f'{both} of {30 * len(td)} episodes hold one series in both the support and the query set'
+    assert twice == 0, f'{twice} episodes hold one series twice in a set'
+    for t in dup[:20]:                                                  # the Task's own sampler: disjoint by id too
+        e = t.episode(10, 4, rng=1)
+        assert not set(e.support_ids) & set(e.query_ids) and len(set(e.support_ids)) == 20

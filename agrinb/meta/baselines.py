@@ -6,38 +6,14 @@
 from __future__ import annotations
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
+from fastcore.basics import patch
 from ..core import bad_input, get_device, save_checkpoint, load_checkpoint
+from ..tasks.pixels import Task, TaskInfo, as_task, support_set, query_array
 
 # %% auto #0
-__all__ = ['support_arrays', 'query_array', 'ForestPredictor', 'RandomForest', 'RandomInit', 'Pretrained', 'ProtoPredictor',
-           'ProtoNet']
+__all__ = ['ForestPredictor', 'RandomForest', 'RandomInit', 'Pretrained', 'ProtoPredictor', 'ProtoNet']
 
 # %% ../../nbs/32_meta.baselines.ipynb #42a90b26
-def support_arrays(support, # a Task (support_x, support_y) or an (x, y) pair
-                   where:str='adapt', # named in error messages
-                  )->tuple:
-    "(x float32 (n, T, B), y int64 (n,)) from a Task or an (x, y) pair, checked."
-    if hasattr(support, 'support_x'): x, y, where = support.support_x, support.support_y, getattr(support, 'name', where)
-    elif isinstance(support, (tuple, list)) and len(support) == 2: x, y = support
-    else: raise bad_input(where, 'support', 'a Task or an (x, y) pair', type(support).__name__)
-    x, y = np.asarray(x, dtype=np.float32), np.asarray(y)
-    if x.ndim != 3: raise bad_input(where, 'support_x', 'an array of shape (n, time, band)', x.shape)
-    if len(y) != len(x): raise bad_input(where, 'support_y', f'{len(x)} labels, one per series', len(y))
-    if not np.isfinite(x).all(): raise bad_input(where, 'support_x', 'gap-filled inputs (no NaN or inf)', 'NaN/inf')
-    if not np.isin(y, [0, 1]).all(): raise bad_input(where, 'support_y', 'labels in {0, 1}', np.unique(y)[:5])
-    if len(np.unique(y)) < 2: raise bad_input(where, 'support_y', 'both classes in the support set', f'only class {np.unique(y)}')
-    return x, y.astype(np.int64)
-
-def query_array(x, where='predict_proba', shape=None)->np.ndarray:
-    "Check query inputs: finite, (N, T, B), and the (T, B) the predictor was adapted on."
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 3: raise bad_input(where, 'x', 'an array of shape (N, time, band)', x.shape)
-    if shape is not None and x.shape[1:] != tuple(shape):
-        raise bad_input(where, 'x', f'series of shape (time, band) = {tuple(shape)} like the support set', x.shape[1:])
-    if not np.isfinite(x).all(): raise bad_input(where, 'x', 'gap-filled inputs (no NaN or inf)', 'NaN/inf')
-    return x
-
-# %% ../../nbs/32_meta.baselines.ipynb #aba8f774
 class ForestPredictor:
     "A random forest fitted on one support set."
     def __init__(self, forest, shape): self.forest, self.shape = forest, shape
@@ -55,9 +31,14 @@ class RandomForest:
     def meta_fit(self, train_tasks=None, val_tasks=None, **kwargs):
         "Nothing to meta-learn: the forest only ever sees a task's support set."
         return self
-    def adapt(self, support, task_info=None, steps=None)->ForestPredictor:
-        x, y = support_arrays(support, 'RandomForest.adapt')
-        seed = self.seed if self.seed is not None else int(np.random.randint(2**31 - 1))
+    def adapt(self, support_x, # (n, T, B) series or a Task
+              support_y=None, # (n,) labels (None when `support_x` is a Task)
+              info=None, steps=None, # accepted for the protocol; the forest needs neither
+              seed:int|None=None, # forest seed (None: the learner's, else one from numpy's global RNG)
+              device=None)->ForestPredictor:
+        "A forest fitted on the support set alone."
+        t = support_set(support_x, support_y, info, 'RandomForest.adapt'); x, y = t.support_x, t.support_y
+        seed = seed if seed is not None else self.seed if self.seed is not None else int(np.random.randint(2**31 - 1))
         rf = RandomForestClassifier(random_state=seed, **self.forest_kwargs).fit(x.reshape(len(x), -1), y)
         return ForestPredictor(rf, x.shape[1:])
     def to(self, device): self.device = get_device(device); return self
@@ -67,12 +48,12 @@ class RandomForest:
         m = load_checkpoint(path, 'RandomForest')['meta']
         return cls(seed=m['seed'], device=device, **m['forest_kwargs'])
 
-# %% ../../nbs/32_meta.baselines.ipynb #dda383ba
+# %% ../../nbs/32_meta.baselines.ipynb #4ac66708
 import torch
 import torch.nn.functional as F
 from pathlib import Path
-from tqdm.auto import tqdm
-from .maml import MAML
+from .maml import MAML, MODEL_VERSION
+from .core import fit_loop
 
 class RandomInit(MAML):
     "The paper's 'Random' baseline: fine-tuning (MAML's `adapt`) from randomly initialised weights."
@@ -82,7 +63,7 @@ class RandomInit(MAML):
         for m in self._modules().values(): m.eval()
         return self
 
-# %% ../../nbs/32_meta.baselines.ipynb #e7ee5edf
+# %% ../../nbs/32_meta.baselines.ipynb #7acfb9da
 def _pool(tasks, where):
     "Concatenated (x, y) of tasks (support + query), crop-vs-non-crop tasks only when there are any."
     if not tasks: raise bad_input(where, 'train_tasks', 'at least one task', 'none')
@@ -93,56 +74,43 @@ def _pool(tasks, where):
     if not np.isfinite(x).all(): raise bad_input(where, 'train_tasks', 'gap-filled inputs (no NaN)', 'NaN')
     return x, y
 
-def _train(model, loss_fn, val_fn, steps, lr, seed, progress, desc, checkpoint_dir, resume, every, kind):
-    "Adam on `loss_fn(rng)`; keep the state with the lowest `val_fn()`; resumable checkpoints."
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    start, best, best_state = 0, float('inf'), None
-    ck = None if checkpoint_dir is None else Path(checkpoint_dir) / f'{kind}.meta_fit.pt'
-    if resume and ck is not None and ck.exists():
-        s = load_checkpoint(ck, kind)['state']
-        model.load_state_dict(s['model']); opt.load_state_dict(s['opt'])
-        start, best, best_state = int(s['step']), float(s['best']), s['best_state'] or None
-    for step in tqdm(range(start, steps), desc=desc, disable=not progress, initial=start, total=steps):
-        model.train()
-        loss = loss_fn(np.random.default_rng([seed, step]))
-        opt.zero_grad(); loss.backward(); opt.step()
-        if (step + 1) % every == 0 or step + 1 == steps:
-            model.eval()
-            with torch.no_grad(): v = val_fn() if val_fn is not None else float(loss)
-            if v < best: best, best_state = v, {k: t.detach().clone() for k, t in model.state_dict().items()}
-            if ck is not None:
-                save_checkpoint(ck, kind, {'model': model.state_dict(), 'opt': opt.state_dict(), 'step': step + 1,
-                                           'best': best, 'best_state': best_state or {}})
-    if best_state: model.load_state_dict(best_state)
-    model.eval()
-    return best
-
-# %% ../../nbs/32_meta.baselines.ipynb #db6975f7
+# %% ../../nbs/32_meta.baselines.ipynb #e20a20f9
 class Pretrained(MAML):
     "Supervised crop vs non-crop training on all meta-training data, then fine-tuning per task (MAML's `adapt`)."
     kind, name = 'Pretrained', 'Pretrained'
-    def meta_fit(self, train_tasks:list, # meta-training Tasks
-                 val_tasks:list|None=None, # validation Tasks (best state by their loss)
-                 steps:int=2000, # Adam steps
-                 lr:float=1e-3, # Adam learning rate
-                 batch_size:int=64,
-                 eval_every:int=100, # validate (and checkpoint) every this many steps
-                 progress:bool=True, resume:bool=False, checkpoint_dir=None, seed:int=0):
-        "Train the classifier on the pooled crop-vs-non-crop data of the meta-training tasks."
-        if steps < 1: raise bad_input('Pretrained.meta_fit', 'steps', 'steps >= 1', steps)
-        x, y = (torch.as_tensor(a, device=self.device) for a in _pool(train_tasks, 'Pretrained.meta_fit'))
-        vx, vy = (torch.as_tensor(a, device=self.device) for a in _pool(val_tasks, 'val_tasks')) if val_tasks else (None, None)
-        def loss_fn(rng):
-            b = torch.as_tensor(rng.integers(0, len(x), batch_size), device=self.device)
-            return F.binary_cross_entropy_with_logits(self.model(x[b])[:, 0], y[b].float())
-        def val_fn():
+
+@patch
+def meta_fit(self:Pretrained, train_tasks:list, # meta-training Tasks
+             val_tasks:list|None=None, # validation Tasks (best state by their loss)
+             steps:int=2000, # Adam steps
+             lr:float=1e-3, # Adam learning rate
+             batch_size:int=64,
+             eval_every:int=100, # validate (and checkpoint) every this many steps
+             progress:bool=True, resume:bool=False, checkpoint_dir=None, seed:int=0):
+    "Train the classifier on the pooled crop-vs-non-crop data of the meta-training tasks (`fit_loop`, `Pretrained.pt`)."
+    if steps < 1: raise bad_input('Pretrained.meta_fit', 'steps', 'steps >= 1', steps)
+    x, y = (torch.as_tensor(a, device=self.device) for a in _pool(train_tasks, 'Pretrained.meta_fit'))
+    vx, vy = (torch.as_tensor(a, device=self.device) for a in _pool(val_tasks, 'val_tasks')) if val_tasks else (None, None)
+    opt = torch.optim.Adam(self.model.parameters(), lr=lr)
+    def step(s, rng):
+        self.model.train(); b = torch.as_tensor(rng.integers(0, len(x), batch_size), device=self.device)
+        loss = F.binary_cross_entropy_with_logits(self.model(x[b])[:, 0], y[b].float())
+        opt.zero_grad(); loss.backward(); opt.step(); return float(loss)
+    def val():
+        self.model.eval()
+        with torch.no_grad():
             z = torch.cat([self.model(vx[i:i + 2048])[:, 0] for i in range(0, len(vx), 2048)])
             return float(F.binary_cross_entropy_with_logits(z, vy.float()))
-        self.best_val = _train(self.model, loss_fn, val_fn if vx is not None else None, steps, lr, seed, progress,
-                               'Pretrained', checkpoint_dir, resume, eval_every, self.kind)
-        return self
+    def load(st): self.model.load_state_dict(st['model']); opt.load_state_dict(st['optimizer'])
+    out = fit_loop(step, steps, lambda: {'model': self.model.state_dict(), 'optimizer': opt.state_dict()}, load, self.kind,
+                   val=val if vx is not None else None, val_every=eval_every, checkpoint_dir=checkpoint_dir,
+                   checkpoint_every=eval_every, resume=resume, seed=seed, progress=progress, desc='Pretrained',
+                   meta=dict(model_version=MODEL_VERSION, hparams=self.hparams, name=self.name,
+                             pretrain=dict(lr=lr, batch_size=batch_size, n_train=len(x))))
+    self.model.eval(); self.history, self.best_val = out['history'], out['best_val']
+    return self
 
-# %% ../../nbs/32_meta.baselines.ipynb #d3335c20
+# %% ../../nbs/32_meta.baselines.ipynb #31ad8b4d
 from ..models.lstm import LSTMClassifier
 
 class ProtoPredictor:
@@ -158,7 +126,7 @@ class ProtoPredictor:
 def _proto_logits(z, protos): # (n, H), (2, H) -> (n, 2) negative squared distances
     return -torch.cdist(z, protos) ** 2
 
-# %% ../../nbs/32_meta.baselines.ipynb #c95f34c0
+# %% ../../nbs/32_meta.baselines.ipynb #0933d140
 class ProtoNet:
     "Prototypical network on the LSTM embedding, meta-trained on episodes."
     kind = name = 'ProtoNet'
@@ -169,6 +137,7 @@ class ProtoNet:
         self.model = LSTMClassifier(in_features, hidden, 1, dropout).to(self.device)   # the head is unused
 
     def _episode_loss(self, tasks, k, q, rng):
+        "Prototype cross-entropy of `meta_batch` episodes (`Task.episode`: by sample id) of `tasks` (checked `Task`s)."
         eps = [tasks[i].episode(k, q, rng) for i in rng.choice(len(tasks), self._mb, replace=len(tasks) < self._mb)]
         x = torch.as_tensor(np.concatenate([np.concatenate([e.support_x, e.query_x]) for e in eps]), device=self.device)
         z = self.model.lstm(x).view(len(eps), 2 * k + 2 * q, -1)
@@ -179,40 +148,64 @@ class ProtoNet:
         logits = -((zq[:, :, None] - protos[:, None]) ** 2).sum(-1)                   # (tasks, 2q, 2)
         return F.cross_entropy(logits.flatten(0, 1), yq.flatten())
 
-    def meta_fit(self, train_tasks:list, val_tasks:list|None=None,
-                 steps:int=1000, # Adam steps (one meta-batch of episodes each)
-                 lr:float=1e-3, meta_batch:int=32, # tasks per step
-                 k:int=10, q:int=4, # episode: k + k support, q + q query
-                 eval_every:int=100, progress:bool=True, resume:bool=False, checkpoint_dir=None):
-        if steps < 1: raise bad_input('ProtoNet.meta_fit', 'steps', 'steps >= 1', steps)
-        if not train_tasks: raise bad_input('ProtoNet.meta_fit', 'train_tasks', 'at least one task', 'none')
-        self._mb = meta_batch
-        val_rng = np.random.default_rng([self.seed, 10**9])
-        val_eps = None
-        if val_tasks:
-            val_seeds = [int(s) for s in val_rng.integers(0, 2**31, 4)]
-            val_fn = lambda: float(np.mean([self._episode_loss(val_tasks, k, q, np.random.default_rng(s)).item() for s in val_seeds]))
-        else: val_fn = None
-        self.val_loss = _train(self.model, lambda rng: self._episode_loss(train_tasks, k, q, rng), val_fn, steps, lr,
-                               self.seed, progress, 'ProtoNet', checkpoint_dir, resume, eval_every, self.kind)
-        return self
-
-    def adapt(self, support, task_info=None, steps=None)->ProtoPredictor:
-        "Prototypes of the two classes of the support set (no gradient steps: `steps` is ignored)."
-        x, y = support_arrays(support, 'ProtoNet.adapt')
-        self.model.eval()
-        with torch.inference_mode():
-            z = self.model.lstm(torch.as_tensor(x, device=self.device))
-            yt = torch.as_tensor(y, device=self.device)
-            protos = torch.stack([z[yt == 0].mean(0), z[yt == 1].mean(0)])
-        return ProtoPredictor(self.model.lstm, protos, x.shape[1:], self.device)
-
     def to(self, device):
+        "Move the network to `device`."
         self.device = get_device(device); self.model.to(self.device); return self
-    def save(self, path):
-        return save_checkpoint(path, self.kind, {k: v.cpu() for k, v in self.model.state_dict().items()}, seed=self.seed, **self.hp)
-    @classmethod
-    def load(cls, path, device=None):
-        ck = load_checkpoint(path, cls.kind)
-        obj = cls(seed=ck['meta'].pop('seed'), device=device, **ck['meta'])
-        obj.model.load_state_dict(ck['state']); obj.model.eval(); return obj
+
+# %% ../../nbs/32_meta.baselines.ipynb #d3335c20
+@patch
+def meta_fit(self:ProtoNet, train_tasks:list, val_tasks:list|None=None,
+             steps:int=1000, # Adam steps (one meta-batch of episodes each)
+             lr:float=1e-3, meta_batch:int=32, # tasks per step
+             k:int=10, q:int=4, # episode: k + k support, q + q query
+             eval_every:int=100, # validate (and checkpoint) every this many steps
+             progress:bool=True, resume:bool=False, checkpoint_dir=None):
+    "Episodic training of the embedding."
+    if steps < 1: raise bad_input('ProtoNet.meta_fit', 'steps', 'steps >= 1', steps)
+    if not train_tasks: raise bad_input('ProtoNet.meta_fit', 'train_tasks', 'at least one task', 'none')
+    self._mb = meta_batch
+    train, vals = [as_task(t) for t in train_tasks], [as_task(t) for t in val_tasks or []]
+    val_seeds = [int(s) for s in np.random.default_rng([self.seed, 10**9]).integers(0, 2**31, 4)]
+    def val():
+        self.model.eval()
+        with torch.no_grad(): return float(np.mean([self._episode_loss(vals, k, q, np.random.default_rng(s)).item() for s in val_seeds]))
+    opt = torch.optim.Adam(self.model.parameters(), lr=lr)
+    def step(s, rng):
+        self.model.train(); loss = self._episode_loss(train, k, q, rng)
+        opt.zero_grad(); loss.backward(); opt.step(); return float(loss)
+    def load(st): self.model.load_state_dict(st['model']); opt.load_state_dict(st['optimizer'])
+    out = fit_loop(step, steps, lambda: {'model': self.model.state_dict(), 'optimizer': opt.state_dict()}, load, self.kind,
+                   val=val if vals else None, val_every=eval_every, checkpoint_dir=checkpoint_dir, checkpoint_every=eval_every,
+                   resume=resume, seed=self.seed, progress=progress, desc='ProtoNet',
+                   meta=dict(hp=self.hp, seed=self.seed, lr=lr, meta_batch=meta_batch, k=k, q=q))
+    self.model.eval(); self.history, self.val_loss = out['history'], out['best_val']
+    return self
+
+# %% ../../nbs/32_meta.baselines.ipynb #31f1ea59
+@patch
+def adapt(self:ProtoNet, support_x, # (n, T, B) series or a Task
+          support_y=None, # (n,) labels (None when `support_x` is a Task)
+          info=None, steps=None, seed=None, # accepted for the protocol (no gradient steps, nothing random)
+          device=None, # adapt on this device (None: the learner's); the learner moves there
+         )->ProtoPredictor:
+    "Prototypes of the two classes of the support set (no gradient steps: `steps` is ignored)."
+    if device is not None: self.to(device)
+    t = support_set(support_x, support_y, info, 'ProtoNet.adapt', self.hp['in_features']); x, y = t.support_x, t.support_y
+    self.model.eval()
+    with torch.inference_mode():
+        z = self.model.lstm(torch.as_tensor(x, device=self.device))
+        yt = torch.as_tensor(y, device=self.device)
+        protos = torch.stack([z[yt == 0].mean(0), z[yt == 1].mean(0)])
+    return ProtoPredictor(self.model.lstm, protos, x.shape[1:], self.device)
+
+@patch
+def save(self:ProtoNet, path)->Path:
+    "Write the network atomically."
+    return save_checkpoint(path, self.kind, {k: v.cpu() for k, v in self.model.state_dict().items()}, seed=self.seed, **self.hp)
+
+@patch(cls_method=True)
+def load(cls:ProtoNet, path, device=None):
+    "Read a network written by `save`."
+    ck = load_checkpoint(path, cls.kind)
+    obj = cls(seed=ck['meta'].pop('seed'), device=device, **ck['meta'])
+    obj.model.load_state_dict(ck['state']); obj.model.eval(); return obj

@@ -10,10 +10,14 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+from torch import nn
+import torch.nn.functional as F
+from torch.func import functional_call, vmap
 from ..core import bad_input, save_checkpoint, load_checkpoint
 
 # %% auto #0
-__all__ = ['Predictor', 'Learner', 'fit_loop']
+__all__ = ['Predictor', 'Learner', 'stack_params', 'batched_forward', 'task_losses', 'TaskForward', 'TaskBatched', 'fast_path',
+           'inner_loop', 'query_losses', 'meta_backward', 'fit_loop']
 
 # %% ../../nbs/30_meta.core.ipynb #2a44f835
 @runtime_checkable
@@ -36,6 +40,124 @@ class Learner(Protocol):
     def save(self, path)->Path: ...
 
 # %% ../../nbs/30_meta.core.ipynb #867f51b0
+def stack_params(params:dict, # name -> tensor
+                 n_tasks:int, # K
+                )->dict: # name -> (K, ...) expanded view (no copy; gradients flow back to `params`)
+    "One row of weights per task, as views of the shared weights."
+    return {k: v.unsqueeze(0).expand(n_tasks, *v.shape) for k, v in params.items()}
+
+def batched_forward(model:nn.Module, # any module with a pure forward pass
+                    params:dict, # name -> (K, ...) per-task weights
+                    x:torch.Tensor, # (K, n, ...) inputs
+                    *extra, # more per-task inputs, each with a leading K (tensors or dicts of tensors)
+                   )->torch.Tensor: # (K, n, ...) outputs
+    "Run `model` once per task, all tasks in one batch (its own `forward_tasks` when it has one: `TaskForward`)."
+    if fast_path(model, need=TaskForward): return model.forward_tasks(params, x, *extra)
+    def one(p, xx, *e): return functional_call(model, p, (xx, *e))
+    return vmap(one, in_dims=(0,) * (2 + len(extra)), randomness='different')(params, x, *extra)
+
+# %% ../../nbs/30_meta.core.ipynb #c377d4b1
+def task_losses(logits:torch.Tensor, # (K, n, 1) binary logits, or (K, n, C, ...) class logits
+                y:torch.Tensor, # (K, n) {0,1} or (K, n, ...) class indices
+               )->torch.Tensor: # (K,) mean loss of each task
+    "Mean cross-entropy of each task."
+    K = logits.shape[0]
+    if logits.dim() == 3 and logits.shape[2] == 1:
+        return F.binary_cross_entropy_with_logits(logits[..., 0], y.to(logits.dtype), reduction='none').mean(1)
+    return F.cross_entropy(logits.flatten(0, 1), y.flatten(0, 1).long(), reduction='none').reshape(K, -1).mean(1)
+
+# %% ../../nbs/30_meta.core.ipynb #caa74ad5
+@runtime_checkable
+class TaskForward(Protocol):
+    "A module with its own forward pass of K tasks at once (weights shared or with a leading task dimension K)."
+    def forward_tasks(self, params:dict, x, *extra): ... # (K, n, ...) -> outputs (K, n, ...)
+
+@runtime_checkable
+class TaskBatched(TaskForward, Protocol):
+    "The whole fast path: a task-batched forward pass, per-task gradients, query losses and single-task prediction."
+    def task_grads(self, params:dict, x, y, *extra)->tuple: ... # (losses (K,), gradients: dict of (K, ...)), differentiable
+    def query_loss(self, params:dict, x, y, *extra): ... # (K,) losses with a hand-written backward pass
+    def predict(self, params:dict, x, *extra): ... # one task's probabilities (N,) or (N, C), no autograd
+
+def fast_path(model:nn.Module, # the module being adapted or meta-trained
+              loss_fn=None, # the loss in use (None: no loss involved)
+              need=TaskBatched, # the routes wanted: `TaskBatched` (all), or `TaskForward` (the forward pass only)
+             )->bool:
+    "Whether `model`'s own routes replace `vmap` + autograd: the one place this is decided."
+    return isinstance(model, need) and (loss_fn is None or loss_fn is task_losses)
+
+# %% ../../nbs/30_meta.core.ipynb #a105610b
+def _step_grads(model, params, names, x, y, extra, fast, first_order, loss_fn)->list:
+    "Each task's gradient at `params`: the module's own `task_grads` on the fast path, else vmap + autograd."
+    if fast:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not first_order):
+            g = model.task_grads(params, x, y, *extra)[1]
+        return [g[k] for k in names]
+    graph = torch.is_grad_enabled() and not first_order
+    with torch.enable_grad():            # leaves for weights that do not require grad (adaptation under no_grad)
+        ps = [params[k] if params[k].requires_grad else params[k].detach().requires_grad_() for k in names]
+        loss = loss_fn(batched_forward(model, dict(zip(names, ps)), x, *extra), y).sum()
+        return list(torch.autograd.grad(loss, ps, create_graph=graph))
+
+def _clip(grads:list, clip:float)->list:
+    "Scale each task's gradient (leading K) to global norm at most `clip`."
+    norm = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
+    scale = (clip / (norm + 1e-6)).clamp(max=1.0)
+    return [g * scale.view(-1, *[1] * (g.dim() - 1)) for g in grads]
+
+# %% ../../nbs/30_meta.core.ipynb #b92dfacc
+def inner_loop(model:nn.Module, params:dict, # per-task weights (K, ...), or shared ones with `shared=True`
+               x:torch.Tensor, y:torch.Tensor, # support set (K, n, ...), (K, n, ...)
+               *extra, # per-task extra inputs (e.g. FiLM), not adapted
+               lr:float=1e-3, # inner SGD step size
+               steps:int=1, # inner SGD steps
+               first_order:bool=False, # detach the inner gradients
+               loss_fn=task_losses, # (logits, y) -> (K,) losses
+               shared:bool=False, # `params` are shared by all tasks (no leading K yet)
+               batches=None, # (steps, b) indices into the support sets: step s uses x[:, batches[s]] (None: all)
+               grad_clip:float|None=None, # clip each task's gradient norm at every step (None: no clipping)
+              )->dict: # adapted per-task weights (K, ...)
+    "THE adaptation primitive: SGD on each task's support set, all tasks at once (one task is K = 1)."
+    names, fast = list(params), fast_path(model, loss_fn)
+    if shared and not fast: params = stack_params(params, x.shape[0])
+    if batches is not None: xb, yb = x[:, batches].transpose(0, 1), y[:, batches].transpose(0, 1)   # gathered once
+    for s in range(steps):
+        xs, ys = (x, y) if batches is None else (xb[s], yb[s])
+        grads = _step_grads(model, params, names, xs, ys, extra, fast, first_order, loss_fn)
+        if grad_clip is not None: grads = _clip(grads, grad_clip)
+        params = dict(zip(names, torch._foreach_add([params[k] for k in names], grads, alpha=-lr)))
+    return params
+
+def query_losses(model:nn.Module, params:dict, # shared weights θ (name -> tensor), e.g. dict(model.named_parameters())
+                 sx, sy, qx, qy, # support and query sets, each with a leading task dimension K
+                 *extra, # per-task extra inputs with a leading K
+                 inner_lr:float=1e-3, inner_steps:int=1, first_order:bool=False, loss_fn=task_losses,
+                )->torch.Tensor: # (K,) query loss of each task at its adapted weights
+    "Adapt θ to each task's support set, return each task's query loss (differentiable w.r.t. θ)."
+    if qx.shape[1] == 0: raise bad_input('query_losses', 'query set', 'at least one query example per task', 'an empty query set')
+    if sx.shape[1] == 0: raise bad_input('query_losses', 'support set', 'at least one support example per task', 'an empty support set')
+    adapted = inner_loop(model, params, sx, sy, *extra, lr=inner_lr, steps=inner_steps,
+                         first_order=first_order, loss_fn=loss_fn, shared=True)
+    if fast_path(model, loss_fn): return model.query_loss(adapted, qx, qy, *extra)
+    return loss_fn(batched_forward(model, adapted, qx, *extra), qy)
+
+# %% ../../nbs/30_meta.core.ipynb #35858b90
+def meta_backward(model:nn.Module, params:dict, sx, sy, qx, qy, # θ and the meta-batch (leading K)
+                  extra_fn=None, # idx -> tuple of per-task extra inputs (or None)
+                  chunk_size:int|None=None, # tasks per chunk (None = all at once)
+                  **kw, # inner_lr, inner_steps, first_order, loss_fn
+                 )->float: # mean query loss
+    "Accumulate d(mean query loss)/dθ into the `.grad` of the tensors in `params` (and of anything `extra_fn` uses)."
+    K = sx.shape[0]; cs = chunk_size or K; total = 0.0
+    for s in range(0, K, cs):
+        idx = slice(s, min(K, s + cs))
+        extra = extra_fn(idx) if extra_fn is not None else ()
+        losses = query_losses(model, params, sx[idx], sy[idx], qx[idx], qy[idx], *extra, **kw)
+        (losses.sum() / K).backward()
+        total += float(losses.detach().sum())
+    return total / K
+
+# %% ../../nbs/30_meta.core.ipynb #2aea64ce
 def _copy_state(obj):
     "Detached copies of the tensors in a nested dict/list (so later training does not change a kept state)."
     if torch.is_tensor(obj): return obj.detach().clone()
@@ -58,7 +180,7 @@ def _set_rng_state(st:dict):
     torch.set_rng_state(st['torch'])
     if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st['cuda'])
 
-# %% ../../nbs/30_meta.core.ipynb #3916526c
+# %% ../../nbs/30_meta.core.ipynb #8032d680
 def _check_resume(ck, saved:dict, meta:dict):
     "A resumed run must have the settings it was started with."
     diff = {k: (saved.get(k), meta.get(k)) for k in sorted(set(saved) | set(meta)) if saved.get(k) != meta.get(k)}
@@ -72,7 +194,7 @@ def _check_loss(loss, step:int, where:str)->float:
                         f'{loss} at step {step}')
     return loss
 
-# %% ../../nbs/30_meta.core.ipynb #a79aee37
+# %% ../../nbs/30_meta.core.ipynb #487ffecc
 def fit_loop(step, # (step:int, rng:np.random.Generator) -> float: one optimiser step, returns its training loss
              steps:int, # total steps, counting resumed ones
              state, # () -> dict of everything a resume needs (module and optimiser state dicts, ...)

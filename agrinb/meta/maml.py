@@ -4,197 +4,27 @@
 
 # %% ../../nbs/30_meta.maml.ipynb #202e19e0
 from __future__ import annotations
-import copy, math, time
+import contextlib, copy, math, time
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
-from torch.func import functional_call, vmap
+from torch.func import functional_call
 from tqdm.auto import tqdm
+from fastcore.basics import patch
 from ..core import AgrinbError, bad_input, get_device, seed_everything, save_checkpoint, load_checkpoint
-from ..models.lstm import LSTMClassifier, sgd_adapt, lstm_predict, balanced_batches
+from ..models.lstm import LSTMClassifier
+from .core import (stack_params, batched_forward, task_losses, fast_path, inner_loop, query_losses,
+                              meta_backward, fit_loop)
+from ..tasks.pixels import (info_vector, check_series, check_labels, TaskData, prepare_task, draw_episodes, toy_tasks,
+                                 balanced_batches, support_set, query_array)
 
 # %% auto #0
-__all__ = ['MODEL_VERSION', 'stack_params', 'batched_forward', 'task_losses', 'inner_loop', 'query_losses', 'meta_backward',
-           'info_vector', 'check_series', 'check_labels', 'TaskData', 'prepare_task', 'draw_episodes', 'toy_tasks',
-           'Predictor', 'MAML', 'patch_into']
-
-# %% ../../nbs/30_meta.maml.ipynb #9cc05ad7
-def stack_params(params:dict, # name -> tensor
-                 n_tasks:int, # K
-                )->dict: # name -> (K, ...) expanded view (no copy; gradients flow back to `params`)
-    "One row of weights per task, as views of the shared weights."
-    return {k: v.unsqueeze(0).expand(n_tasks, *v.shape) for k, v in params.items()}
-
-def batched_forward(model:nn.Module, # any module with a pure forward pass
-                    params:dict, # name -> (K, ...) per-task weights
-                    x:torch.Tensor, # (K, n, ...) inputs
-                    *extra, # more per-task inputs, each with a leading K (tensors or dicts of tensors)
-                   )->torch.Tensor: # (K, n, ...) outputs
-    "Run `model` once per task, all tasks in one batch (the module's own `forward_tasks` when it has one)."
-    if hasattr(model, 'forward_tasks'): return model.forward_tasks(params, x, *extra)
-    def one(p, xx, *e): return functional_call(model, p, (xx, *e))
-    return vmap(one, in_dims=(0,) * (2 + len(extra)), randomness='different')(params, x, *extra)
+__all__ = ['MODEL_VERSION', 'Predictor', 'MAML', 'adapt_dropout']
 
 # %% ../../nbs/30_meta.maml.ipynb #8270a029
-def task_losses(logits:torch.Tensor, # (K, n, 1) binary logits, or (K, n, C, ...) class logits
-                y:torch.Tensor, # (K, n) {0,1} or (K, n, ...) class indices
-               )->torch.Tensor: # (K,) mean loss of each task
-    "Mean cross-entropy of each task."
-    K = logits.shape[0]
-    if logits.dim() == 3 and logits.shape[2] == 1:
-        return F.binary_cross_entropy_with_logits(logits[..., 0], y.to(logits.dtype), reduction='none').mean(1)
-    return F.cross_entropy(logits.flatten(0, 1), y.flatten(0, 1).long(), reduction='none').reshape(K, -1).mean(1)
-
-# %% ../../nbs/30_meta.maml.ipynb #858950b1
-def inner_loop(model:nn.Module, params:dict, # per-task weights (K, ...)
-               x:torch.Tensor, y:torch.Tensor, # support set (K, n, ...), (K, n, ...)
-               *extra, # per-task extra inputs (e.g. FiLM), not adapted
-               lr:float=1e-3, # inner SGD step size
-               steps:int=1, # inner SGD steps
-               first_order:bool=False, # detach the inner gradients
-               loss_fn=task_losses, # (logits, y) -> (K,) losses
-               shared:bool=False, # `params` are shared by all tasks (no leading K yet)
-              )->dict: # adapted per-task weights
-    "SGD on each task's support set, all tasks at once."
-    names = list(params)
-    fast = loss_fn is task_losses and hasattr(model, 'task_grads')
-    if shared and not fast: params = stack_params(params, x.shape[0])
-    for _ in range(steps):
-        if fast:   # the module's own differentiable per-task gradients
-            with torch.set_grad_enabled(torch.is_grad_enabled() and not first_order):
-                grads = model.task_grads(params, x, y, *extra)[1]
-            grads = [grads[k] for k in names]
-        else:
-            loss = loss_fn(batched_forward(model, params, x, *extra), y).sum()
-            grads = torch.autograd.grad(loss, [params[k] for k in names], create_graph=not first_order)
-        params = {k: params[k] - lr * g for k, g in zip(names, grads)}
-    return params
-
-def query_losses(model:nn.Module, params:dict, # shared weights θ (name -> tensor), e.g. dict(model.named_parameters())
-                 sx, sy, qx, qy, # support and query sets, each with a leading task dimension K
-                 *extra, # per-task extra inputs with a leading K
-                 inner_lr:float=1e-3, inner_steps:int=1, first_order:bool=False, loss_fn=task_losses,
-                )->torch.Tensor: # (K,) query loss of each task at its adapted weights
-    "Adapt θ to each task's support set, return each task's query loss (differentiable w.r.t. θ)."
-    if qx.shape[1] == 0: raise bad_input('query_losses', 'query set', 'at least one query example per task', 'an empty query set')
-    if sx.shape[1] == 0: raise bad_input('query_losses', 'support set', 'at least one support example per task', 'an empty support set')
-    adapted = inner_loop(model, params, sx, sy, *extra, lr=inner_lr, steps=inner_steps,
-                         first_order=first_order, loss_fn=loss_fn, shared=True)
-    if loss_fn is task_losses and hasattr(model, 'query_loss'): return model.query_loss(adapted, qx, qy, *extra)
-    return loss_fn(batched_forward(model, adapted, qx, *extra), qy)
-
-# %% ../../nbs/30_meta.maml.ipynb #c369982c
-def meta_backward(model:nn.Module, params:dict, sx, sy, qx, qy, # θ and the meta-batch (leading K)
-                  extra_fn=None, # idx -> tuple of per-task extra inputs (or None)
-                  chunk_size:int|None=None, # tasks per chunk (None = all at once)
-                  **kw, # inner_lr, inner_steps, first_order, loss_fn
-                 )->float: # mean query loss
-    "Accumulate d(mean query loss)/dθ into the `.grad` of the tensors in `params` (and of anything `extra_fn` uses)."
-    K = sx.shape[0]; cs = chunk_size or K; total = 0.0
-    for s in range(0, K, cs):
-        idx = slice(s, min(K, s + cs))
-        extra = extra_fn(idx) if extra_fn is not None else ()
-        losses = query_losses(model, params, sx[idx], sy[idx], qx[idx], qy[idx], *extra, **kw)
-        (losses.sum() / K).backward()
-        total += float(losses.detach().sum())
-    return total / K
-
-# %% ../../nbs/30_meta.maml.ipynb #465aee51
-def info_vector(info, # a TaskInfo (with `.vector`), an array of the task vector, or None
-                size:int, # expected size (13 for CropHarvest tasks)
-                where='task', # name for error messages
-               )->np.ndarray:
-    "The task vector as float32, checked."
-    v = getattr(info, 'vector', info)
-    if v is None: raise bad_input(where, 'task_info', f'a task vector of size {size} (a TaskInfo or an array)', None)
-    v = np.asarray(v, dtype=np.float32).reshape(-1)
-    if v.shape != (size,): raise bad_input(where, 'task_info', f'a task vector of size {size}', f'size {v.size}')
-    if not np.isfinite(v).all(): raise bad_input(where, 'task_info', 'finite values', 'NaN or inf')
-    return v
-
-def check_series(x, where, field, n_bands=None)->np.ndarray:
-    "Inputs `(n, T, B)` as float32, finite (gap-filled), with the expected number of bands."
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 3: raise bad_input(where, field, 'an array (n, time, band)', f'shape {x.shape}')
-    if n_bands is not None and x.shape[2] != n_bands:
-        raise bad_input(where, field, f'{n_bands} bands in the last dimension', f'shape {x.shape}')
-    bad = int((~np.isfinite(x)).sum())
-    if bad: raise bad_input(where, field, 'finite values (gap-fill with PixelDataset.fill_gaps first)', f'{bad} NaN/inf values')
-    return x
-
-def check_labels(y, where, field, n:int, need_both:bool=True)->np.ndarray:
-    "Binary labels as int64, of length `n`, both classes present when `need_both`."
-    y = np.asarray(y).reshape(-1)
-    if len(y) != n: raise bad_input(where, field, f'{n} labels (one per series)', f'{len(y)}')
-    if len(y) and not np.isin(y, (0, 1)).all(): raise bad_input(where, field, 'labels in {0, 1}', np.unique(y)[:5].tolist())
-    y = y.astype(np.int64)
-    if need_both and (len(y) == 0 or y.min() == y.max()):
-        raise bad_input(where, field, 'both classes (positive and negative examples)',
-                        f'only class {y[0]}' if len(y) else 'no labels')
-    return y
-
-# %% ../../nbs/30_meta.maml.ipynb #0f53b2ac
-@dataclass
-class TaskData:
-    "A task checked and on the device: all its labelled series, indices of each class, its task vector."
-    name:str; x:torch.Tensor; y:torch.Tensor; pos:np.ndarray; neg:np.ndarray; info:torch.Tensor|None
-
-def prepare_task(task, # a Task (support_x, support_y, query_x, query_y, info, name)
-                 device, n_bands:int|None=None, info_size:int|None=None, # info_size None = no task vector needed
-                 min_per_class:int=1, # each class needs this many series (k + q for meta-training)
-                )->TaskData:
-    "Check a task and move all its labelled series to `device`."
-    where = f"task '{getattr(task, 'name', '?')}'"
-    xs = [check_series(task.support_x, where, 'support_x', n_bands)]
-    ys = [check_labels(task.support_y, where, 'support_y', len(xs[0]), need_both=False)]
-    qx = getattr(task, 'query_x', None)
-    if qx is not None and len(qx):
-        xs.append(check_series(qx, where, 'query_x', n_bands))
-        ys.append(check_labels(task.query_y, where, 'query_y', len(xs[1]), need_both=False))
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    if min(len(pos), len(neg)) < min_per_class:
-        raise bad_input(where, 'labels', f'at least {min_per_class} positive and {min_per_class} negative series '
-                        '(support + query) to draw episodes', f'{len(pos)} positive, {len(neg)} negative')
-    info = None
-    if info_size is not None:
-        info = torch.as_tensor(info_vector(getattr(task, 'info', None), info_size, where), device=device)
-    return TaskData(where, torch.as_tensor(x, device=device), torch.as_tensor(y, device=device), pos, neg, info)
-
-def draw_episodes(tasks:list, # TaskData
-                  k:int, q:int, # shots per class in support / query
-                  rng:np.random.Generator,
-                 )->tuple: # sx (K, 2k, T, B), sy (K, 2k), qx (K, 2q, T, B), qy (K, 2q)
-    "One balanced episode per task, stacked along a leading task dimension."
-    si, qi = [], []
-    for t in tasks:
-        p, n = rng.choice(t.pos, k + q, replace=False), rng.choice(t.neg, k + q, replace=False)
-        si.append(np.stack([p[:k], n[:k]], 1).reshape(-1)); qi.append(np.concatenate([p[k:], n[k:]]))
-    sx = torch.stack([t.x[i] for t, i in zip(tasks, si)]); sy = torch.stack([t.y[i] for t, i in zip(tasks, si)])
-    qx = torch.stack([t.x[i] for t, i in zip(tasks, qi)]); qy = torch.stack([t.y[i] for t, i in zip(tasks, qi)])
-    return sx, sy, qx, qy
-
-# %% ../../nbs/30_meta.maml.ipynb #895008d4
-def toy_tasks(n_tasks:int=8, # number of tasks
-              n:int=40, # series per task (half support, half query; classes alternate)
-              T:int=12, B:int=18, # time steps, bands
-              seed:int=0, shift:float=1.0, # separation of the classes
-             )->list:
-    "Small random `agrinb.tasks.Task`s whose class difference depends on their task vector."
-    from agrinb.tasks import Task, TaskInfo, CROP_GROUPS
-    r = np.random.default_rng(seed); crops = ['crop'] + sorted(CROP_GROUPS); out = []
-    for i in range(n_tasks):
-        info = TaskInfo(float(r.uniform(-60, 60)), float(r.uniform(-180, 180)), crops[r.integers(len(crops))])
-        d = np.resize(info.vector * 2 - 0.5, B)
-        y = np.arange(n) % 2
-        x = r.normal(size=(n, T, B)).astype(np.float32) + shift * y[:, None, None] * d
-        out.append(Task(f'toy{i}', x[:n // 2], y[:n // 2], x[n // 2:], y[n // 2:], info))
-    return out
-
-# %% ../../nbs/30_meta.maml.ipynb #39c1122f
 class Predictor:
     "Adapted weights of one task; `predict_proba(x)` gives the positive-class probability (or class probabilities)."
     def __init__(self, learner, params:dict, film:dict|None=None, info:torch.Tensor|None=None):
@@ -206,10 +36,10 @@ class Predictor:
                      )->np.ndarray: # (N,) binary or (N, C) n-way
         "Probabilities for many series at once."
         lr = self.learner
-        x = check_series(x, f'{lr.name} predictor', 'x', lr.n_bands)
+        x = query_array(x, f'{lr.name} predictor', n_bands=lr.n_bands)
         xt = lr._inputs(torch.as_tensor(x, device=self.device), self.info)
         model = lr.model
-        if isinstance(model, LSTMClassifier): return lstm_predict(self.params, xt, self.film).cpu().numpy()
+        if fast_path(model): return model.predict(self.params, xt, self.film).cpu().numpy()
         was = model.training; model.eval(); out = []
         with torch.inference_mode():
             for s in range(0, len(xt), batch_size):
@@ -218,7 +48,7 @@ class Predictor:
         model.train(was)
         return torch.cat(out).cpu().numpy() if out else np.zeros(0, np.float32)
 
-# %% ../../nbs/30_meta.maml.ipynb #444bcf25
+# %% ../../nbs/30_meta.maml.ipynb #6e33e006
 MODEL_VERSION = 1
 
 class MAML:
@@ -260,20 +90,14 @@ class MAML:
         for m in self._modules().values(): m.to(self.device)
         return self
 
-# %% ../../nbs/30_meta.maml.ipynb #086e5911
-def patch_into(cls):
-    "Decorator: attach the function to `cls` under its own name."
-    def deco(f): setattr(cls, f.__name__, f); return f
-    return deco
-
-# %% ../../nbs/30_meta.maml.ipynb #b5e70e59
-@patch_into(MAML)
-def state(self)->dict:
+# %% ../../nbs/30_meta.maml.ipynb #c369982c
+@patch
+def state(self:MAML)->dict:
     "State dicts of the learner's modules (copies on the CPU)."
     return {k: {n: v.detach().cpu().clone() for n, v in m.state_dict().items()} for k, m in self._modules().items()}
 
-@patch_into(MAML)
-def load_state(self, state:dict, where='state'):
+@patch
+def load_state(self:MAML, state:dict, where='state'):
     "Load module states, naming any missing, unexpected or differently shaped tensors."
     for k, m in self._modules().items():
         if k not in state: raise bad_input(where, k, f'the state of the {k}', f'only {sorted(state)}')
@@ -283,13 +107,13 @@ def load_state(self, state:dict, where='state'):
         if diff: raise bad_input(where, k, f'tensors matching this {type(self).__name__}', '; '.join(diff[:6]))
         m.load_state_dict(got)
 
-@patch_into(MAML)
-def save(self, path)->Path:
+@patch
+def save(self:MAML, path)->Path:
     "Write the learner to `path` atomically."
     return save_checkpoint(path, self.kind, self.state(), model_version=MODEL_VERSION, hparams=self.hparams,
                            fit=self.fit_config, history=self.history, best_val=self.best_val, name=self.name)
 
-# %% ../../nbs/30_meta.maml.ipynb #a59f6b64
+# %% ../../nbs/30_meta.maml.ipynb #de8c9741
 def _check_meta(cls, obj, path):
     if obj['kind'] != cls.kind:
         raise bad_input(path, 'kind', f"a checkpoint of '{cls.kind}'", f"one of '{obj['kind']}' (load it with its own class)")
@@ -297,14 +121,15 @@ def _check_meta(cls, obj, path):
     if v != MODEL_VERSION: raise bad_input(path, 'model_version', f'version {MODEL_VERSION} of the {cls.kind} model', v)
     return obj['meta']
 
-@patch_into(MAML)
-@classmethod
-def load(cls, path, # a file written by `save` or a `meta_fit` checkpoint
+@patch(cls_method=True)
+def load(cls:MAML, path, # a file written by `save` or a `meta_fit` checkpoint
          device=None, # None = CUDA if available
          model:nn.Module|None=None, # the module, for learners saved with a custom one
         ):
-    "Read a learner written by `save`."
-    obj = load_checkpoint(path)
+    "Read a learner written by `save`, or the last state of a `meta_fit` checkpoint (`<kind>.pt`)."
+    obj = load_checkpoint(path); st = obj['state']
+    if 'fit' in st and 'rng' in st:          # written by `fit_loop`: settings in meta['meta'], modules in state['fit']
+        m = obj['meta']; obj = dict(obj, state=st['fit'], meta=dict(m['meta'], history=m['history'], best_val=m['best_val']))
     meta = _check_meta(cls, obj, path)
     hp = dict(meta['hparams']); custom = hp.pop('custom_model', False)
     if custom and model is None: raise bad_input(path, 'model', 'the custom module this learner was saved with (model=...)', None)
@@ -313,23 +138,23 @@ def load(cls, path, # a file written by `save` or a `meta_fit` checkpoint
     self.fit_config.update(meta.get('fit', {})); self.history = list(meta.get('history', [])); self.best_val = meta.get('best_val')
     return self
 
-# %% ../../nbs/30_meta.maml.ipynb #87d3a80a
-@patch_into(MAML)
-def _check_fit_args(self, train_tasks, steps, meta_batch, k_support, k_query, inner_steps):
+# %% ../../nbs/30_meta.maml.ipynb #b1d00a35
+@patch
+def _check_fit_args(self:MAML, train_tasks, steps, meta_batch, k_support, k_query, inner_steps):
     if not len(train_tasks): raise bad_input(f'{self.name}.meta_fit', 'train_tasks', 'at least one task', 'none')
     for n, v in dict(steps=steps, meta_batch=meta_batch, k_support=k_support, inner_steps=inner_steps).items():
         if int(v) < 1: raise bad_input(f'{self.name}.meta_fit', n, 'a positive number', v)
     if int(k_query) < 1: raise bad_input(f'{self.name}.meta_fit', 'k_query', 'at least 1 query example per class (an empty query set gives no meta-loss)', k_query)
 
-@patch_into(MAML)
-def _info(self, tasks:list, noise:float=0.0, rng=None):
+@patch
+def _info(self:MAML, tasks:list, noise:float=0.0, rng=None):
     "Stacked task vectors (K, 13) with optional Gaussian noise, or None."
     if self.info_size is None: return None
     v = torch.stack([t.info for t in tasks])
     return v + noise * torch.randn(v.shape, generator=rng, device=v.device) if noise else v
 
-@patch_into(MAML)
-def _val_loss(self, val:list, episodes, chunk:int)->float:
+@patch
+def _val_loss(self:MAML, val:list, episodes, chunk:int)->float:
     "Mean query loss after inner adaptation on fixed validation episodes (no dropout, no noise, first order)."
     for m in self._modules().values(): m.eval()
     total, n = 0.0, 0
@@ -345,9 +170,9 @@ def _val_loss(self, val:list, episodes, chunk:int)->float:
             total += float(l.detach().sum()); n += l.shape[0]
     return total / max(n, 1)
 
-# %% ../../nbs/30_meta.maml.ipynb #a99ae9ab
-@patch_into(MAML)
-def meta_fit(self, train_tasks:list, # Tasks to meta-train on
+# %% ../../nbs/30_meta.maml.ipynb #c81b98a9
+@patch
+def meta_fit(self:MAML, train_tasks:list, # Tasks to meta-train on
              val_tasks:list|None=None, # Tasks for validation (best state kept); None = keep the last state
              steps:int=1000, # outer steps (in total, counting resumed ones)
              meta_batch:int=32, # tasks per outer step
@@ -359,16 +184,16 @@ def meta_fit(self, train_tasks:list, # Tasks to meta-train on
              chunk_size:int|None=None, # tasks per chunk of the meta-batch (None = all at once)
              grad_clip:float|None=10.0, # clip the outer gradient's global norm (None = off)
              info_noise:float=0.1, # Gaussian noise on task vectors in training (task-informed learners)
-             checkpoint_dir=None, # folder for `last.pt` (None = no checkpoints)
+             checkpoint_dir=None, # folder for `<kind>.pt`, e.g. `MAML.pt` (None = no checkpoints)
              checkpoint_every:int=100, # steps between checkpoints
-             resume:bool=False, # continue from `checkpoint_dir/last.pt` if it exists
+             resume:bool=False, # continue from `checkpoint_dir/<kind>.pt` if it exists
              progress:bool=True, # show a progress bar
              seed:int=0, device=None, # device None = keep the learner's
             ):
-    "Meta-train the initial weights (and, for TIML, the task encoder)."
+    "Meta-train the initial weights (and, for TIML, the task encoder) with `fit_loop`."
     self._check_fit_args(train_tasks, steps, meta_batch, k_support, k_query, inner_steps)
     if device is not None: self.to(device)
-    rng = seed_everything(seed); dev = self.device
+    seed_everything(seed); dev = self.device
     nb, isz, kq = self.n_bands, self.info_size, k_support + k_query
     train = [prepare_task(t, dev, nb, isz, kq) for t in train_tasks]
     val = [prepare_task(t, dev, nb, isz, kq) for t in (val_tasks or [])]
@@ -377,27 +202,22 @@ def meta_fit(self, train_tasks:list, # Tasks to meta-train on
     vrng, n_ep = np.random.default_rng(seed + 1), max(1, math.ceil(64 / max(len(val), 1)))
     episodes = [(val, draw_episodes(val, k_support, k_query, vrng)) for _ in range(n_ep)] if val else []
     opt = torch.optim.Adam(self._outer_params(), lr=outer_lr)
-    start, best_state, self.best_val, self.history = 0, None, None, []
-    ckpt = Path(checkpoint_dir) / 'last.pt' if checkpoint_dir is not None else None
     trng = torch.Generator(device=dev); trng.manual_seed(seed)              # task-vector noise
-    if resume and ckpt is not None and ckpt.exists(): start, best_state, rng = self._resume(ckpt, opt, trng)
-    for step in tqdm(range(start, steps), initial=start, total=steps, disable=not progress, desc=f'{self.name} meta_fit'):
-        loss = self._outer_step(train, opt, rng, trng, meta_batch, k_support, k_query, inner_lr, inner_steps,
-                                first_order, chunk_size, grad_clip, info_noise)
-        rec = {'step': step + 1, 'train_loss': loss}
-        if val and ((step + 1) % val_every == 0 or step + 1 == steps):
-            rec['val_loss'] = vl = self._val_loss(val, episodes, chunk_size or meta_batch)
-            if self.best_val is None or vl < self.best_val: self.best_val, best_state = vl, self.state()
-        self.history.append(rec)
-        if ckpt is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == steps):
-            self._write_checkpoint(ckpt, opt, step + 1, best_state, rng, trng)
-    if best_state is not None: self.load_state(best_state)
+    def step(s, rng): return self._outer_step(train, opt, rng, trng, meta_batch, k_support, k_query, inner_lr,
+                                              inner_steps, first_order, chunk_size, grad_clip, info_noise)
+    def state(): return dict(self.state(), optimizer=opt.state_dict(), noise_rng=trng.get_state())
+    def load(st): self.load_state(st, f'{self.name} checkpoint'); opt.load_state_dict(st['optimizer']); trng.set_state(st['noise_rng'])
+    out = fit_loop(step, steps, state, load, self.kind, val=(lambda: self._val_loss(val, episodes, chunk_size or meta_batch)) if val else None,
+                   val_every=val_every, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
+                   meta=dict(model_version=MODEL_VERSION, hparams=self.hparams, fit=dict(self.fit_config), name=self.name),
+                   seed=seed, progress=progress, desc=f'{self.name} meta_fit')
+    self.history, self.best_val = out['history'], out['best_val']
     for m in self._modules().values(): m.eval()
     return self
 
-# %% ../../nbs/30_meta.maml.ipynb #bfb48495
-@patch_into(MAML)
-def _outer_step(self, train, opt, rng, trng, meta_batch, k, q, inner_lr, inner_steps, first_order, chunk_size,
+# %% ../../nbs/30_meta.maml.ipynb #465aee51
+@patch
+def _outer_step(self:MAML, train, opt, rng, trng, meta_batch, k, q, inner_lr, inner_steps, first_order, chunk_size,
                 grad_clip, info_noise)->float:
     "One outer Adam step on a fresh meta-batch."
     for m in self._modules().values(): m.train()
@@ -414,86 +234,64 @@ def _outer_step(self, train, opt, rng, trng, meta_batch, k, q, inner_lr, inner_s
     opt.step()
     return loss
 
-@patch_into(MAML)
-def _write_checkpoint(self, path, opt, step, best_state, rng, trng):
-    state = dict(self.state(), optimizer=opt.state_dict(), best=best_state or {}, torch_rng=torch.get_rng_state(),
-                 noise_rng=trng.get_state())
-    save_checkpoint(path, self.kind, state, model_version=MODEL_VERSION, hparams=self.hparams, fit=self.fit_config,
-                    history=self.history, best_val=self.best_val, name=self.name, step=step,
-                    np_rng=rng.bit_generator.state)
+# %% ../../nbs/30_meta.maml.ipynb #0f53b2ac
+@contextlib.contextmanager
+def adapt_dropout(model:nn.Module, p:float):
+    "Dropout at rate `p` while adapting: dropout layers (and modules with a float `dropout` rate) train, the rest stay."
+    saved = []
+    for mod in model.modules():
+        attr = 'p' if isinstance(mod, nn.modules.dropout._DropoutNd) else 'dropout' if isinstance(getattr(mod, 'dropout', None), float) else None
+        if attr: saved.append((mod, attr, getattr(mod, attr), mod.training)); setattr(mod, attr, float(p)); mod.training = p > 0
+    try: yield model
+    finally:
+        for mod, attr, v, t in saved: setattr(mod, attr, v); mod.training = t
 
-@patch_into(MAML)
-def _resume(self, path, opt, trng):
-    obj = load_checkpoint(path); meta = _check_meta(type(self), obj, path)
-    diff = {k: (v, self.hparams.get(k)) for k, v in meta['hparams'].items() if self.hparams.get(k) != v}
-    if diff: raise bad_input(path, 'hparams', 'the hyper-parameters of this learner', f'differences (saved, current): {diff}')
-    st = obj['state']; self.load_state(st, path); opt.load_state_dict(st['optimizer']); torch.set_rng_state(st['torch_rng'])
-    trng.set_state(st['noise_rng'])
-    rng = np.random.default_rng(); rng.bit_generator.state = meta['np_rng']
-    self.history, self.best_val = list(meta['history']), meta['best_val']
-    return meta['step'], (st['best'] or None), rng
+@patch
+def _support(self:MAML, support_x, support_y=None, info=None):
+    "The support set as tensors on the device, checked once (`support_set`), and its task vector (or None)."
+    t = support_set(support_x, support_y, info, f'{self.name}.adapt', self.n_bands)
+    v = None if self.info_size is None else torch.as_tensor(
+        info_vector(t.info, self.info_size, f'{self.name}.adapt: task {t.name!r}'), device=self.device)
+    return torch.as_tensor(t.support_x, device=self.device), torch.as_tensor(t.support_y, device=self.device), v
 
-# %% ../../nbs/30_meta.maml.ipynb #f6885902
-@patch_into(MAML)
-def _support(self, support, task_info):
-    where = f"{self.name}.adapt"
-    if isinstance(support, (tuple, list)): x, y, info = support[0], support[1], task_info
-    else: x, y, info = support.support_x, support.support_y, task_info if task_info is not None else getattr(support, 'info', None)
-    if hasattr(support, 'name'): where = f"{where}: task '{support.name}'"
-    x = check_series(x, where, 'support_x', self.n_bands)
-    y = check_labels(y, where, 'support_y', len(x))
-    v = None if self.info_size is None else torch.as_tensor(info_vector(info, self.info_size, where), device=self.device)
-    return torch.as_tensor(x, device=self.device), torch.as_tensor(y, device=self.device), v
-
-@patch_into(MAML)
-def predictor(self, task_info=None)->Predictor:
+@patch
+def predictor(self:MAML, info=None)->Predictor:
     "The meta-learned model without adaptation (zero shots)."
-    v = None if self.info_size is None else torch.as_tensor(info_vector(task_info, self.info_size, self.name), device=self.device)
+    v = None if self.info_size is None else torch.as_tensor(info_vector(info, self.info_size, self.name), device=self.device)
     film = self._film(v)
     return Predictor(self, {k: p.detach() for k, p in self._shared().items()}, film, v)
 
-@patch_into(MAML)
-def _film(self, v): return None   # fixed per-task extra inputs for a single task (TIML: FiLM parameters)
+@patch
+def _film(self:MAML, v): return None   # fixed per-task extra inputs for a single task (TIML: FiLM parameters)
 
-@patch_into(MAML)
-def adapt(self, support, # a Task (support set + info) or (x (n, T, B), y (n,))
-          task_info=None, # the task's TaskInfo / vector (task-informed learners; default: support.info)
+@patch
+def adapt(self:MAML, support_x, # (n, T, B) support series, or a Task (its support set and info)
+          support_y=None, # (n,) labels in {0, 1} (None when `support_x` is a Task)
+          info=None, # the task's TaskInfo / vector (task-informed learners; default: the task's own)
           steps:int|None=None, # SGD steps (None = 250)
+          seed:int|None=None, # None: drawn from torch's global generator (seed_everything makes runs repeatable)
+          device=None, # adapt on this device (None: the learner's); the learner moves there
           lr:float|None=None, # SGD learning rate (None = the inner learning rate of meta-training)
           batch_per_class:int=10, # examples of each class per step
           dropout:float|None=None, # dropout while adapting (None = the model's)
           grad_clip:float|None=None, # clip each step's gradient norm
-          seed:int|None=None, # None: drawn from torch's global generator (seed_everything makes runs repeatable)
          )->Predictor:
     "Fine-tune the meta-learned weights on a support set."
     steps = 250 if steps is None else steps
     if int(steps) < 1: raise bad_input(f'{self.name}.adapt', 'steps', 'a positive number of SGD steps (use learner.predictor() for no adaptation)', steps)
-    x, y, v = self._support(support, task_info)
+    if device is not None: self.to(device)
+    x, y, v = self._support(support_x, support_y, info)
     lr = self.fit_config['inner_lr'] if lr is None else lr
     for m in self._modules().values(): m.eval()
     film = self._film(v); xin = self._inputs(x, v)
     p = {k: t.detach() for k, t in self._shared().items()}
     seed = int(torch.randint(0, 2**31 - 1, ())) if seed is None else int(seed)
-    rng = np.random.default_rng(seed)
-    drop = self.hparams['dropout'] if dropout is None else dropout
-    # the batches and dropout masks follow `seed`, without resetting the caller's global generator
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == 'cuda' else []):
+    batches = torch.as_tensor(balanced_batches(y.cpu().numpy(), steps, batch_per_class, np.random.default_rng(seed)), device=x.device)
+    extra = () if film is None else ({k: t[None] for k, t in film.items()},)
+    # the dropout masks follow `seed`, without resetting the caller's global generator
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == 'cuda' else []), torch.no_grad(), \
+         adapt_dropout(self.model, self.hparams['dropout'] if dropout is None else dropout):
         torch.manual_seed(seed)
-        if isinstance(self.model, LSTMClassifier):
-            p = sgd_adapt(p, xin, y, steps, lr, batch_per_class, film, drop, rng, grad_clip)
-        else: p = self._generic_adapt(p, xin, y, steps, lr, batch_per_class, film, rng)
-    return Predictor(self, p, film, v)
-
-@patch_into(MAML)
-def _generic_adapt(self, p, x, y, steps, lr, per_class, film, rng):
-    "SGD through autograd for modules without a fast path."
-    p = {k: t.clone().requires_grad_() for k, t in p.items()}
-    batches = balanced_batches(y.cpu().numpy(), steps, per_class, rng)
-    extra = (film,) if film else ()
-    for b in batches:
-        b = torch.as_tensor(b, device=x.device)
-        loss = task_losses(functional_call(self.model, p, (x[b], *extra))[None], y[b][None]).sum()
-        g = torch.autograd.grad(loss, list(p.values()))
-        with torch.no_grad():
-            for t, gi in zip(p.values(), g): t.sub_(lr * gi)
-    return {k: t.detach() for k, t in p.items()}
+        p = inner_loop(self.model, p, xin[None], y[None], *extra, lr=lr, steps=steps, first_order=True, shared=True,
+                       batches=batches, grad_clip=grad_clip)
+    return Predictor(self, {k: t[0] for k, t in p.items()}, film, v)
