@@ -14,11 +14,12 @@ import yaml
 from tqdm.auto import tqdm
 from .core import (bad_input, suggest, get_device, seed_everything, atomic_path, make_folder, save_checkpoint,
                          load_checkpoint, read_config)
-from .data.h5maps import (MappingDataset, read_data_list, compute_stats, normalize, check_cube, open_stack,
+from .data.h5maps import (MappingDataset, read_data_list, compute_stats, normalize, check_cube, source_stats,
                                 read_sample, write_data_list)
+from .data.raster import load_raster
 from .models.swin3d import MultiSourceMapper
 from .meta.core import fit_loop
-from .meta.maml import inner_loop
+from .meta.core import inner_loop
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'SOURCE_KEYS', 'FREE', 'KIND', 'RUN_ONLY', 'load_config', 'build_model', 'n_params', 'confusion',
@@ -130,7 +131,11 @@ def _epoch_order(n:int, seed:int, epoch:int)->torch.Tensor:
 
 def _fit_meta(cfg:dict, stats:dict)->dict:
     "The settings a resumed run must share with the run it continues."
-    return {'config': {**cfg, 'train': {k: v for k, v in cfg['train'].items() if k not in RUN_ONLY}}, 'stats': stats}
+    return {'config': {**cfg, 'train': {k: v for k, v in cfg['train'].items() if k not in RUN_ONLY}}, 'stats': _plain_stats(stats)}
+
+def _plain_stats(stats:dict)->dict:
+    "Per-source statistics as plain values, as a checkpoint holds them (`source_stats` reads them back)."
+    return {k: v.to_dict() for k, v in source_stats(stats).items()}
 
 # %% ../nbs/80_mapping.ipynb #9aadd080
 def _end_epoch(run:dict, epoch:int, model, va, cfg, dev, work:Path, stats:dict, seconds:float, progress:bool):
@@ -143,7 +148,7 @@ def _end_epoch(run:dict, epoch:int, model, va, cfg, dev, work:Path, stats:dict, 
         rec.update(val_mIoU=m['mIoU'], val_mFscore=m['mFscore'], val_aAcc=m['aAcc'])
         if m['mFscore'] > run['best']:
             run['best'] = m['mFscore']
-            save_checkpoint(work / f'{KIND}.pt', KIND, {'model': model.state_dict()}, config=cfg, stats=stats,
+            save_checkpoint(work / f'{KIND}.pt', KIND, {'model': model.state_dict()}, config=cfg, stats=_plain_stats(stats),
                             epoch=epoch + 1, metrics=m)
     run['history'].append(rec); run['seconds'] = seconds
     with atomic_path(work / 'history.json') as tmp: tmp.write_text(json.dumps(run['history'], indent=1))
@@ -199,7 +204,7 @@ def load_model(ckpt, device=None)->tuple:
     if ck['kind'] == KIND: cfg, stats, weights = ck['meta']['config'], ck['meta']['stats'], ck['state']['model']
     else: cfg, stats, weights = load_config(ck['meta']['meta']['config']), ck['meta']['meta']['stats'], ck['state']['fit']['model']
     model = build_model(cfg); model.load_state_dict(weights)
-    return model.to(get_device(device)).eval(), cfg, stats
+    return model.to(get_device(device)).eval(), cfg, source_stats(stats)
 
 # %% ../nbs/80_mapping.ipynb #448bb8e9
 def evaluate_checkpoint(config, # config (its data section says where the samples are)
@@ -270,7 +275,7 @@ def _load_inputs(cfg, inputs)->dict:
         v = inputs[s]
         if isinstance(v, (str, Path)):
             if not Path(v).exists(): raise bad_input('infer', f'inputs.{s}', 'an existing GeoTIFF stack or .nc file', f"'{v}' (no such file)")
-            v = xr.open_dataarray(v, decode_coords='all') if str(v).endswith('.nc') else open_stack(v, spec['frames'])
+            v = load_raster(v, n_time=None if str(v).endswith(('.nc', '.nc4')) else spec['frames'])
         v = check_cube(v, s)
         if v.sizes['band'] != spec['bands']: raise bad_input(s, 'band', f"{spec['bands']} bands", v.sizes['band'])
         out[s] = v

@@ -13,7 +13,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 from tqdm.auto import tqdm
 from .core import bad_input
-from .meta.maml import inner_loop
+from .meta.core import inner_loop
 
 # %% auto #0
 __all__ = ['loss_of', 'binary_criterion', 'flatten', 'parts_of', 'adapted_weights', 'plot_adapted_weights', 'loss_along_gradient',

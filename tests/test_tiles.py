@@ -213,7 +213,7 @@ def test_task_loop_matches_vmap_gradients():
     "Ways.forward_tasks (one plain conv pass per task) gives the same adapted weights as a vmap over tasks."
     from torch.func import functional_call, vmap
     from agrinb.meta.tiles import Ways
-    from agrinb.meta.maml import stack_params, inner_loop, task_losses
+    from agrinb.meta.core import stack_params, inner_loop, task_losses
     net = Ways(TileCNN(15, 10, hidden=8, n_blocks=3)); theta = dict(net.named_parameters())
     x, y = torch.randn(3, 8, 15, 16, 16), torch.randint(0, 4, (3, 8)); ways = torch.tensor([[0, 3, 5, 9], [1, 2, 3, 4], [9, 8, 0, 1]])
     loop = inner_loop(net, stack_params(theta, 3), x, y, ways, lr=0.3, steps=2, first_order=True)

@@ -8,6 +8,7 @@ import os, tempfile, warnings
 from pathlib import Path
 from ..core import AgrinbError, bad_input, seed_everything, save_checkpoint, load_checkpoint
 from ..data.pixels import BandStats
+from ..tasks.pixels import TEST_SPEC
 
 # %% auto #0
 __all__ = ['TIML_APP_CONFIG', 'cache_dir', 'save_learner', 'learner_stats', 'pretrained_timl']
@@ -37,7 +38,7 @@ def learner_stats(path)->BandStats:
     return BandStats.from_dict(meta['band_stats'])
 
 # %% ../../nbs/35_meta.pretrained.ipynb #4849eeae
-TIML_APP_CONFIG = dict(n_samples=6000, missing=0.1, exclude=('Togo', 'Kenya', 'Brazil'), seed=0,  # data
+TIML_APP_CONFIG = dict(n_samples=6000, missing=0.1, exclude=tuple(r for r, _ in TEST_SPEC), seed=0,  # data
                        hidden=32,  # model
                        meta_steps=100, meta_batch=16, inner_lr=0.3, outer_lr=3e-3)  # meta-training
 _MODEL_KEYS = ('hidden', 'dropout')

@@ -17,7 +17,7 @@ from ..data.pixels import BandStats
 from ..data.tiles import TileSet
 from ..tasks.tiles import TileTask, sample_tile_task, deepglobe_task, stack_tasks, channel_stats, scale_tiles
 from ..models.cnn import TileCNN, UNet
-from .maml import stack_params, batched_forward, task_losses, inner_loop, query_losses
+from .core import stack_params, batched_forward, task_losses, inner_loop, query_losses
 from .core import fit_loop, Learner, Predictor
 from torch.func import functional_call
 
