@@ -113,3 +113,23 @@ def test_reconstruct_raw_units(model):
     r = model.reconstruct(x, 30., 10., month=0, mask=hide, progress=False)
     assert r.shape == x.shape and np.isnan(r[..., 10]).all()
     assert 200 < np.median(r[:, 6, 13]) < 340   # kelvin, not the normalised value
+
+
+def test_longest_series(model):
+    x = _series(n=3, T=24)
+    assert model.embed(x, 0., 0., month=5, progress=False).shape == (3, 128)
+
+
+def test_probe_protocol_with_task(tmp_path):
+    from agrinb.tasks import Task, TaskInfo
+    from agrinb.meta.presto import PrestoProbe, PrestoEnsemble
+    x = _series(n=12); y = np.r_[np.ones(6, int), np.zeros(6, int)]; x[y == 1, :, 8] += 2000  # crops: brighter NIR
+    task = Task('t', x[::2].astype(np.float32), y[::2], x[1::2].astype(np.float32), y[1::2], TaskInfo(7., 1.))
+    probe = PrestoProbe(device='cpu')
+    assert probe.meta_fit([task]) is probe
+    p = probe.adapt(task, seed=0).predict_proba(task.query_x)
+    assert p.shape == (6,) and p[task.query_y == 1].min() > p[task.query_y == 0].max()
+    probe.save(tmp_path / 'p.pt'); assert PrestoProbe.load(tmp_path / 'p.pt').C == probe.C
+    e = PrestoEnsemble(seed=0).adapt(task).predict_proba(task.query_x)
+    assert e.shape == (6,) and np.all((0 <= e) & (e <= 1))
+    with pytest.raises(AgrinbError, match='lat/lon'): probe.adapt(task.support_x, task.support_y)

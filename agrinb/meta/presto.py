@@ -80,7 +80,7 @@ class ProbePredictor:
                              month=self.month if month is None else month)
         return self.head.predict_proba(z)[:, list(self.head.classes_).index(1)]
 
-# %% ../../nbs/34_meta.presto.ipynb #2e8e2474
+# %% ../../nbs/34_meta.presto.ipynb #b3fe8c14
 def _scalar(v): return v if v is not None and np.ndim(v) == 0 else None
 
 @patch
@@ -101,7 +101,7 @@ def adapt(self:PrestoProbe, support_x, # (n, T, B) raw series, (n, 128) embeddin
     head = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=seed).fit(z, y)
     return ProbePredictor(self, head, _scalar(lat), _scalar(lon), month if np.ndim(month) == 0 else None)
 
-# %% ../../nbs/34_meta.presto.ipynb #f349b55f
+# %% ../../nbs/34_meta.presto.ipynb #bf4d7c8c
 @patch
 def save(self:PrestoProbe, path):
     "Write the learner's settings as an agrinb checkpoint (kind 'PrestoProbe')."
@@ -112,7 +112,7 @@ def load(cls:PrestoProbe, path, device=None)->PrestoProbe:
     "A `PrestoProbe` from `save`'s checkpoint, its encoder on `device`."
     return cls(device=device, **load_checkpoint(path, 'PrestoProbe')['meta'])
 
-# %% ../../nbs/34_meta.presto.ipynb #0a43620b
+# %% ../../nbs/34_meta.presto.ipynb #dbecc07a
 class PrestoEnsemble:
     "Average of a learner's P(positive) and a random forest's on the raw (gap-filled) series."
     name = 'Presto + random forest'
@@ -133,7 +133,7 @@ class EnsemblePredictor:
         rf = self.forest.predict_proba(fill_gaps(x, self.band_mean).reshape(len(x), -1))[:, list(self.forest.classes_).index(1)]
         return (self.first.predict_proba(x, **kwargs) + rf) / 2
 
-# %% ../../nbs/34_meta.presto.ipynb #740ca717
+# %% ../../nbs/34_meta.presto.ipynb #5490fefe
 @patch
 def adapt(self:PrestoEnsemble, support_x, support_y=None, info=None, steps=None, seed=None, device=None,
           **kwargs)->EnsemblePredictor: # kwargs (lat, lon, month) go to the learner

@@ -45,7 +45,7 @@ def _check_series(x, bands, where):
     if np.isinf(x).any(): raise bad_input(where, 'x', 'finite values (NaN marks a gap)', f'{int(np.isinf(x).sum())} inf values')
     return x
 
-# %% ../../nbs/22_models.presto.ipynb #2af8c529
+# %% ../../nbs/22_models.presto.ipynb #ba6928cc
 def normalize(x_raw:np.ndarray, # (N, T, B) raw CropHarvest values, NaN where missing
               bands=CROPHARVEST_BANDS, # the B band names of `x_raw` (any subset of CROPHARVEST_BANDS)
              )->tuple: # x (N, T, 17) float32 (0 where missing), missing (N, T, 17) bool
@@ -64,7 +64,7 @@ def normalize(x_raw:np.ndarray, # (N, T, B) raw CropHarvest values, NaN where mi
     missing = np.isnan(full)
     return np.where(missing, 0., full).astype(np.float32), missing
 
-# %% ../../nbs/22_models.presto.ipynb #8dd86902
+# %% ../../nbs/22_models.presto.ipynb #91202e33
 class Attention(nn.Module):
     "Multi-head self-attention with q/k/v bias; `keep` (N, L) bool masks keys."
     def __init__(self, dim:int=128, heads:int=8):
@@ -91,7 +91,7 @@ class Block(nn.Module):
         x = x + self.attn(self.norm1(x), keep)
         return x + self.mlp(self.norm2(x))
 
-# %% ../../nbs/22_models.presto.ipynb #4a4b7020
+# %% ../../nbs/22_models.presto.ipynb #0f0b24b1
 def month_table(d:int)->torch.Tensor:
     "(12, d) month codes: sin of the month angle in the first half, cos in the second."
     a = torch.arange(12, dtype=torch.float64) * (2 * math.pi / 12)
@@ -108,7 +108,7 @@ def to_unit_sphere(lat, lon)->torch.Tensor:
     lat, lon = torch.deg2rad(torch.as_tensor(lat)), torch.deg2rad(torch.as_tensor(lon))
     return torch.stack([lat.cos() * lon.cos(), lat.cos() * lon.sin(), lat.sin()], -1).float()
 
-# %% ../../nbs/22_models.presto.ipynb #fbae81a8
+# %% ../../nbs/22_models.presto.ipynb #308af476
 class Encoder(nn.Module):
     "Presto's encoder: per-group linear tokens + fixed codes, 2 blocks, final LayerNorm."
     def __init__(self, dim:int=128, depth:int=2, heads:int=8, mlp_ratio:int=4):
@@ -126,7 +126,7 @@ class Encoder(nn.Module):
         if static: m, p = torch.zeros_like(m), torch.zeros_like(p)  # SRTM: channel code only
         return torch.cat([m, self.channel_embed.weight[group].expand(N, T, -1), p], -1)
 
-# %% ../../nbs/22_models.presto.ipynb #308af476
+# %% ../../nbs/22_models.presto.ipynb #4a6610c6
 @patch
 def tokens(self:Encoder, x, # (N, T, 17) normalised values
            missing, # (N, T, 17) bool, True = hidden
@@ -151,7 +151,7 @@ def tokens(self:Encoder, x, # (N, T, 17) normalised values
             ~missing[:, :1, GROUPS['SRTM']].any(-1), ~hid[:, G - 1], dw != DW_MISSING]
     return torch.cat(toks, 1), torch.cat(keep, 1)
 
-# %% ../../nbs/22_models.presto.ipynb #f4213719
+# %% ../../nbs/22_models.presto.ipynb #6b2b0583
 @patch
 def forward(self:Encoder, x, missing, dw, latlon, month,
             pool:bool=True, # True: (N, dim) embeddings; False: (normed tokens (N, L', dim), keep (N, L'), columns (L',))
@@ -166,7 +166,7 @@ def forward(self:Encoder, x, missing, dw, latlon, month,
     w = keep.to(tok.dtype)[..., None]
     return self.norm((tok * w).sum(1) / w.sum(1))
 
-# %% ../../nbs/22_models.presto.ipynb #f1c1815b
+# %% ../../nbs/22_models.presto.ipynb #eacb40d9
 class Decoder(nn.Module):
     "Presto's decoder: fills hidden tokens with a mask token and predicts every group's values."
     def __init__(self, dim:int=128, depth:int=2, heads:int=8, mlp_ratio:int=4, channel_dim:int=32):
@@ -190,7 +190,7 @@ class Decoder(nn.Module):
             else: out.append(torch.cat([m, c, p], -1))
         return torch.cat(out, 1)
 
-# %% ../../nbs/22_models.presto.ipynb #eacb40d9
+# %% ../../nbs/22_models.presto.ipynb #e8a24c84
 @patch
 def forward(self:Decoder, tok, keep, cols, month)->tuple: # -> (N, T, 17) normalised values, (N, T, 9) DW logits
     N, T = month.shape; L = 2 + 9 * T
@@ -206,7 +206,7 @@ def forward(self:Decoder, tok, keep, cols, month)->tuple: # -> (N, T, 17) normal
         eo.append(self.eo_decoder_pred[g](h[:, at:at + n]).expand(N, T, -1)); at += n
     return torch.cat(eo, -1), self.dw_decoder_pred(h[:, at:at + T])
 
-# %% ../../nbs/22_models.presto.ipynb #e8a24c84
+# %% ../../nbs/22_models.presto.ipynb #6713564a
 class Presto(nn.Module):
     "Presto: `encoder` (embeddings) and `decoder` (masked reconstruction), published parameter names."
     def __init__(self, dim:int=128, depth:int=2, heads:int=8, mlp_ratio:int=4):
@@ -224,7 +224,7 @@ def pretrained(device=None)->Presto:
     m.load_state_dict(load_checkpoint(weights_path(), 'Presto')['state'])
     return m.to(get_device(device)).eval().requires_grad_(False)
 
-# %% ../../nbs/22_models.presto.ipynb #fa3e7086
+# %% ../../nbs/22_models.presto.ipynb #275462b4
 def _months(month, N, T, where):
     m = np.asarray(month)
     if m.size == 0 or not np.issubdtype(m.dtype, np.integer) or m.min() < 0 or m.max() > 11:
@@ -247,7 +247,7 @@ def _coords(lat, lon, N, where):
         out.append(a)
     return out
 
-# %% ../../nbs/22_models.presto.ipynb #16cd44ff
+# %% ../../nbs/22_models.presto.ipynb #9db19eb6
 def prepare(x_raw, lat, lon, month=0, bands=CROPHARVEST_BANDS, dynamic_world=None, mask=None, where='Presto')->dict:
     "Checked numpy inputs for the encoder: x, missing, dw, latlon (unit sphere), month."
     bands = _band_index(bands, where)
@@ -269,7 +269,7 @@ def prepare(x_raw, lat, lon, month=0, bands=CROPHARVEST_BANDS, dynamic_world=Non
     if not kept.all(): raise bad_input(where, 'x', 'at least one observed, unmasked token per sample', f'every token hidden in samples {np.flatnonzero(~kept)[:5].tolist()}')
     return dict(x=x, missing=missing, dw=dw.astype(np.int64), latlon=to_unit_sphere(lat, lon).numpy(), month=_months(month, N, T, where))
 
-# %% ../../nbs/22_models.presto.ipynb #9db19eb6
+# %% ../../nbs/22_models.presto.ipynb #8b9cc0c2
 def _to(p, sl, dev):
     return (torch.from_numpy(p['x'][sl]).to(dev), torch.from_numpy(p['missing'][sl]).to(dev),
             torch.from_numpy(p['dw'][sl]).to(dev), torch.from_numpy(p['latlon'][sl]).to(dev),
@@ -285,7 +285,7 @@ def _batches(self:Presto, p, fn, batch_size, device, progress, desc):
             out.append(fn(*_to(p, slice(s, s + batch_size), dev)))
     return out
 
-# %% ../../nbs/22_models.presto.ipynb #70ae68fd
+# %% ../../nbs/22_models.presto.ipynb #80bbb5ad
 @patch
 def embed(self:Presto, x_raw:np.ndarray, # (N, T, B) raw CropHarvest values, NaN where missing
           lat, lon, # (N,) degrees, or scalars for all series
@@ -299,7 +299,7 @@ def embed(self:Presto, x_raw:np.ndarray, # (N, T, B) raw CropHarvest values, NaN
     out = self._batches(p, lambda *a: self.encoder(*a).float().cpu(), batch_size, device, progress, 'Presto.embed')
     return torch.cat(out).numpy() if out else np.zeros((0, 128), np.float32)
 
-# %% ../../nbs/22_models.presto.ipynb #80bbb5ad
+# %% ../../nbs/22_models.presto.ipynb #9beb7870
 @patch
 def embed_dataset(self:Presto, ds, # a PixelDataset whose bands are CropHarvest band names
                   month=0, dynamic_world=None, batch_size:int=128, device=None, progress:bool=True)->np.ndarray:
@@ -307,7 +307,7 @@ def embed_dataset(self:Presto, ds, # a PixelDataset whose bands are CropHarvest 
     return self.embed(ds.x, ds.lat, ds.lon, month=month, bands=ds.bands, dynamic_world=dynamic_world,
                       batch_size=batch_size, device=device, progress=progress)
 
-# %% ../../nbs/22_models.presto.ipynb #cb06ebfe
+# %% ../../nbs/22_models.presto.ipynb #5d3e9b2d
 @patch
 def reconstruct(self:Presto, x_raw:np.ndarray, lat, lon, # as for `embed`
                 month=0, bands=CROPHARVEST_BANDS, dynamic_world=None, mask=None, batch_size:int=128,
