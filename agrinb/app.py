@@ -685,7 +685,7 @@ def build_controls(self:MapLabeler, w, export_dir):
     self.view = w.Dropdown(options=[('true colour', 'rgb'), ('NDVI', 'ndvi')], value='rgb', layout=w.Layout(width='120px'))
     self.month = w.IntSlider(value=min(6, s.n_time - 1), min=0, max=s.n_time - 1, description='month',
                              continuous_update=False, layout=w.Layout(width='240px'))
-    self.cls = w.ToggleButtons(options=list(s.classes), value=s.classes[0], style={'button_width': '80px'})
+    self.cls = w.ToggleButtons(options=list(s.classes), value=s.classes[0], style={'button_width': '96px'})
     self.cls.add_class('agrinb-cls')
     self.undo_btn, self.clear_btn = w.Button(description='Undo', icon='undo'), w.Button(description='Clear')
     self.adapt_btn = w.Button(description='Adapt', button_style='primary')
@@ -695,7 +695,8 @@ def build_controls(self:MapLabeler, w, export_dir):
     self.opacity = w.FloatSlider(value=0.7, min=0, max=1, step=0.05, description='opacity', readout=False,
                                  layout=w.Layout(width='200px'))
     w.dlink((self.opacity, 'value'), (self.proba_layer, 'opacity'))
-    self.colorbar, self.legend = w.HTML(colorbar_html(label=f'P({s.classes[0]})')), w.HTML(legend_html(s.classes))
+    self.colorbar = w.HTML(colorbar_html(label=f'P({s.classes[0]})'), layout=w.Layout(min_width='240px'))
+    self.legend = w.HTML(legend_html(s.classes), layout=w.Layout(min_width='230px'))
     self.count, self.message, self.readout, self.tiles_note = w.HTML(), w.HTML(), w.HTML(), w.HTML()
     self.log_view = w.HTML()
     for c, k in [(self.count, 'count'), (self.message, 'message'), (self.readout, 'readout'), (self.tiles_note, 'tiles-note')]:
@@ -709,7 +710,7 @@ def build_controls(self:MapLabeler, w, export_dir):
     log_box = w.Accordion(children=[self.log_view], titles=('log',), selected_index=None)
     self.widget = w.VBox([w.HTML(WIDGET_CSS), w.HBox([self.country, self.view, self.month]),
                           w.HBox([self.cls, self.undo_btn, self.clear_btn, self.count]),
-                          self.map, w.HBox([self.readout, self.tiles_note]),
-                          w.HBox([self.adapt_btn, self.progress, self.suggest_btn, self.opacity, self.colorbar, self.legend]),
+                          self.map, w.HBox([self.legend, self.readout, self.tiles_note]),
+                          w.HBox([self.adapt_btn, self.progress, self.suggest_btn, self.opacity, self.colorbar]),
                           w.HBox([self.export_btn, self.export_dir]), self.message, log_box])
     self.widget.add_class('agrinb-labeler')
