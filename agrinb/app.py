@@ -474,7 +474,9 @@ def draw_place(self:MapLabeler):
     import ipyleaflet as L
     from agrinb.data.geo import borders
     W, S, E, N = self.session.bounds
-    self.border_layer.data = borders((W - BORDER_MARGIN, S - BORDER_MARGIN, E + BORDER_MARGIN, N + BORDER_MARGIN))
+    box = tuple(round(v) for v in (W - BORDER_MARGIN, S - BORDER_MARGIN, E + BORDER_MARGIN, N + BORDER_MARGIN))
+    if getattr(self, '_border_box', None) != box:  # ~150 kB to the browser: only when the neighbourhood changes
+        self.border_layer.data, self._border_box = borders(box), box
     r = self.session.raster
     tag = (f'<div class="agrinb-place" style="white-space:nowrap;font:bold 12px sans-serif">&#9660; '
            f'{escape(str(self.session.region))} ({r.sizes["y"]}&times;{r.sizes["x"]} px)</div>')
