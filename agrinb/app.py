@@ -677,6 +677,7 @@ WIDGET_CSS = ('<style>'
     '.agrinb-place{background:rgba(255,255,255,.85);border:1px solid #444;padding:0 4px;display:inline-block}'
     '</style>') % (LABEL_COLORS[0], LABEL_COLORS[1])
 
+# %% ../nbs/60_app.ipynb #271182d0
 @patch
 def build_controls(self:MapLabeler, w, export_dir):
     "The dropdowns, sliders and buttons, wired to the handlers, laid out in `self.widget`."
