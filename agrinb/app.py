@@ -4,7 +4,8 @@
 
 # %% ../nbs/60_app.ipynb #9c1aae96
 from __future__ import annotations
-import time
+import logging, re, time, traceback
+from html import escape
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -16,11 +17,12 @@ from .data.pixels import CROPHARVEST_BANDS, NON_CROP, BandStats, prepare_series
 from .data.raster import check_raster, load_raster, lonlat_bounds, lonlat_to_xy
 from .data.synthetic import make_datacube
 from .meta.pretrained import pretrained_timl
-from .maps import (LABEL_COLORS, raster_rgba, proba_rgba, png_data_url, map_view, colorbar_html,
+from .maps import (LABEL_COLORS, raster_rgba, proba_rgba, png_data_url, map_view, colorbar_html, legend_html,
                          labels_gdf, write_labels, write_proba, folium_map, write_html)
 
 # %% auto #0
-__all__ = ['LabelingSession', 'MapLabeler']
+__all__ = ['UNDO_DEPTH', 'OSM_URL', 'OSM_ATTRIBUTION', 'BORDER_STYLE', 'log', 'BORDER_MARGIN', 'WIDGET_CSS', 'LabelingSession',
+           'tiles_reachable', 'plain_message', 'MapLabeler']
 
 # %% ../nbs/60_app.ipynb #8738cea7
 class LabelingSession:
@@ -49,7 +51,7 @@ class LabelingSession:
         if self.stats is None:
             raise bad_input('LabelingSession', 'stats', "the BandStats the learner was trained with "
                             "(PixelDataset.stats), or 'raster' to normalise with the raster's own statistics", None)
-        self.synthetic = raster is None
+        self.synthetic, self._history = raster is None, []
         self.set_raster(make_datacube(region, size=size, seed=seed) if raster is None else raster)
         self.region = region if raster is None else self.raster.attrs.get('source', 'raster')
 
@@ -69,7 +71,7 @@ def set_raster(self:LabelingSession, raster):
                                 'cls': pd.Series(dtype=object), 'row': pd.Series(dtype=int), 'col': pd.Series(dtype=int)})
     if old is not None:
         for r in old.itertuples():
-            if self.contains(r.lat, r.lon): self.add_label(r.lat, r.lon, r.cls)
+            if self.contains(r.lat, r.lon): self._put_label(r.lat, r.lon, r.cls)
     return self
 
 @patch
@@ -112,12 +114,20 @@ def _pixel(self:LabelingSession, lat:float, lon:float, where='add_label')->tuple
     x, y = lonlat_to_xy(self.raster, lon, lat)
     return self._cell(self.raster.y.values, y), self._cell(self.raster.x.values, x)
 
+_STATE = ('raster', 'bounds', 'region', 'labels', 'predictor', 'proba', 'suggestions', '_x')
+UNDO_DEPTH = 200
+
 @patch
-def add_label(self:LabelingSession, lat:float, # latitude, degrees
-              lon:float, # longitude, degrees
-              cls:str, # one of `self.classes`
-             )->int: # number of labels
-    "Label the pixel under (lat, lon) as `cls` (replacing an earlier label on that pixel)."
+def _state(self:LabelingSession)->dict: return {k: getattr(self, k, None) for k in _STATE}
+
+@patch
+def _remember(self:LabelingSession, action:str):
+    "Record the state before `action`."
+    self._history = (self._history + [(action, self._state())])[-UNDO_DEPTH:]
+
+@patch
+def _put_label(self:LabelingSession, lat:float, lon:float, cls:str)->int:
+    "Label the pixel under (lat, lon) (no undo record); a suggestion on that pixel is answered and goes."
     if cls not in self.classes:
         raise AgrinbError(str(bad_input('add_label', 'cls', f'one of {list(self.classes)}', repr(cls)))
                           + suggest(cls, self.classes))
@@ -125,21 +135,61 @@ def add_label(self:LabelingSession, lat:float, # latitude, degrees
     keep = ~((self.labels.row == row) & (self.labels.col == col))
     new = pd.DataFrame({'lat': [float(lat)], 'lon': [float(lon)], 'cls': [cls], 'row': [row], 'col': [col]})
     self.labels = pd.concat([self.labels[keep], new], ignore_index=True) if keep.any() else new
+    if self.suggestions is not None:
+        sg = self.suggestions
+        self.suggestions = sg[~((sg.row == row) & (sg.col == col))].reset_index(drop=True)
     return len(self.labels)
+
+@patch
+def add_label(self:LabelingSession, lat:float, # latitude, degrees
+              lon:float, # longitude, degrees
+              cls:str, # one of `self.classes`
+             )->int: # number of labels
+    "Label the pixel under (lat, lon) as `cls` (replacing an earlier label on that pixel); `undo` takes it back."
+    before = self._state()
+    n = self._put_label(lat, lon, cls)
+    self._history.append(('label', before))
+    return n
 
 # %% ../nbs/60_app.ipynb #b4ff0567
 @patch
-def undo(self:LabelingSession)->dict|None:
-    "Remove the last label; return it (None when there was none)."
+def undo(self:LabelingSession)->str|None:
+    "Undo the last change; return its name ('label', 'remove', 'clear', 'crop', 'country'; None: nothing to undo)."
+    if not self._history: return None
+    action, state = self._history.pop()
+    if action in ('label', 'remove'):  # the labels come back; the map made since (a result, not a change) stays
+        self.labels = state['labels']
+        if state['predictor'] is self.predictor: self.suggestions = state['suggestions']
+    else:
+        for k, v in state.items(): setattr(self, k, v)
+    return action
+
+@patch
+def remove_label(self:LabelingSession, i:int, # row of `self.labels`
+                )->dict: # the removed label
+    "Remove one particular label."
+    if not 0 <= i < len(self.labels): raise bad_input('remove_label', 'i', f'a label index in 0..{len(self.labels) - 1}', i)
+    self._remember('remove')
+    gone = self.labels.iloc[i].to_dict()
+    self.labels = self.labels.drop(index=self.labels.index[i]).reset_index(drop=True)
+    return gone
+
+@patch
+def label_near(self:LabelingSession, lat:float, lon:float,
+               tol:float, # how far, in degrees of longitude at the equator (a map's pixel size times its marker radius)
+              )->int|None: # row of `self.labels`, or None
+    "The label nearest (lat, lon) within `tol` (distances in Web-Mercator units: what a marker's radius covers)."
     if not len(self.labels): return None
-    last = self.labels.iloc[-1].to_dict()
-    self.labels = self.labels.iloc[:-1].reset_index(drop=True)
-    return last
+    k = 1 / np.cos(np.radians(lat))
+    d = np.hypot(self.labels.lon.values - lon, (self.labels.lat.values - lat) * k)
+    i = int(d.argmin())
+    return i if d[i] <= tol else None
 
 @patch
 def clear(self:LabelingSession):
-    "Remove every label and suggestion."
-    self.labels, self.suggestions = self.labels.iloc[:0], None
+    "Remove every label and suggestion, and the prediction made from them."
+    self._remember('clear')
+    self.labels, self.suggestions, self.predictor, self.proba = self.labels.iloc[:0], None, None, None
 
 @patch
 def counts(self:LabelingSession)->dict:
@@ -162,7 +212,9 @@ def add_labels(self:LabelingSession, labels, # GeoDataFrame / GeoJSON path (any 
         labels = pd.DataFrame({'lat': labels.geometry.y, 'lon': labels.geometry.x, column: labels[column]})
     if column not in labels or not {'lat', 'lon'} <= set(labels.columns):
         raise bad_input(where, 'columns', f"'lat', 'lon' and {column!r}", list(labels.columns))
-    for r in labels[['lat', 'lon', column]].itertuples(index=False): self.add_label(r[0], r[1], str(r[2]))
+    before = self._state()
+    for r in labels[['lat', 'lon', column]].itertuples(index=False): self._put_label(r[0], r[1], str(r[2]))
+    self._history.append(('label', before))
     return len(self.labels)
 
 # %% ../nbs/60_app.ipynb #54e7f40f
@@ -244,7 +296,22 @@ def suggest(self:LabelingSession, n:int=5, # how many pixels
                                      'row': rows, 'col': cols, 'proba': p[rows, cols]})
     return self.suggestions
 
-# %% ../nbs/60_app.ipynb #a4a0f0b1
+# %% ../nbs/60_app.ipynb #4c68245a
+@patch
+def pixel_info(self:LabelingSession, lat:float, lon:float, # degrees
+               month:int=6, # time index for the NDVI
+              )->dict|None: # row, col, ndvi, proba, label; None off the raster
+    "What the raster, the prediction and the labels hold at (lat, lon)."
+    if not (np.isfinite(lat) and np.isfinite(lon) and abs(lat) <= 90 and abs(lon) <= 180) or not self.contains(lat, lon):
+        return None
+    r, c = self._pixel(lat, lon, 'pixel_info')
+    bands = list(self.raster.band.values)
+    ndvi = float(self.raster.values[month, bands.index('NDVI'), r, c]) if 'NDVI' in bands else float('nan')
+    here = self.labels[(self.labels.row == r) & (self.labels.col == c)]
+    return dict(row=r, col=c, ndvi=ndvi, proba=None if self.proba is None else float(self.proba.values[r, c]),
+                label=here.cls.iloc[0] if len(here) else None)
+
+# %% ../nbs/60_app.ipynb #cb1d9803
 @patch
 def export_labels(self:LabelingSession, path)->Path:
     "Write the labels as GeoJSON points (EPSG:4326)."
@@ -273,7 +340,7 @@ def export(self:LabelingSession, folder, # destination folder
     out['html'] = self.export_html(folder / f'{name}_map.html')
     return out
 
-# %% ../nbs/60_app.ipynb #e676ea6e
+# %% ../nbs/60_app.ipynb #fdaf69e2
 @patch
 def set_region(self:LabelingSession, bbox, # (min_lon, min_lat, max_lon, max_lat), degrees
               )->LabelingSession:
@@ -286,6 +353,7 @@ def set_region(self:LabelingSession, bbox, # (min_lon, min_lat, max_lon, max_lat
         b = self.bounds
         raise bad_input('set_region', 'bbox', f'a box overlapping the raster by 2 x 2 pixels or more (raster: '
                         f'lon {b[0]:.4f}..{b[2]:.4f}, lat {b[1]:.4f}..{b[3]:.4f})', (W, S, E, N))
+    self._remember('crop')
     return self.set_raster(self.raster.isel(y=np.flatnonzero(rows), x=np.flatnonzero(cols)))
 
 @patch
@@ -296,16 +364,55 @@ def set_country(self:LabelingSession, name:str, # a country name or ISO code
     from agrinb.data.geo import lookup
     row = lookup(name).iloc[0]
     if self.synthetic:
+        self._remember('country')
         self.region = row['name']
         return self.set_raster(make_datacube(row["name"], size=size or (self.raster.sizes["y"], self.raster.sizes["x"]), seed=self.seed))
     self.set_region((row.min_lon, row.min_lat, row.max_lon, row.max_lat)); self.region = row['name']
+    self._history[-1] = ('country', self._history[-1][1])  # one change: the country, not a crop
     return self
 
-# %% ../nbs/60_app.ipynb #070a368d
+# %% ../nbs/60_app.ipynb #10637b65
+OSM_URL = 'https://tile.openstreetmap.org/{z}/{x}/{y}.png'
+OSM_ATTRIBUTION = '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
+BORDER_STYLE = {'color': '#444444', 'weight': 1, 'opacity': 0.8, 'fill': False}
+log = logging.getLogger('agrinb.app')
+
+def tiles_reachable(url:str=OSM_URL, timeout:float=3.)->bool:
+    "Whether one tile of `url` can be fetched from here (the kernel's machine)."
+    import urllib.request
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url.format(z=0, x=0, y=0), headers={'User-Agent': 'agrinb'}),
+                                    timeout=timeout) as r: return r.status == 200
+    except Exception: return False
+
+# %% ../nbs/60_app.ipynb #dced1093
+def _got(msg:str)->str: return msg.rsplit(', got ', 1)[1] if ', got ' in msg else ''
+
+_PLAIN = [  # (field, words in the precise message, what a person reads)
+    ('lat/lon', 'a point on the raster', lambda m: 'That point is outside the image — click inside the coloured area.'),
+    ('lat/lon', '', lambda m: 'That point cannot be used (its coordinates are not degrees on this image).'),
+    ('labels', '', lambda m: f'Label at least 2 points of each class before pressing Adapt (so far: {_got(m)}).'),
+    ('adapt', '', lambda m: 'Press Adapt first: suggestions and maps come from the adapted model.'),
+    ('bbox', '', lambda m: 'That rectangle does not cover enough of the image — draw it over the coloured area.'),
+    ('cls', '', lambda m: 'Choose a class (the buttons above the map) before clicking.'),
+    ('name', 'country name', lambda m: 'That country is not in the table. ' + (m.split('Did you mean', 1)[1].join(['Did you mean', '']) if 'Did you mean' in m else '')),
+    ('', 'a writable folder', lambda m: 'The export folder cannot be written — type another folder beside Export.'),
+]
+
+def plain_message(ex:Exception)->str:
+    "What went wrong, for a person: what to do next, without field names."
+    msg = str(ex)
+    field = re.search(r"field '([^']*)'", msg)
+    if isinstance(ex, AgrinbError):
+        for f, words, say in _PLAIN:
+            if (not f or (field and field.group(1) == f)) and words in msg: return say(msg).strip()
+    return f'Something went wrong ({type(ex).__name__}); the details are in the log below the map.'
+
+# %% ../nbs/60_app.ipynb #5edc3c0d
 class MapLabeler:
     "A JupyterLab map over a `LabelingSession`: click to label, adapt, see the prediction, label where unsure."
     def __init__(self, session:LabelingSession|None=None, # the session to drive (default: a new one)
-                 basemap:bool=False, # add OpenStreetMap tiles (needs internet)
+                 basemap:bool=False, # add OpenStreetMap tiles (needs internet); the Natural Earth borders are always drawn
                  height:str='420px', # map height
                  n_suggest:int=5, # pixels per Suggest press
                  export_dir:str='agrinb_export', # default export folder
@@ -313,25 +420,30 @@ class MapLabeler:
         import ipyleaflet as L, ipywidgets as w
         if session is not None and not isinstance(session, LabelingSession):
             raise bad_input('MapLabeler', 'session', 'a LabelingSession', type(session).__name__)
-        self.session, self.n_suggest = session or LabelingSession(), n_suggest
+        self.session, self.n_suggest, self.log_lines = session or LabelingSession(), n_suggest, []
         center, zoom = map_view(self.session.bounds, int(height.rstrip('px')))
         self.map = L.Map(center=center, zoom=zoom, layers=(), max_zoom=22, double_click_zoom=False,
                          scroll_wheel_zoom=True, layout=w.Layout(height=height, width='100%'))
-        if basemap: self.map.add(L.TileLayer(url='https://tile.openstreetmap.org/{z}/{x}/{y}.png', max_zoom=19, base=True))
+        self.tiles = L.TileLayer(url=OSM_URL, attribution=OSM_ATTRIBUTION, max_zoom=19, name='OpenStreetMap',
+                                 base=True) if basemap else None
+        self.border_layer = L.GeoJSON(data={'type': 'FeatureCollection', 'features': []}, style=BORDER_STYLE, name='borders')
+        self.place_layer = L.LayerGroup(name='place')
         self.raster_layer = L.ImageOverlay(url='', bounds=[[0, 0], [0, 0]], name='raster')
         self.proba_layer = L.ImageOverlay(url='', bounds=[[0, 0], [0, 0]], name='prediction', opacity=0.7)
         self.label_layer, self.suggest_layer = L.LayerGroup(name='labels'), L.LayerGroup(name='suggestions')
-        for layer in (self.raster_layer, self.label_layer, self.suggest_layer): self.map.add(layer)
+        for layer in (self.tiles, self.border_layer, self.place_layer, self.raster_layer, self.label_layer, self.suggest_layer):
+            if layer is not None: self.map.add(layer)
         self.draw = L.DrawControl(rectangle={'shapeOptions': {'color': '#3388ff', 'fillOpacity': 0.05}},
                                   polygon={}, polyline={}, circlemarker={}, circle={}, marker={}, edit=False, remove=False)
         self.draw.on_draw(self.on_draw); self.map.add(self.draw)
         self.map.on_interaction(self.on_interaction)
         self.build_controls(w, export_dir)
+        if basemap: self.check_tiles()
         self.refresh()
 
     def _repr_mimebundle_(self, **kwargs): return self.widget._repr_mimebundle_(**kwargs)
 
-# %% ../nbs/60_app.ipynb #b013e1f8
+# %% ../nbs/60_app.ipynb #ae0cf45c
 def _region_choices(s:LabelingSession)->list:
     "Countries to offer: the synthetic regions, or those whose box overlaps a real raster."
     from agrinb.data.geo import countries
@@ -342,7 +454,9 @@ def _region_choices(s:LabelingSession)->list:
     hit = t[(t.min_lon <= E) & (t.max_lon >= W) & (t.min_lat <= N) & (t.max_lat >= S)]
     return sorted(set(hit['name']))
 
-# %% ../nbs/60_app.ipynb #fd0a5357
+# %% ../nbs/60_app.ipynb #a276564c
+BORDER_MARGIN = 20.  # degrees of country outlines around the raster
+
 @patch
 def _bounds_ll(self:MapLabeler):
     W, S, E, N = self.session.bounds
@@ -355,6 +469,22 @@ def draw_raster(self:MapLabeler):
     self.raster_layer.bounds = self._bounds_ll()
 
 @patch
+def draw_place(self:MapLabeler):
+    "Country outlines around the raster, the raster's outline and its name tag."
+    import ipyleaflet as L
+    from agrinb.data.geo import borders
+    W, S, E, N = self.session.bounds
+    box = tuple(round(v) for v in (W - BORDER_MARGIN, S - BORDER_MARGIN, E + BORDER_MARGIN, N + BORDER_MARGIN))
+    if getattr(self, '_border_box', None) != box:  # ~150 kB to the browser: only when the neighbourhood changes
+        self.border_layer.data, self._border_box = borders(box), box
+    r = self.session.raster
+    tag = (f'<div class="agrinb-place" style="white-space:nowrap;font:bold 12px sans-serif">&#9660; '
+           f'{escape(str(self.session.region))} ({r.sizes["y"]}&times;{r.sizes["x"]} px)</div>')
+    self.place_layer.layers = (L.Rectangle(bounds=self._bounds_ll(), color='#000000', weight=2, fill=False, dash_array='4 3'),
+                               L.Marker(location=(N, (W + E) / 2), draggable=False, keyboard=False, title=str(self.session.region),
+                                        icon=L.DivIcon(html=tag, icon_size=[170, 18], icon_anchor=[85, 22])))
+
+@patch
 def draw_proba(self:MapLabeler):
     "Show the prediction overlay (or remove it when there is none)."
     if self.session.proba is None:
@@ -365,62 +495,93 @@ def draw_proba(self:MapLabeler):
         self.map.remove(self.label_layer); self.map.remove(self.suggest_layer)
         for layer in (self.proba_layer, self.label_layer, self.suggest_layer): self.map.add(layer)
 
-# %% ../nbs/60_app.ipynb #67d99b7a
+# %% ../nbs/60_app.ipynb #eaa554d5
+def _n(k:int, word:str)->str: return f'{k} {word}' + ('' if k == 1 else 's')
+
 @patch
 def draw_labels(self:MapLabeler):
     "Redraw label and suggestion markers and the count."
     import ipyleaflet as L
     s = self.session
-    marks = []
-    for r in s.labels.itertuples():
-        c = LABEL_COLORS[0 if r.cls == s.classes[0] else 1]
-        marks.append(L.CircleMarker(location=(r.lat, r.lon), radius=6, color='#ffffff', weight=2, fill_color=c,
-                                    fill_opacity=0.95, pointer_events='none'))
-    self.label_layer.layers = tuple(marks)
+    self.label_layer.layers = tuple(
+        L.CircleMarker(location=(r.lat, r.lon), radius=6, color='#ffffff', weight=2, opacity=1, pointer_events='none',
+                       fill_color=LABEL_COLORS[0 if r.cls == s.classes[0] else 1], fill_opacity=1) for r in s.labels.itertuples())
     sg = s.suggestions if s.suggestions is not None else pd.DataFrame(columns=['lat', 'lon'])
-    icon = L.DivIcon(html='<div class="agrinb-suggest" style="font-weight:bold;color:#7b3294">?</div>', icon_size=[18, 18])
-    self.suggest_layer.layers = tuple(L.Marker(location=(a, b), icon=icon, draggable=False, title='label here next')
-                                      for a, b in zip(sg.lat, sg.lon))
-    n = s.counts()
-    self.count.value = f"<b>{len(s.labels)} labels</b>: " + ', '.join(f'{k} {c}' for c, k in n.items())
+    icon = L.DivIcon(html='<div class="agrinb-suggest" style="font:bold 15px sans-serif;color:#000;cursor:pointer;'
+                          'text-shadow:0 0 3px #fff,0 0 3px #fff">?</div>', icon_size=[18, 18])
+    marks = []
+    for a, b in zip(sg.lat, sg.lon):
+        m = L.Marker(location=(a, b), icon=icon, draggable=False, title='click to label this pixel')
+        m.on_click(lambda a=a, b=b, **_: self._run(self.click_suggestion, float(a), float(b)))
+        marks.append(m)
+    self.suggest_layer.layers = tuple(marks)
+    self.count.value = (f'<b>{_n(len(s.labels), "label")}</b>: ' + ', '.join(f'{k} {c}' for c, k in s.counts().items())
+                        + f' &middot; a click labels <b>{self.cls.value}</b>')
 
 @patch
 def refresh(self:MapLabeler):
     "Redraw everything from the session."
-    self.draw_raster(); self.draw_proba(); self.draw_labels()
+    self.draw_place(); self.draw_raster(); self.draw_proba(); self.draw_labels()
 
-# %% ../nbs/60_app.ipynb #e89986d3
+# %% ../nbs/60_app.ipynb #d4377d09
 @patch
 def _run(self:MapLabeler, f, *args):
-    "Call f(*args); show any error as a message in the widget instead of raising."
+    "Call f(*args); show any error as a sentence in the widget and the precise message in its log."
     try:
         out = f(*args)
     except Exception as ex:  # the kernel must never die because of a click
-        msg = str(ex) if isinstance(ex, AgrinbError) else f'{type(ex).__name__}: {ex}'
-        self.say(msg, error=True)
+        detail = str(ex) if isinstance(ex, AgrinbError) else ''.join(traceback.format_exception_only(type(ex), ex)).strip()
+        self.say(plain_message(ex), error=True, detail=detail)
         return None
     return out
 
 @patch
-def say(self:MapLabeler, text:str, error:bool=False):
-    "Show `text` under the map (red when it is an error)."
-    import html
-    color = '#b2182b' if error else '#333333'
-    self.message.value = f'<span style="color:{color}">{html.escape(text)}</span>'
-    self.last_message, self.last_error = text, error
+def say(self:MapLabeler, text:str, error:bool=False, detail:str|None=None):
+    "Show `text` under the map (dark red when it is an error); `detail` goes to the log."
+    color = '#8b0000' if error else '#333333'
+    self.message.value = f'<span style="color:{color}">{escape(text)}</span>'
+    self.last_message, self.last_error, self.last_detail = text, error, detail
+    if detail: self.note(detail, error)
+
+@patch
+def note(self:MapLabeler, text:str, error:bool=False):
+    "Add a line to the widget's log and the `agrinb.app` logger."
+    (log.warning if error else log.info)(text)
+    self.log_lines = (self.log_lines + [f'{time.strftime("%H:%M:%S")} {text}'])[-50:]
+    self.log_view.value = '<pre style="font-size:11px;margin:0;white-space:pre-wrap">' + escape('\n'.join(self.log_lines)) + '</pre>'
 
 @patch
 def on_interaction(self:MapLabeler, **event):
-    "A map event: a click labels the pixel under it."
-    if event.get('type') != 'click': return
-    lat, lon = event['coordinates']
-    self._run(self.click, lat, lon)
+    "A map event: a click labels (or un-labels) the pixel under it; moving shows what is there."
+    kind = event.get('type')
+    if kind == 'click': self._run(self.click, *event['coordinates'])
+    elif kind == 'mousemove': self.show_readout(*event['coordinates'])
 
 @patch
 def click(self:MapLabeler, lat:float, lon:float):
-    "Label the pixel under (lat, lon) with the selected class."
+    "Remove the label whose marker is under (lat, lon), or label the pixel there with the selected class."
+    tol = 8 * 360 / (256 * 2 ** float(self.map.zoom))  # the marker's radius, 8 screen pixels, in degrees
+    i = self.session.label_near(lat, lon, tol)
+    if i is not None:
+        gone = self.session.remove_label(i); self.draw_labels()
+        return self.say(f'removed a {gone["cls"]} label (Undo puts it back)')
     self.session.add_label(lat, lon, self.cls.value)
     self.draw_labels(); self.say(f'labelled {self.cls.value} at {lat:.5f}, {lon:.5f}')
+
+@patch
+def click_suggestion(self:MapLabeler, lat:float, lon:float):
+    "Label a suggested pixel with the selected class."
+    self.session.add_label(lat, lon, self.cls.value)
+    self.draw_labels(); self.say(f'labelled the suggested pixel {self.cls.value}')
+
+@patch
+def show_readout(self:MapLabeler, lat:float, lon:float):
+    "What is under the cursor, in the readout line."
+    i = self.session.pixel_info(lat, lon, self.month.value)
+    if i is None: self.readout.value = f'{lat:.5f}, {lon:.5f}: outside the image'; return
+    p = '' if i['proba'] is None else f' &middot; P({self.session.classes[0]}) {i["proba"]:.2f}'
+    lab = '' if i['label'] is None else f' &middot; labelled {escape(i["label"])}'
+    self.readout.value = f'{lat:.5f}, {lon:.5f} &middot; pixel ({i["row"]}, {i["col"]}) &middot; NDVI {i["ndvi"]:.2f}{p}{lab}'
 
 @patch
 def on_draw(self:MapLabeler, target, action, geo_json):
@@ -430,51 +591,93 @@ def on_draw(self:MapLabeler, target, action, geo_json):
     self._run(self.set_region, (ring[:, 0].min(), ring[:, 1].min(), ring[:, 0].max(), ring[:, 1].max()))
     self.draw.clear()
 
-# %% ../nbs/60_app.ipynb #f2c8ca7f
+# %% ../nbs/60_app.ipynb #c067f82a
 @patch
-def undo(self:MapLabeler): self.session.undo(); self.draw_labels()
+def undo(self:MapLabeler):
+    "Undo the last change and redraw all of it."
+    what = self.session.undo()
+    if what in ('crop', 'country'): self.recenter()
+    self.refresh()
+    if self.session.proba is None: self._progress(0)
+    self.say(f'undid the last {what}' if what else 'nothing to undo')
+
 @patch
-def clear(self:MapLabeler): self.session.clear(); self.draw_labels(); self.say('labels cleared')
+def clear(self:MapLabeler):
+    self.session.clear(); self.refresh(); self._progress(0)
+    self.say('labels and prediction cleared (Undo brings them back)')
+
+@patch
+def _progress(self:MapLabeler, value:float, phase:str='', busy:bool=False):
+    "Set the progress bar: its value, its phase label, and the moving stripes while `busy`."
+    self.progress.value, self.progress.description = value, phase
+    self.progress.bar_style = 'success' if value >= 1 and not busy else ''
+    (self.progress.add_class if busy else self.progress.remove_class)('agrinb-busy')
 
 @patch
 def adapt(self:MapLabeler):
     "Adapt to the labels and draw the prediction, with progress."
-    t0 = time.time(); self.progress.value = 0.05; self.say('adapting...')
+    t0, s = time.time(), self.session
+    self._progress(1, 'adapting', busy=True); self.say(f'adapting to {_n(len(s.labels), "label")}...')
     try:
-        self.session.adapt(); self.progress.value = 0.3
-        self.session.predict(callback=lambda d, n: setattr(self.progress, 'value', 0.3 + 0.7 * d / n))
+        s.adapt(); t1 = time.time()
+        self._progress(0, 'mapping')
+        s.predict(callback=lambda d, n: setattr(self.progress, 'value', d / n))
     except Exception:
-        self.progress.value = 0; raise
-    self.draw_proba(); self.draw_labels()
-    self.say(f'adapted on {len(self.session.labels)} labels and mapped {self.session.proba.size} pixels '
-             f'in {time.time() - t0:.1f} s')
+        self._progress(0); raise
+    self._progress(1, 'done'); self.draw_proba(); self.draw_labels()
+    self.say(f'adapted on {_n(len(s.labels), "label")} in {t1 - t0:.1f} s and mapped {s.proba.size} pixels '
+             f'in {time.time() - t1:.1f} s')
 
-# %% ../nbs/60_app.ipynb #8206125a
+# %% ../nbs/60_app.ipynb #3213a587
 @patch
 def suggest(self:MapLabeler):
     sg = self.session.suggest(self.n_suggest); self.draw_labels()
-    self.say(f'{len(sg)} suggestions (?) where the model is least sure')
+    self.say(f'{_n(len(sg), "suggestion")} (?) where the model is least sure: click one to label it')
 
 @patch
 def export(self:MapLabeler):
     out = self.session.export(self.export_dir.value)
-    self.say('wrote ' + ', '.join(str(p) for p in out.values()))
+    self.say('wrote ' + ', '.join(str(p) for p in out.values())
+             + ' (the HTML map loads Leaflet from the internet: offline it is blank; the other files need nothing)')
 
 @patch
 def set_region(self:MapLabeler, bbox):
-    self.session.set_region(bbox); self.recenter(); self.refresh(); self.say('region cropped to the rectangle')
+    self.session.set_region(bbox); self.recenter(); self.refresh(); self._progress(0)
+    self.say('region cropped to the rectangle (Undo takes it back)')
 
 @patch
 def set_country(self:MapLabeler, name):
     if name == self.session.region: return
-    self.session.set_country(name); self.recenter(); self.refresh(); self.say(f'region: {name}')
+    self.session.set_country(name); self.recenter(); self.refresh(); self._progress(0); self.say(f'region: {name}')
 
 @patch
 def recenter(self:MapLabeler):
     center, zoom = map_view(self.session.bounds, int(str(self.map.layout.height).rstrip('px')))
     self.map.center, self.map.zoom = center, zoom
 
-# %% ../nbs/60_app.ipynb #0d24d620
+@patch
+def check_tiles(self:MapLabeler):
+    "Say, in the widget, whether OpenStreetMap tiles can be fetched (probed in a thread: the map is not held up)."
+    import threading
+    self.tiles_note.value = 'Loading OpenStreetMap tiles...'
+    def probe():
+        ok = tiles_reachable(self.tiles.url)
+        self.tiles_note.value = '' if ok else ('<span style="color:#8b0000">OpenStreetMap tiles cannot be loaded (no '
+            'connection to tile.openstreetmap.org): the grey lines are Natural Earth country borders, drawn offline.</span>')
+    self._tiles_probe = threading.Thread(target=probe, daemon=True); self._tiles_probe.start()
+
+# %% ../nbs/60_app.ipynb #7183003a
+WIDGET_CSS = ('<style>'
+    '.agrinb-cls button.mod-active:nth-child(1){background:%s;color:#000;font-weight:bold;box-shadow:inset 0 0 0 2px #000}'
+    '.agrinb-cls button.mod-active:nth-child(2){background:%s;color:#fff;font-weight:bold;box-shadow:inset 0 0 0 2px #000}'
+    '.agrinb-busy .progress-bar{background-image:repeating-linear-gradient(45deg,rgba(255,255,255,.45) 0 6px,transparent 6px 12px);'
+    'background-size:34px 100%%;animation:agrinb-stripes .8s linear infinite}'
+    '@keyframes agrinb-stripes{from{background-position:0 0}to{background-position:34px 0}}'
+    '.agrinb-labeler .leaflet-div-icon{background:transparent;border:none}'
+    '.agrinb-place{background:rgba(255,255,255,.85);border:1px solid #444;padding:0 4px;display:inline-block}'
+    '</style>') % (LABEL_COLORS[0], LABEL_COLORS[1])
+
+# %% ../nbs/60_app.ipynb #271182d0
 @patch
 def build_controls(self:MapLabeler, w, export_dir):
     "The dropdowns, sliders and buttons, wired to the handlers, laid out in `self.widget`."
@@ -485,26 +688,32 @@ def build_controls(self:MapLabeler, w, export_dir):
     self.view = w.Dropdown(options=[('true colour', 'rgb'), ('NDVI', 'ndvi')], value='rgb', layout=w.Layout(width='120px'))
     self.month = w.IntSlider(value=min(6, s.n_time - 1), min=0, max=s.n_time - 1, description='month',
                              continuous_update=False, layout=w.Layout(width='240px'))
-    self.cls = w.ToggleButtons(options=list(s.classes), value=s.classes[0], style={'button_width': '80px'})
+    self.cls = w.ToggleButtons(options=list(s.classes), value=s.classes[0], style={'button_width': '96px'})
+    self.cls.add_class('agrinb-cls')
     self.undo_btn, self.clear_btn = w.Button(description='Undo', icon='undo'), w.Button(description='Clear')
     self.adapt_btn = w.Button(description='Adapt', button_style='primary')
     self.suggest_btn, self.export_btn = w.Button(description='Suggest'), w.Button(description='Export')
     self.export_dir = w.Text(value=export_dir, layout=w.Layout(width='160px'))
-    self.progress = w.FloatProgress(value=0, min=0, max=1, layout=w.Layout(width='120px'))
+    self.progress = w.FloatProgress(value=0, min=0, max=1, layout=w.Layout(width='200px'))
     self.opacity = w.FloatSlider(value=0.7, min=0, max=1, step=0.05, description='opacity', readout=False,
                                  layout=w.Layout(width='200px'))
     w.dlink((self.opacity, 'value'), (self.proba_layer, 'opacity'))
-    self.colorbar = w.HTML(colorbar_html(label=f'P({s.classes[0]})'))
-    self.count, self.message = w.HTML(), w.HTML()
-    self.count.add_class('agrinb-count'); self.message.add_class('agrinb-message')
+    self.colorbar = w.HTML(colorbar_html(label=f'P({s.classes[0]})'), layout=w.Layout(min_width='240px'))
+    self.legend = w.HTML(legend_html(s.classes), layout=w.Layout(min_width='230px'))
+    self.count, self.message, self.readout, self.tiles_note = w.HTML(), w.HTML(), w.HTML(), w.HTML()
+    self.log_view = w.HTML()
+    for c, k in [(self.count, 'count'), (self.message, 'message'), (self.readout, 'readout'), (self.tiles_note, 'tiles-note')]:
+        c.add_class(f'agrinb-{k}')
     self.country.observe(lambda ch: self._run(self.set_country, ch['new']) if ch['new'] else None, 'value')
     for c in (self.view, self.month): c.observe(lambda ch: self._run(self.draw_raster), 'value')
+    self.cls.observe(lambda ch: self.draw_labels(), 'value')
     for b, f in [(self.undo_btn, self.undo), (self.clear_btn, self.clear), (self.adapt_btn, self.adapt),
                  (self.suggest_btn, self.suggest), (self.export_btn, self.export)]:
         b.on_click(lambda _, f=f: self._run(f))
-    self.widget = w.VBox([w.HBox([self.country, self.view, self.month]),
+    log_box = w.Accordion(children=[self.log_view], titles=('log',), selected_index=None)
+    self.widget = w.VBox([w.HTML(WIDGET_CSS), w.HBox([self.country, self.view, self.month]),
                           w.HBox([self.cls, self.undo_btn, self.clear_btn, self.count]),
-                          self.map,
+                          self.map, w.HBox([self.legend, self.readout, self.tiles_note]),
                           w.HBox([self.adapt_btn, self.progress, self.suggest_btn, self.opacity, self.colorbar]),
-                          w.HBox([self.export_btn, self.export_dir]), self.message])
+                          w.HBox([self.export_btn, self.export_dir]), self.message, log_box])
     self.widget.add_class('agrinb-labeler')

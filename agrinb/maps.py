@@ -12,8 +12,8 @@ import xarray as xr
 from .core import bad_input, atomic_path
 
 # %% auto #0
-__all__ = ['LABEL_COLORS', 'raster_rgba', 'proba_rgba', 'png_data_url', 'map_view', 'colorbar_html', 'labels_gdf', 'write_labels',
-           'write_proba', 'folium_map', 'write_html']
+__all__ = ['LABEL_COLORS', 'OFFLINE_NOTE', 'raster_rgba', 'proba_rgba', 'png_data_url', 'map_view', 'colorbar_html',
+           'legend_html', 'labels_gdf', 'write_labels', 'write_proba', 'folium_map', 'write_html']
 
 # %% ../nbs/51_maps.ipynb #637ae8da
 def _stretch(v:np.ndarray)->np.ndarray:
@@ -37,7 +37,7 @@ def raster_rgba(raster:xr.DataArray, # (time, band, y, x)
 
 # %% ../nbs/51_maps.ipynb #d32b3031
 def proba_rgba(proba:xr.DataArray, # (y, x) probabilities
-               cmap:str='RdYlGn', # matplotlib colour map
+               cmap:str='viridis', # matplotlib colour map (viridis: readable with every kind of colour blindness)
               )->np.ndarray: # (y, x, 4) uint8, north up
     "A probability map in colour (transparent where NaN)."
     import matplotlib
@@ -54,7 +54,7 @@ def png_data_url(rgba:np.ndarray)->str:
     return 'data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode()
 
 # %% ../nbs/51_maps.ipynb #46b338ab
-LABEL_COLORS = {0: '#1a9641', 1: '#d7191c'}  # positive class green, other class red
+LABEL_COLORS = {0: '#E69F00', 1: '#0072B2'}  # positive class orange, other class blue (Okabe-Ito)
 
 def map_view(bounds, # (W, S, E, N) degrees
              px:int=420, # map size in screen pixels the bounds should fit in
@@ -66,13 +66,21 @@ def map_view(bounds, # (W, S, E, N) degrees
     zoom = int(np.clip(math.floor(math.log2(px * 360 / (256 * span))), 1, 20))
     return ((S + N) / 2, (W + E) / 2), zoom
 
-def colorbar_html(cmap:str='RdYlGn', label:str='P(crop)')->str:
+def colorbar_html(cmap:str='viridis', label:str='P(crop)')->str:
     "A small horizontal colour bar (CSS gradient) from 0 to 1."
     import matplotlib
     from matplotlib.colors import to_hex
     stops = ', '.join(to_hex(matplotlib.colormaps[cmap](v)) for v in np.linspace(0, 1, 7))
     return (f'<div style="display:flex;align-items:center;gap:4px;font-size:12px">{label}: 0'
             f'<div style="width:120px;height:12px;background:linear-gradient(to right, {stops})"></div>1</div>')
+
+def legend_html(classes, # (target, other) class names, in LABEL_COLORS order
+               )->str:
+    "The key to the label colours: one dot and name per class."
+    dot = ('<span style="display:inline-block;width:11px;height:11px;border-radius:50%;border:2px solid #fff;'
+           'box-shadow:0 0 0 1px #555;background:{};margin:0 3px 0 8px;vertical-align:middle"></span>{}')
+    return ('<div class="agrinb-legend" style="font-size:12px">labels:'
+            + ''.join(dot.format(LABEL_COLORS[i], c) for i, c in enumerate(classes)) + '</div>')
 
 # %% ../nbs/51_maps.ipynb #70c04a9d
 def labels_gdf(labels:pd.DataFrame, # columns lat, lon, cls (degrees)
@@ -83,8 +91,9 @@ def labels_gdf(labels:pd.DataFrame, # columns lat, lon, cls (degrees)
                             geometry=gpd.points_from_xy(labels.lon, labels.lat))
 
 def write_labels(labels:pd.DataFrame, path)->Path:
-    "Write labels `(lat, lon, cls)` as GeoJSON points (EPSG:4326), atomically."
-    with atomic_path(path) as tmp: labels_gdf(labels).to_file(tmp, driver='GeoJSON')
+    "Write labels `(lat, lon, cls)` as GeoJSON points (EPSG:4326), atomically; the collection is named after `path`."
+    # GDAL names the collection after the file it writes, which is the temporary one: name it after the destination
+    with atomic_path(path) as tmp: labels_gdf(labels).to_file(tmp, driver='GeoJSON', layer=Path(path).stem)
     return Path(path)
 
 def write_proba(proba:xr.DataArray, # (y, x) with a CRS
@@ -109,7 +118,15 @@ def folium_map(bounds, # (W, S, E, N) degrees
         c = LABEL_COLORS[0 if r.cls == positive else 1]
         folium.CircleMarker([r.lat, r.lon], radius=5, color=c, fill=True, fill_opacity=0.9, tooltip=r.cls).add_to(m)
     m.fit_bounds([[S, W], [N, E]])
+    m.get_root().html.add_child(folium.Element(OFFLINE_NOTE))
     return m
+
+OFFLINE_NOTE = ('<div id="agrinb-offline" style="position:fixed;top:8px;left:50px;z-index:9999;background:#fff;'
+                'padding:6px 10px;border:1px solid #999;font:14px sans-serif">This map loads Leaflet from the '
+                'internet (cdn.jsdelivr.net, cdnjs.cloudflare.com, code.jquery.com): it stays blank offline. The '
+                'labels are also in the GeoJSON and the probabilities in the GeoTIFF exported beside it.</div>'
+                '<script>window.addEventListener("load", function () { if (window.L) '
+                'document.getElementById("agrinb-offline").remove(); });</script>')
 
 def write_html(m, path)->Path:
     "Save a folium map as one HTML file, atomically."

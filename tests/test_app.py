@@ -198,24 +198,96 @@ def test_region_and_country(cube):
 def test_widget_turns_errors_into_messages(cube):
     ml = MapLabeler(forest_session(cube))
     ml.on_interaction(type='click', coordinates=[0.0, 0.0])  # far off the raster
-    assert ml.last_error and 'a point on the raster' in ml.last_message and 'point on the raster' in ml.message.value
+    assert ml.last_error and ml.last_message == 'That point is outside the image — click inside the coloured area.'
+    assert 'a point on the raster' in ml.last_detail and 'a point on the raster' in ml.log_view.value  # precise, in the log
+    assert 'outside the image' in ml.message.value and 'field' not in ml.message.value
     ml.adapt_btn.click()
     assert ml.last_error and '0 crop, 0 non_crop' in ml.last_message and ml.progress.value == 0
-    ml.suggest_btn.click(); assert ml.last_error
+    assert ml.last_message.startswith('Label at least 2 points of each class')
+    ml.suggest_btn.click(); assert ml.last_error and ml.last_message.startswith('Press Adapt first')
+    ml.cls.value = 'crop'; ml.on_interaction(type='click', coordinates=[float(cube.y[1]), float(cube.x[1])])
+    assert '1 label</b>' in ml.count.value and '1 labels' not in ml.count.value
+    ml.undo_btn.click()
     for r, c, k in [(1, 1, 'crop'), (5, 5, 'crop'), (9, 9, 'non_crop'), (13, 13, 'non_crop')]:
         ml.cls.value = k; ml.on_interaction(type='click', coordinates=[float(cube.y[r]), float(cube.x[c])])
     assert len(ml.label_layer.layers) == 4 and '4 labels' in ml.count.value
-    ml.on_interaction(type='mousemove', coordinates=[float(cube.y[20]), float(cube.x[20])])  # ignored
+    ml.on_interaction(type='mousemove', coordinates=[float(cube.y[20]), float(cube.x[20])])  # only the readout changes
+    assert len(ml.session.labels) == 4 and 'pixel (20, 20)' in ml.readout.value and 'NDVI' in ml.readout.value
     ml.adapt_btn.click()
     assert not ml.last_error, ml.last_message
-    assert ml.proba_layer in ml.map.layers and ml.progress.value == pytest.approx(1.0)
+    assert ml.proba_layer in ml.map.layers and ml.progress.value == pytest.approx(1.0) and ml.progress.description == 'done'
+    ml.on_interaction(type='mousemove', coordinates=[float(cube.y[20]), float(cube.x[20])])
+    assert f'P(crop) {float(ml.session.proba.values[20, 20]):.2f}' in ml.readout.value
     ml.opacity.value = 0.3; assert ml.proba_layer.opacity == 0.3
     ml.suggest_btn.click(); assert len(ml.suggest_layer.layers) == ml.n_suggest
     ml.clear_btn.click(); assert len(ml.label_layer.layers) == 0 and len(ml.suggest_layer.layers) == 0
+    assert ml.proba_layer not in ml.map.layers and ml.progress.value == 0 and ml.session.predictor is None
+    ml.undo_btn.click(); assert len(ml.label_layer.layers) == 4 and ml.proba_layer in ml.map.layers
     ml.on_draw(None, 'created', {'geometry': {'type': 'Polygon', 'coordinates': [[[float(cube.x[0]), float(cube.y[0])],
                 [float(cube.x[19]), float(cube.y[0])], [float(cube.x[19]), float(cube.y[19])], [float(cube.x[0]), float(cube.y[19])]]]}})
     assert not ml.last_error, ml.last_message
     assert ml.session.raster.sizes['x'] == 20 and ml.proba_layer not in ml.map.layers
+    ml.undo_btn.click()  # the crop is undone: the whole raster, its labels and its map are back
+    assert ml.session.raster.sizes['x'] == 40 and ml.proba_layer in ml.map.layers and ml.last_message == 'undid the last crop'
+    assert ml.raster_layer.bounds == ml._bounds_ll() and len(ml.session.labels) == 4
+
+
+def test_suggestion_click_labels_and_label_click_removes(cube):
+    s = forest_session(cube)
+    label_truth(s, cube, 3, np.random.default_rng(4))
+    ml = MapLabeler(s); ml.adapt(); ml.suggest()
+    sg = s.suggestions.copy()
+    ml.cls.value = 'non_crop'
+    marker = ml.suggest_layer.layers[2]  # the browser sends a marker click as this message
+    marker._handle_mouse_events(None, {'event': 'interaction', 'type': 'click', 'coordinates': list(marker.location)}, None)
+    assert len(s.labels) == 7 and s.labels[['row', 'col', 'cls']].values[-1].tolist() == [sg.row[2], sg.col[2], 'non_crop']
+    assert len(ml.suggest_layer.layers) == len(sg) - 1 and (sg.row[2], sg.col[2]) not in set(zip(s.suggestions.row, s.suggestions.col))
+    # a click on a label's marker (within its radius at this zoom) removes that label and only it
+    target = s.labels.iloc[1]
+    px = 360 / (256 * 2 ** ml.map.zoom)  # degrees per screen pixel
+    ml.on_interaction(type='click', coordinates=[target.lat, target.lon + 3 * px])
+    assert len(s.labels) == 6 and (target.row, target.col) not in set(zip(s.labels.row, s.labels.col))
+    assert ml.last_message == f'removed a {target.cls} label (Undo puts it back)'
+    ml.undo_btn.click(); assert len(s.labels) == 7
+    # far from every marker, a click labels
+    far = np.argwhere(np.ones((40, 40), bool))
+    free = [rc for rc in far if min(np.hypot(*(rc - np.c_[s.labels.row, s.labels.col]).T)) > 6][0]
+    ml.on_interaction(type='click', coordinates=[float(cube.y[free[0]]), float(cube.x[free[1]])]); assert len(s.labels) == 8
+
+
+def test_regions_have_their_own_cubes():
+    togo, kenya = make_datacube('Togo', (32, 32), seed=0), make_datacube('Kenya', (32, 32), seed=0)
+    assert (togo.is_crop.values != kenya.is_crop.values).mean() > 0.1  # not the same fields in other colours
+    assert (togo.field.values != kenya.field.values).any()
+    np.testing.assert_array_equal(make_datacube('Kenya', (32, 32), seed=0).field.values, kenya.field.values)  # stable
+    syn = LabelingSession(learner=RandomForest(seed=0), stats='raster', region='Togo', size=(32, 32), progress=False)
+    ml = MapLabeler(syn); ml.country.value = 'Kenya'
+    assert not ml.last_error, ml.last_message
+    assert (syn.raster.is_crop.values != togo.is_crop.values).mean() > 0.1 and 'Kenya' in ml.place_layer.layers[1].icon.html
+    assert 'Kenya' in {f['properties']['name'] for f in ml.border_layer.data['features']}
+
+
+def test_offline_base_map_and_tiles_note(cube):
+    ml = MapLabeler(forest_session(cube))
+    names = {f['properties']['name'] for f in ml.border_layer.data['features']}
+    assert {'Togo', 'Ghana', 'Benin'} <= names and 'Brazil' not in names and ml.border_layer in ml.map.layers
+    assert ml.tiles is None and not any(getattr(l, 'url', '').startswith('https://') for l in ml.map.layers)
+    online = MapLabeler(forest_session(cube), basemap=True)
+    assert 'OpenStreetMap' in online.tiles.attribution and online.map.layers[0] is online.tiles
+    online._tiles_probe.join(30)
+    from agrinb.app import tiles_reachable
+    if tiles_reachable(timeout=5): assert online.tiles_note.value == ''
+    else: assert 'cannot be loaded' in online.tiles_note.value
+
+
+def test_export_names_and_offline_note(cube, tmp_path):
+    import json
+    s = forest_session(cube); label_truth(s, cube, 2, np.random.default_rng(0))
+    out = s.export(tmp_path, name='fields')
+    assert json.loads(out['labels'].read_text())['name'] == 'fields_labels'  # not the temporary file's name
+    assert 'stays blank offline' in out['html'].read_text()
+    ml = MapLabeler(s); ml.export_dir.value = str(tmp_path / 'w'); ml.export()
+    assert 'offline it is blank' in ml.last_message and not ml.last_error
 
 
 # ---- the real learner and a real export --------------------------------------------------------------------------

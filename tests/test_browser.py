@@ -1,9 +1,12 @@
 """The "Label and adapt" tutorial in a real browser: JupyterLab + Debian's Chromium through playwright.
 
 Starts JupyterLab on 127.0.0.1 with a random token in a scratch folder holding a copy of the tutorial, runs all
-cells, clicks 3 crop and 3 non-crop points on the map, presses Adapt and Suggest, and checks the page and the
-kernel agree. Every request to a host other than 127.0.0.1/localhost is aborted and fails the test. A screenshot
-goes to test-artifacts/. The server is stopped by its own process id.
+cells, clicks 3 crop and 3 non-crop points on the map, presses Adapt and Suggest, clicks a "?" suggestion (it
+must label that pixel), clicks off the image (a message for a person), presses Undo (the label goes, the message
+clears) and Clear (labels, prediction and progress go), zooms out and checks the offline Natural Earth border
+layer is drawn, and checks the page and the kernel agree. Every request to a host other than 127.0.0.1/localhost
+is aborted and fails the test. Screenshots go to test-artifacts/ (label_and_adapt.png after Suggest,
+label_and_adapt_zoomed_out.png after Clear and a zoom-out). The server is stopped by its own process id.
 """
 import contextlib, json, os, re, secrets, shutil, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
@@ -145,8 +148,46 @@ def drive_tutorial(notebook: Path, tmp: Path, screenshot: Path, budget_s: float 
                 page.wait_for_timeout(300)
                 seen['suggest_markers'] = ui.locator('.agrinb-suggest').count()
                 seen['n_suggest'] = page.evaluate(JS_EXECUTE, "print(len(labeler.session.suggestions))")
+                seen['active_bg'] = page.evaluate("() => getComputedStyle(document.querySelector("
+                                                  "'.agrinb-cls button.mod-active')).backgroundColor")
+                seen['legend'] = ui.locator('.agrinb-legend').inner_text()
                 screenshot.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(screenshot), full_page=False)
+
+                # a "?" takes the click and labels its pixel with the selected class (non_crop is still selected)
+                ui.locator('.agrinb-suggest').first.click()
+                page.wait_for_function("() => /\\b7 labels\\b/.test(document.querySelector('.agrinb-count').innerText)", timeout=left(20_000))
+                seen['after_suggest_click'] = json.loads(page.evaluate(JS_EXECUTE, "import json; s = labeler.session; "
+                    "print(json.dumps({'n': len(s.labels), 'last': s.labels.cls.iloc[-1], 'n_suggest': len(s.suggestions), "
+                    "'markers': len(labeler.suggest_layer.layers)}))").strip().splitlines()[-1])
+                seen['suggest_markers_after'] = ui.locator('.agrinb-suggest').count()
+
+                # a click off the image is a message for a person; Undo takes the label back and clears the message
+                box = raster.bounding_box()  # the page may have scrolled to show the marker
+                page.mouse.click(box['x'] - 60, box['y'] + box['height'] / 2)
+                page.wait_for_function("() => /outside the image/.test(document.querySelector('.agrinb-message').innerText)", timeout=left(20_000))
+                seen['error_text'] = ui.locator('.agrinb-message').inner_text()
+                ui.locator('button', has_text='Undo').click()
+                page.wait_for_function("() => /undid the last label/.test(document.querySelector('.agrinb-message').innerText)", timeout=left(20_000))
+                seen['after_undo'] = {'message': ui.locator('.agrinb-message').inner_text(), 'count': count.inner_text(),
+                                      'overlays': ui.locator('img.leaflet-image-layer').count()}
+
+                # Clear removes the labels, the prediction overlay and the progress
+                ui.get_by_role('button', name='Clear', exact=True).click()
+                page.wait_for_function("() => /\\b0 labels\\b/.test(document.querySelector('.agrinb-count').innerText) && "
+                                       "document.querySelectorAll('.agrinb-labeler img.leaflet-image-layer').length === 1", timeout=left(20_000))
+                page.wait_for_timeout(300)
+                seen['after_clear'] = {'overlays': ui.locator('img.leaflet-image-layer').count(),
+                                       'bar': page.evaluate("() => document.querySelector('.agrinb-labeler .progress-bar').style.width"),
+                                       'markers': ui.locator('.agrinb-labeler .agrinb-suggest').count()}
+
+                # zoomed out, the raster sits among Natural Earth borders, drawn with no network at all
+                page.evaluate(JS_EXECUTE, "labeler.map.zoom = 7")
+                page.wait_for_timeout(1200)
+                seen['border_paths'] = page.evaluate("() => document.querySelectorAll('.agrinb-labeler .leaflet-overlay-pane path').length")
+                seen['n_borders'] = int(page.evaluate(JS_EXECUTE, "print(len(labeler.border_layer.data['features']))").strip())
+                seen['place'] = ui.locator('.agrinb-place').inner_text()
+                page.screenshot(path=str(screenshot.with_name(screenshot.stem + '_zoomed_out.png')), full_page=False)
             except Exception:  # keep a picture of what the page looked like when it failed
                 screenshot.parent.mkdir(parents=True, exist_ok=True)
                 with contextlib.suppress(Exception): page.screenshot(path=str(screenshot.with_name(screenshot.stem + '_failure.png')))
@@ -173,5 +214,17 @@ def test_label_and_adapt_in_browser(tmp_path):
     kernel = json.loads(seen['kernel'].strip().splitlines()[-1])
     assert kernel == {'n': 6, 'counts': {'crop': 3, 'non_crop': 3}, 'proba': True, 'on_map': True}, kernel
     assert seen['suggest_markers'] == int(seen['n_suggest']) > 0, seen
+    assert seen['active_bg'] == 'rgb(0, 114, 178)', seen['active_bg']  # the selected class (non_crop), in its label colour
+    assert 'crop' in seen['legend'] and 'non_crop' in seen['legend'], seen['legend']
+    assert seen['after_suggest_click'] == {'n': 7, 'last': 'non_crop', 'n_suggest': seen['suggest_markers'] - 1,
+                                           'markers': seen['suggest_markers'] - 1}, seen['after_suggest_click']
+    assert seen['suggest_markers_after'] == seen['suggest_markers'] - 1, seen
+    assert 'outside the image' in seen['error_text'] and 'field' not in seen['error_text'], seen['error_text']
+    assert 'outside' not in seen['after_undo']['message'] and re.search(r'\b6 labels\b', seen['after_undo']['count']), seen
+    assert seen['after_undo']['overlays'] == 2, seen  # the prediction stays after undoing a label
+    assert seen['after_clear'] == {'overlays': 1, 'bar': '0%', 'markers': 0}, seen['after_clear']
+    assert seen['n_borders'] >= 5 and seen['border_paths'] >= seen['n_borders'], seen  # one path per country (+ the outline)
+    assert 'Togo' in seen['place'], seen['place']
+    assert (ARTIFACTS / 'label_and_adapt_zoomed_out.png').stat().st_size > 0
     assert (ARTIFACTS / 'label_and_adapt.png').stat().st_size > 0
     assert seen['returncode'] is not None, 'the JupyterLab server is still running'

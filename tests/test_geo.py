@@ -93,3 +93,21 @@ def test_to_sphere_dot_is_cosine_of_great_circle_angle():
     hav = np.sin((p2 - p1) / 2)**2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2)**2
     np.testing.assert_allclose((a * b).sum(-1), np.cos(2 * np.arcsin(np.sqrt(hav))), atol=1e-9)
     np.testing.assert_allclose(np.linalg.norm(a, axis=-1), 1, atol=1e-12)
+
+def test_borders_are_reproducible_and_small():
+    _shapefile()
+    import json, sys
+    sys.path.insert(0, str(ROOT / 'scripts'))
+    try:
+        spec = importlib.util.spec_from_file_location('make_borders', ROOT / 'scripts' / 'make_borders.py')
+        mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    finally: sys.path.remove(str(ROOT / 'scripts'))
+    shipped = ROOT / 'agrinb' / 'resources' / 'borders.geojson'
+    assert shipped.stat().st_size < 1.5e6
+    made = json.loads(mod._compact(mod.make_borders(SHP)))
+    assert made == json.loads(shipped.read_text(encoding='utf-8'))
+    assert {f['properties']['name'] for f in made['features']} == set(geo.countries().name)
+    g = _shapefile()  # the simplified Togo still covers the real one's box to within the tolerance
+    want = g[g.NAME_EN == 'Togo'].total_bounds
+    ring = np.asarray(next(f for f in geo.borders(want)['features'] if f['properties']['name'] == 'Togo')['geometry']['coordinates'][0])
+    assert np.abs(np.r_[ring.min(0), ring.max(0)] - want).max() < 2 * mod.TOLERANCE

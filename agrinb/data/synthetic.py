@@ -526,7 +526,8 @@ def make_datacube(region:str='Togo', # an embedded region (see `REGIONS`)
     H, W = (int(s) for s in size)
     if H < 2 or W < 2: raise bad_input('make_datacube', 'size', '(rows, columns) of at least 2 pixels each', size)
     if not 0 <= missing < 1: raise bad_input('make_datacube', 'missing', 'a fraction in [0, 1)', missing)
-    rng = np.random.default_rng(seed)
+    # each region its own layout: the generator is keyed by (the region's name, seed), not by the seed alone
+    rng = np.random.default_rng([zlib.crc32(f'agrinb-cube:{REGIONS["name"][ri]}'.encode()), seed])
     n_fields = int(n_fields or max(2, H * W // 120))
     if center is None:
         center = (_RC['lat'][ri] + rng.normal(0, 0.3) * _RC['spread_lat'][ri],
