@@ -15,7 +15,7 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 from fastcore.basics import patch
 from ..core import AgrinbError, bad_input, get_device, seed_everything, save_checkpoint, load_checkpoint
-from ..models.lstm import LSTMClassifier
+from ..models.lstm import LSTMClassifier, GateLSTM
 from .core import (stack_params, batched_forward, task_losses, fast_path, inner_loop, query_losses,
                               meta_backward, fit_loop)
 from ..tasks.pixels import (info_vector, check_series, check_labels, TaskData, prepare_task, draw_episodes, toy_tasks,
@@ -48,7 +48,7 @@ class Predictor:
         model.train(was)
         return torch.cat(out).cpu().numpy() if out else np.zeros(0, np.float32)
 
-# %% ../../nbs/30_meta.maml.ipynb #6e33e006
+# %% ../../nbs/30_meta.maml.ipynb #ce757d37
 MODEL_VERSION = 1
 
 class MAML:
@@ -90,7 +90,7 @@ class MAML:
         for m in self._modules().values(): m.to(self.device)
         return self
 
-# %% ../../nbs/30_meta.maml.ipynb #c369982c
+# %% ../../nbs/30_meta.maml.ipynb #441fd698
 @patch
 def state(self:MAML)->dict:
     "State dicts of the learner's modules (copies on the CPU)."
@@ -113,7 +113,7 @@ def save(self:MAML, path)->Path:
     return save_checkpoint(path, self.kind, self.state(), model_version=MODEL_VERSION, hparams=self.hparams,
                            fit=self.fit_config, history=self.history, best_val=self.best_val, name=self.name)
 
-# %% ../../nbs/30_meta.maml.ipynb #de8c9741
+# %% ../../nbs/30_meta.maml.ipynb #c81b98a9
 def _check_meta(cls, obj, path):
     if obj['kind'] != cls.kind:
         raise bad_input(path, 'kind', f"a checkpoint of '{cls.kind}'", f"one of '{obj['kind']}' (load it with its own class)")
@@ -138,7 +138,7 @@ def load(cls:MAML, path, # a file written by `save` or a `meta_fit` checkpoint
     self.fit_config.update(meta.get('fit', {})); self.history = list(meta.get('history', [])); self.best_val = meta.get('best_val')
     return self
 
-# %% ../../nbs/30_meta.maml.ipynb #b1d00a35
+# %% ../../nbs/30_meta.maml.ipynb #0f53b2ac
 @patch
 def _check_fit_args(self:MAML, train_tasks, steps, meta_batch, k_support, k_query, inner_steps):
     if not len(train_tasks): raise bad_input(f'{self.name}.meta_fit', 'train_tasks', 'at least one task', 'none')
@@ -170,7 +170,26 @@ def _val_loss(self:MAML, val:list, episodes, chunk:int)->float:
             total += float(l.detach().sum()); n += l.shape[0]
     return total / max(n, 1)
 
-# %% ../../nbs/30_meta.maml.ipynb #c81b98a9
+# %% ../../nbs/30_meta.maml.ipynb #b091604b
+@patch
+def _outer_step(self:MAML, train, opt, rng, trng, meta_batch, k, q, inner_lr, inner_steps, first_order, chunk_size,
+                grad_clip, info_noise)->float:
+    "One outer Adam step on a fresh meta-batch."
+    for m in self._modules().values(): m.train()
+    pick = rng.choice(len(train), meta_batch, replace=len(train) < meta_batch)
+    tasks = [train[i] for i in pick]
+    sx, sy, qx, qy = draw_episodes(tasks, k, q, rng)
+    info = self._info(tasks, info_noise, trng)
+    ix = lambda i: None if info is None else info[i]
+    sxi, qxi = self._inputs(sx, info), self._inputs(qx, info)
+    opt.zero_grad(set_to_none=True)
+    loss = meta_backward(self.model, self._shared(), sxi, sy, qxi, qy, extra_fn=lambda i: self._extra(ix(i), True),
+                         chunk_size=chunk_size, inner_lr=inner_lr, inner_steps=inner_steps, first_order=first_order)
+    if grad_clip is not None: torch.nn.utils.clip_grad_norm_(self._outer_params(), grad_clip)
+    opt.step()
+    return loss
+
+# %% ../../nbs/30_meta.maml.ipynb #fe000a84
 @patch
 def meta_fit(self:MAML, train_tasks:list, # Tasks to meta-train on
              val_tasks:list|None=None, # Tasks for validation (best state kept); None = keep the last state
@@ -215,26 +234,7 @@ def meta_fit(self:MAML, train_tasks:list, # Tasks to meta-train on
     for m in self._modules().values(): m.eval()
     return self
 
-# %% ../../nbs/30_meta.maml.ipynb #465aee51
-@patch
-def _outer_step(self:MAML, train, opt, rng, trng, meta_batch, k, q, inner_lr, inner_steps, first_order, chunk_size,
-                grad_clip, info_noise)->float:
-    "One outer Adam step on a fresh meta-batch."
-    for m in self._modules().values(): m.train()
-    pick = rng.choice(len(train), meta_batch, replace=len(train) < meta_batch)
-    tasks = [train[i] for i in pick]
-    sx, sy, qx, qy = draw_episodes(tasks, k, q, rng)
-    info = self._info(tasks, info_noise, trng)
-    ix = lambda i: None if info is None else info[i]
-    sxi, qxi = self._inputs(sx, info), self._inputs(qx, info)
-    opt.zero_grad(set_to_none=True)
-    loss = meta_backward(self.model, self._shared(), sxi, sy, qxi, qy, extra_fn=lambda i: self._extra(ix(i), True),
-                         chunk_size=chunk_size, inner_lr=inner_lr, inner_steps=inner_steps, first_order=first_order)
-    if grad_clip is not None: torch.nn.utils.clip_grad_norm_(self._outer_params(), grad_clip)
-    opt.step()
-    return loss
-
-# %% ../../nbs/30_meta.maml.ipynb #0f53b2ac
+# %% ../../nbs/30_meta.maml.ipynb #086e5911
 @contextlib.contextmanager
 def adapt_dropout(model:nn.Module, p:float):
     "Dropout at rate `p` while adapting: dropout layers (and modules with a float `dropout` rate) train, the rest stay."
@@ -246,6 +246,7 @@ def adapt_dropout(model:nn.Module, p:float):
     finally:
         for mod, attr, v, t in saved: setattr(mod, attr, v); mod.training = t
 
+# %% ../../nbs/30_meta.maml.ipynb #a59f6b64
 @patch
 def _support(self:MAML, support_x, support_y=None, info=None):
     "The support set as tensors on the device, checked once (`support_set`), and its task vector (or None)."
@@ -264,6 +265,7 @@ def predictor(self:MAML, info=None)->Predictor:
 @patch
 def _film(self:MAML, v): return None   # fixed per-task extra inputs for a single task (TIML: FiLM parameters)
 
+# %% ../../nbs/30_meta.maml.ipynb #87d3a80a
 @patch
 def adapt(self:MAML, support_x, # (n, T, B) support series, or a Task (its support set and info)
           support_y=None, # (n,) labels in {0, 1} (None when `support_x` is a Task)
