@@ -63,7 +63,7 @@ class RandomInit(MAML):
         for m in self._modules().values(): m.eval()
         return self
 
-# %% ../../nbs/32_meta.baselines.ipynb #7acfb9da
+# %% ../../nbs/32_meta.baselines.ipynb #dd0339e9
 def _pool(tasks, where):
     "Concatenated (x, y) of tasks (support + query), crop-vs-non-crop tasks only when there are any."
     if not tasks: raise bad_input(where, 'train_tasks', 'at least one task', 'none')
@@ -74,7 +74,7 @@ def _pool(tasks, where):
     if not np.isfinite(x).all(): raise bad_input(where, 'train_tasks', 'gap-filled inputs (no NaN)', 'NaN')
     return x, y
 
-# %% ../../nbs/32_meta.baselines.ipynb #e20a20f9
+# %% ../../nbs/32_meta.baselines.ipynb #75597d3b
 class Pretrained(MAML):
     "Supervised crop vs non-crop training on all meta-training data, then fine-tuning per task (MAML's `adapt`)."
     kind, name = 'Pretrained', 'Pretrained'
@@ -110,7 +110,7 @@ def meta_fit(self:Pretrained, train_tasks:list, # meta-training Tasks
     self.model.eval(); self.history, self.best_val = out['history'], out['best_val']
     return self
 
-# %% ../../nbs/32_meta.baselines.ipynb #31ad8b4d
+# %% ../../nbs/32_meta.baselines.ipynb #21f40558
 from ..models.lstm import LSTMClassifier
 
 class ProtoPredictor:
@@ -126,7 +126,7 @@ class ProtoPredictor:
 def _proto_logits(z, protos): # (n, H), (2, H) -> (n, 2) negative squared distances
     return -torch.cdist(z, protos) ** 2
 
-# %% ../../nbs/32_meta.baselines.ipynb #0933d140
+# %% ../../nbs/32_meta.baselines.ipynb #31f1ea59
 class ProtoNet:
     "Prototypical network on the LSTM embedding, meta-trained on episodes."
     kind = name = 'ProtoNet'
@@ -152,7 +152,7 @@ class ProtoNet:
         "Move the network to `device`."
         self.device = get_device(device); self.model.to(self.device); return self
 
-# %% ../../nbs/32_meta.baselines.ipynb #d3335c20
+# %% ../../nbs/32_meta.baselines.ipynb #8db3b7d5
 @patch
 def meta_fit(self:ProtoNet, train_tasks:list, val_tasks:list|None=None,
              steps:int=1000, # Adam steps (one meta-batch of episodes each)
@@ -181,7 +181,7 @@ def meta_fit(self:ProtoNet, train_tasks:list, val_tasks:list|None=None,
     self.model.eval(); self.history, self.val_loss = out['history'], out['best_val']
     return self
 
-# %% ../../nbs/32_meta.baselines.ipynb #31f1ea59
+# %% ../../nbs/32_meta.baselines.ipynb #28f1e636
 @patch
 def adapt(self:ProtoNet, support_x, # (n, T, B) series or a Task
           support_y=None, # (n,) labels (None when `support_x` is a Task)
