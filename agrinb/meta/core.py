@@ -125,7 +125,8 @@ def inner_loop(model:nn.Module, params:dict, # per-task weights (K, ...), or sha
         xs, ys = (x, y) if batches is None else (xb[s], yb[s])
         grads = _step_grads(model, params, names, xs, ys, extra, fast, first_order, loss_fn)
         if grad_clip is not None: grads = _clip(grads, grad_clip)
-        params = dict(zip(names, torch._foreach_add([params[k] for k in names], grads, alpha=-lr)))
+        if s and not torch.is_grad_enabled(): torch._foreach_add_([params[k] for k in names], grads, alpha=-lr)  # ours: in place
+        else: params = dict(zip(names, torch._foreach_add([params[k] for k in names], grads, alpha=-lr)))
     return params
 
 def query_losses(model:nn.Module, params:dict, # shared weights θ (name -> tensor), e.g. dict(model.named_parameters())
