@@ -108,9 +108,6 @@ class TaskInfo:
         return np.concatenate([to_sphere(self.lat, self.lon).astype(np.float32), onehot])
 
 # %% ../../nbs/10_tasks.pixels.ipynb #bc0fcc68
-def _rng(rng)->np.random.Generator:
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-
 @dataclass(eq=False)
 class Task:
     "A binary few-shot task: support and query sets (n, T, B) float32, labels int64 in {0, 1}, and `TaskInfo`."
@@ -151,6 +148,9 @@ class Task:
                 f"pos={self.n_pos}, neg={self.n_neg})")
 
 # %% ../../nbs/10_tasks.pixels.ipynb #03933437
+def _rng(rng)->np.random.Generator:
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
 def _interleave(pos:np.ndarray, neg:np.ndarray)->np.ndarray:
     "Positions ordered pos, neg, pos, neg, ..."
     out = np.empty(len(pos) + len(neg), np.int64); out[0::2], out[1::2] = pos, neg
