@@ -73,7 +73,7 @@ class LSTMClassifier(nn.Module):
     def _mask(self, x, K, n):
         d = self.lstm.dropout
         if not (self.lstm.training and d > 0): return None
-        return x.new_empty(K, n, self.hidden).bernoulli_(1 - d).div_(1 - d)
+        return torch.rand(K, n, self.hidden, device=x.device, dtype=x.dtype).ge_(d).div_(1 - d)
 
     def predict_proba(self, x:torch.Tensor, film=None)->torch.Tensor:
         "Probability of the positive class (binary) or of each class (n-way)."
