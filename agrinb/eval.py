@@ -130,7 +130,7 @@ def calibrated_threshold(learner, # a meta-fitted learner (adapt -> predictor.pr
     fit, hx, hy = split
     return best_threshold(hy, learner.adapt(fit).predict_proba(hx))
 
-# %% ../nbs/40_eval.ipynb #d274cc7e
+# %% ../nbs/40_eval.ipynb #1f5e03b5
 RF_NAME = 'Random forest'
 
 def _reference_name(learners:dict)->str|None:
@@ -147,7 +147,27 @@ def _settings(task, shots, sizes):
     out += [('size', None, int(s)) for s in (sizes or []) if s < n]
     return out
 
-# %% ../nbs/40_eval.ipynb #ffbd31a9
+# %% ../nbs/40_eval.ipynb #328bbe70
+def _evaluate(name, learner, task, subs, splits, setting, k)->list:
+    "Adapt `learner` to every run's support (and calibration part), score the query set; one row per run."
+    t0 = time.perf_counter()
+    fits = [s[0] for s in splits or [] if s is not None]
+    preds = [learner.adapt(t) for t in list(subs) + fits]
+    probas = [p.predict_proba(np.asarray(task.query_x)) for p in preds[:len(subs)]]
+    cal, rows = iter(preds[len(subs):]), []
+    for r, (sub, proba) in enumerate(zip(subs, probas)):
+        m = binary_metrics(task.query_y, proba)
+        if splits is not None:        # a support that cannot be split keeps the 0.5 threshold
+            split = splits[r]
+            thr = 0.5 if split is None else best_threshold(split[2], next(cal).predict_proba(split[1]))
+            m['f1_calibrated'], m['threshold'] = float(skm.f1_score(task.query_y, proba >= thr, zero_division=0)), thr
+        rows.append({'model': name, 'task': task.name, 'setting': setting, 'shots': k, 'size': len(sub.support_y),
+                     'run': r, **m})
+    secs = (time.perf_counter() - t0) / len(subs)
+    for row in rows: row['seconds'] = secs
+    return rows
+
+# %% ../nbs/40_eval.ipynb #674cf313
 def benchmark_runs(learners:dict, # name -> meta-fitted learner
                    test_tasks:list, # held-out Tasks
                    n_runs:int=10, # runs per task and setting
@@ -180,27 +200,7 @@ def benchmark_runs(learners:dict, # name -> meta-fitted learner
                 bar.update()
     return pd.DataFrame(rows)
 
-# %% ../nbs/40_eval.ipynb #1f5e03b5
-def _evaluate(name, learner, task, subs, splits, setting, k)->list:
-    "Adapt `learner` to every run's support (and calibration part), score the query set; one row per run."
-    t0 = time.perf_counter()
-    fits = [s[0] for s in splits or [] if s is not None]
-    preds = [learner.adapt(t) for t in list(subs) + fits]
-    probas = [p.predict_proba(np.asarray(task.query_x)) for p in preds[:len(subs)]]
-    cal, rows = iter(preds[len(subs):]), []
-    for r, (sub, proba) in enumerate(zip(subs, probas)):
-        m = binary_metrics(task.query_y, proba)
-        if splits is not None:        # a support that cannot be split keeps the 0.5 threshold
-            split = splits[r]
-            thr = 0.5 if split is None else best_threshold(split[2], next(cal).predict_proba(split[1]))
-            m['f1_calibrated'], m['threshold'] = float(skm.f1_score(task.query_y, proba >= thr, zero_division=0)), thr
-        rows.append({'model': name, 'task': task.name, 'setting': setting, 'shots': k, 'size': len(sub.support_y),
-                     'run': r, **m})
-    secs = (time.perf_counter() - t0) / len(subs)
-    for row in rows: row['seconds'] = secs
-    return rows
-
-# %% ../nbs/40_eval.ipynb #674cf313
+# %% ../nbs/40_eval.ipynb #8a812c36
 _KEYS = ['model', 'task', 'setting', 'shots', 'size']
 
 def summarize(runs:pd.DataFrame, # rows from `benchmark_runs`
@@ -224,7 +224,7 @@ def summarize(runs:pd.DataFrame, # rows from `benchmark_runs`
     out.insert(0, 'n_runs', g.size())
     return out.reset_index()
 
-# %% ../nbs/40_eval.ipynb #2871e5a5
+# %% ../nbs/40_eval.ipynb #74afbd52
 def run_benchmark(learners:dict, # name -> meta-fitted learner
                   test_tasks:list, # held-out Tasks
                   n_runs:int=10, # runs per task and setting (mean ± s.e. over these)
@@ -242,7 +242,7 @@ def run_benchmark(learners:dict, # name -> meta-fitted learner
     runs = benchmark_runs(learners, test_tasks, n_runs, shots, sizes, seed, calibrate, progress)
     return summarize(runs, _reference_name(learners) or RF_NAME)
 
-# %% ../nbs/40_eval.ipynb #8a812c36
+# %% ../nbs/40_eval.ipynb #7fbe85ab
 def paired_difference(runs:pd.DataFrame, # rows from `benchmark_runs`
                       a:str, b:str, # model names: the result is a - b
                       metric:str='auc_roc',
@@ -259,7 +259,7 @@ def paired_difference(runs:pd.DataFrame, # rows from `benchmark_runs`
     return {'a': a, 'b': b, 'metric': metric, 'setting': setting, 'shots': shots, 'diff': mean, 'se': se,
             'beats': bool(mean > 2 * se) if not math.isnan(se) else bool(mean > 0)}
 
-# %% ../nbs/40_eval.ipynb #74afbd52
+# %% ../nbs/40_eval.ipynb #34e17308
 def _pm(m, s, signed=False):
     if pd.isna(m): return ''
     f = '{:+.3f}' if signed else '{:.3f}'

@@ -139,10 +139,10 @@ def bench(args):
     learner = MAML(device=device)
     r = np.random.default_rng(0)
     x = r.normal(size=(20, 12, 18)).astype(np.float32); y = np.arange(20) % 2
-    ad, adc = timeit(lambda: learner.adapt((x, y)), device, args.repeats, 1)
+    ad, adc = timeit(lambda: learner.adapt(x, y), device, args.repeats, 1)
     res['adapt_250_steps_s'], res['adapt_250_steps_cpu_s'] = statistics.median(ad), statistics.median(adc)
     # batched prediction throughput (numpy in, numpy out, as a user calls it)
-    pred = learner.adapt((x, y), steps=1)
+    pred = learner.adapt(x, y, steps=1)
     X = r.normal(size=(args.predict_n, 12, 18)).astype(np.float32)
     pt, pc = timeit(lambda: pred.predict_proba(X), device, max(1, args.repeats // 2), 1)
     res['predict_series_per_s'] = args.predict_n / statistics.median(pt)

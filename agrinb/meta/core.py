@@ -56,7 +56,7 @@ def batched_forward(model:nn.Module, # any module with a pure forward pass
     def one(p, xx, *e): return functional_call(model, p, (xx, *e))
     return vmap(one, in_dims=(0,) * (2 + len(extra)), randomness='different')(params, x, *extra)
 
-# %% ../../nbs/30_meta.core.ipynb #c377d4b1
+# %% ../../nbs/30_meta.core.ipynb #41477197
 def task_losses(logits:torch.Tensor, # (K, n, 1) binary logits, or (K, n, C, ...) class logits
                 y:torch.Tensor, # (K, n) {0,1} or (K, n, ...) class indices
                )->torch.Tensor: # (K,) mean loss of each task
@@ -66,7 +66,7 @@ def task_losses(logits:torch.Tensor, # (K, n, 1) binary logits, or (K, n, C, ...
         return F.binary_cross_entropy_with_logits(logits[..., 0], y.to(logits.dtype), reduction='none').mean(1)
     return F.cross_entropy(logits.flatten(0, 1), y.flatten(0, 1).long(), reduction='none').reshape(K, -1).mean(1)
 
-# %% ../../nbs/30_meta.core.ipynb #caa74ad5
+# %% ../../nbs/30_meta.core.ipynb #a5209ff2
 @runtime_checkable
 class TaskForward(Protocol):
     "A module with its own forward pass of K tasks at once (weights shared or with a leading task dimension K)."
@@ -86,7 +86,7 @@ def fast_path(model:nn.Module, # the module being adapted or meta-trained
     "Whether `model`'s own routes replace `vmap` + autograd: the one place this is decided."
     return isinstance(model, need) and (loss_fn is None or loss_fn is task_losses)
 
-# %% ../../nbs/30_meta.core.ipynb #a105610b
+# %% ../../nbs/30_meta.core.ipynb #b338b4e8
 def _step_grads(model, params, names, x, y, extra, fast, first_order, loss_fn)->list:
     "Each task's gradient at `params`: the module's own `task_grads` on the fast path, else vmap + autograd."
     if fast:
@@ -105,7 +105,7 @@ def _clip(grads:list, clip:float)->list:
     scale = (clip / (norm + 1e-6)).clamp(max=1.0)
     return [g * scale.view(-1, *[1] * (g.dim() - 1)) for g in grads]
 
-# %% ../../nbs/30_meta.core.ipynb #b92dfacc
+# %% ../../nbs/30_meta.core.ipynb #edf66f4d
 def inner_loop(model:nn.Module, params:dict, # per-task weights (K, ...), or shared ones with `shared=True`
                x:torch.Tensor, y:torch.Tensor, # support set (K, n, ...), (K, n, ...)
                *extra, # per-task extra inputs (e.g. FiLM), not adapted
@@ -125,7 +125,8 @@ def inner_loop(model:nn.Module, params:dict, # per-task weights (K, ...), or sha
         xs, ys = (x, y) if batches is None else (xb[s], yb[s])
         grads = _step_grads(model, params, names, xs, ys, extra, fast, first_order, loss_fn)
         if grad_clip is not None: grads = _clip(grads, grad_clip)
-        params = dict(zip(names, torch._foreach_add([params[k] for k in names], grads, alpha=-lr)))
+        if s and not torch.is_grad_enabled(): torch._foreach_add_([params[k] for k in names], grads, alpha=-lr)  # ours: in place
+        else: params = dict(zip(names, torch._foreach_add([params[k] for k in names], grads, alpha=-lr)))
     return params
 
 def query_losses(model:nn.Module, params:dict, # shared weights θ (name -> tensor), e.g. dict(model.named_parameters())
@@ -141,7 +142,7 @@ def query_losses(model:nn.Module, params:dict, # shared weights θ (name -> tens
     if fast_path(model, loss_fn): return model.query_loss(adapted, qx, qy, *extra)
     return loss_fn(batched_forward(model, adapted, qx, *extra), qy)
 
-# %% ../../nbs/30_meta.core.ipynb #35858b90
+# %% ../../nbs/30_meta.core.ipynb #90f67653
 def meta_backward(model:nn.Module, params:dict, sx, sy, qx, qy, # θ and the meta-batch (leading K)
                   extra_fn=None, # idx -> tuple of per-task extra inputs (or None)
                   chunk_size:int|None=None, # tasks per chunk (None = all at once)
@@ -157,7 +158,7 @@ def meta_backward(model:nn.Module, params:dict, sx, sy, qx, qy, # θ and the met
         total += float(losses.detach().sum())
     return total / K
 
-# %% ../../nbs/30_meta.core.ipynb #2aea64ce
+# %% ../../nbs/30_meta.core.ipynb #487ffecc
 def _copy_state(obj):
     "Detached copies of the tensors in a nested dict/list (so later training does not change a kept state)."
     if torch.is_tensor(obj): return obj.detach().clone()
@@ -180,7 +181,7 @@ def _set_rng_state(st:dict):
     torch.set_rng_state(st['torch'])
     if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st['cuda'])
 
-# %% ../../nbs/30_meta.core.ipynb #8032d680
+# %% ../../nbs/30_meta.core.ipynb #f185a3ea
 def _check_resume(ck, saved:dict, meta:dict):
     "A resumed run must have the settings it was started with."
     diff = {k: (saved.get(k), meta.get(k)) for k in sorted(set(saved) | set(meta)) if saved.get(k) != meta.get(k)}
@@ -194,7 +195,7 @@ def _check_loss(loss, step:int, where:str)->float:
                         f'{loss} at step {step}')
     return loss
 
-# %% ../../nbs/30_meta.core.ipynb #487ffecc
+# %% ../../nbs/30_meta.core.ipynb #b5e4fc45
 def fit_loop(step, # (step:int, rng:np.random.Generator) -> float: one optimiser step, returns its training loss
              steps:int, # total steps, counting resumed ones
              state, # () -> dict of everything a resume needs (module and optimiser state dicts, ...)

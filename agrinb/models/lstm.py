@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
+from fastcore.basics import patch
 from ..core import bad_input
 from .lstm_kernels import (lstm_tasks_forward, lstm_tasks_grads, task_grads_hvp, _TaskLoss,
                                         lstm_loss_and_grads, lstm_predict)
@@ -72,32 +73,7 @@ class LSTMClassifier(nn.Module):
     def _mask(self, x, K, n):
         d = self.lstm.dropout
         if not (self.lstm.training and d > 0): return None
-        return (torch.rand(K, n, self.hidden, device=x.device, dtype=x.dtype) >= d).to(x.dtype) / (1 - d)
-
-    def forward_tasks(self, params:dict, x:torch.Tensor, film:dict|None=None)->torch.Tensor:
-        "Logits (K, n, n_out) of K tasks with inputs (K, n, T, B); `params` shared or with a leading K."
-        return lstm_tasks_forward(params, x, film, self._mask(x, *x.shape[:2]))[0]
-
-    def task_grads(self, params:dict, x:torch.Tensor, y:torch.Tensor, film:dict|None=None)->tuple:
-        "Per-task losses (K,) and gradients (K, ...) of K tasks, differentiable (see `lstm_tasks_grads`, `task_grads_hvp`)."
-        mask = self._mask(x, *x.shape[:2])
-        if x.requires_grad: return lstm_tasks_grads(params, x, y, film, mask)   # autograd's second order
-        if x.shape[0] == 1 and not (torch.is_grad_enabled() and any(v.requires_grad for v in [*params.values(), *(film or {}).values()])):
-            one = {k: v[0] if v.dim() > (2 if 'weight' in k else 1) else v for k, v in params.items()}   # one task, no graph:
-            loss, g = lstm_loss_and_grads(one, x[0], y[0], {k: v[0] for k, v in film.items()} if film else None,  # the fused
-                                          None if mask is None else mask[0])                                     # kernel
-            return loss[None], {k: v[None] for k, v in g.items()}
-        return task_grads_hvp(params, x, y, mask, film)
-
-    def query_loss(self, params:dict, x:torch.Tensor, y:torch.Tensor, film:dict|None=None)->torch.Tensor:
-        "Per-task losses (K,) whose backward pass is the hand-written one (first order through this call)."
-        names = list(params); fnames = list(film) if film else []
-        return _TaskLoss.apply(names, fnames, self._mask(x, *x.shape[:2]), x, y,
-                               *[params[k] for k in names], *[film[k] for k in fnames])
-
-    def predict(self, params:dict, x:torch.Tensor, film:dict|None=None)->torch.Tensor:
-        "One task's probabilities for many series from its weights `params`, no autograd (`lstm_predict`)."
-        return lstm_predict(params, x, film)
+        return torch.rand(K, n, self.hidden, device=x.device, dtype=x.dtype).ge_(d).div_(1 - d)
 
     def predict_proba(self, x:torch.Tensor, film=None)->torch.Tensor:
         "Probability of the positive class (binary) or of each class (n-way)."
@@ -105,6 +81,36 @@ class LSTMClassifier(nn.Module):
         return torch.sigmoid(z[:, 0]) if self.n_out == 1 else torch.softmax(z, -1)
 
 # %% ../../nbs/20_models.lstm.ipynb #7dc93c12
+@patch
+def forward_tasks(self:LSTMClassifier, params:dict, x:torch.Tensor, film:dict|None=None)->torch.Tensor:
+    "Logits (K, n, n_out) of K tasks with inputs (K, n, T, B); `params` shared or with a leading K."
+    return lstm_tasks_forward(params, x, film, self._mask(x, *x.shape[:2]))[0]
+
+@patch
+def task_grads(self:LSTMClassifier, params:dict, x:torch.Tensor, y:torch.Tensor, film:dict|None=None)->tuple:
+    "Per-task losses (K,) and gradients (K, ...) of K tasks, differentiable (see `lstm_tasks_grads`, `task_grads_hvp`)."
+    mask = self._mask(x, *x.shape[:2])
+    if x.requires_grad: return lstm_tasks_grads(params, x, y, film, mask)   # autograd's second order
+    if x.shape[0] == 1 and not (torch.is_grad_enabled() and any(v.requires_grad for v in [*params.values(), *(film or {}).values()])):
+        one = {k: v[0] if v.dim() > (2 if 'weight' in k else 1) else v for k, v in params.items()}   # one task, no graph:
+        loss, g = lstm_loss_and_grads(one, x[0], y[0], {k: v[0] for k, v in film.items()} if film else None,  # the fused
+                                      None if mask is None else mask[0])                                     # kernel
+        return loss[None], {k: v[None] for k, v in g.items()}
+    return task_grads_hvp(params, x, y, mask, film)
+
+@patch
+def query_loss(self:LSTMClassifier, params:dict, x:torch.Tensor, y:torch.Tensor, film:dict|None=None)->torch.Tensor:
+    "Per-task losses (K,) whose backward pass is the hand-written one (first order through this call)."
+    names = list(params); fnames = list(film) if film else []
+    return _TaskLoss.apply(names, fnames, self._mask(x, *x.shape[:2]), x, y,
+                           *[params[k] for k in names], *[film[k] for k in fnames])
+
+@patch
+def predict(self:LSTMClassifier, params:dict, x:torch.Tensor, film:dict|None=None)->torch.Tensor:
+    "One task's probabilities for many series from its weights `params`, no autograd (`lstm_predict`)."
+    return lstm_predict(params, x, film)
+
+# %% ../../nbs/20_models.lstm.ipynb #5c1909ff
 class TaskEncoder(nn.Module):
     "Task vector -> FiLM parameters `{'gamma_in','beta_in','gamma_h','beta_h'}` for an `LSTMClassifier`."
     def __init__(self, info_dim:int=13, # size of the task vector

@@ -31,6 +31,7 @@ def _carried(film, mask):
     bm = None if bh is None else (bh if mask is None else bh * mask)
     return mg, bm
 
+# %% ../../nbs/23_models.lstm_kernels.ipynb #a9652890
 def lstm_tasks_forward(p:dict, # parameters, each shared (as in the state dict) or with a leading K
                        x:torch.Tensor, # (K, n, T, B)
                        film:dict|None=None, # FiLM parameters (K, size) or None
@@ -58,6 +59,7 @@ def lstm_tasks_forward(p:dict, # parameters, each shared (as in the state dict) 
     z = _lin(h, p['head.weight']) + (bo if bo.dim() == 1 else bo[:, None])
     return z, (xi, hs, cs, ss, us, tcs, mg, mask)
 
+# %% ../../nbs/23_models.lstm_kernels.ipynb #c7f331d2
 def lstm_tasks_grads(p:dict, x:torch.Tensor, y:torch.Tensor, # parameters (shared or per task), (K,n,T,B), (K,n)
                      film:dict|None=None, mask:torch.Tensor|None=None,
                     )->tuple: # (losses (K,), gradients: dict of (K, ...) tensors)
@@ -91,7 +93,7 @@ def lstm_tasks_grads(p:dict, x:torch.Tensor, y:torch.Tensor, # parameters (share
     grads['lstm.bias_ih_l0'] = grads['lstm.bias_hh_l0'] = dG.sum(2)
     return losses, grads
 
-# %% ../../nbs/23_models.lstm_kernels.ipynb #595cdb85
+# %% ../../nbs/23_models.lstm_kernels.ipynb #e19e49c6
 def _lin_into(out, inp, W, acc=False): # out (K, n, o) = [out +] inp (K, n, i) @ W^T, W (o, i) shared or (K, o, i)
     if W.dim() == 2:
         o2, i2 = out.view(-1, out.shape[-1]), inp.reshape(-1, inp.shape[-1])
@@ -105,6 +107,7 @@ def _lin_t_into(out, inp, W): # out (K, n, i) = inp (K, n, o) @ W
 def _task_major(a): # (T, K, n, p) -> (K, T * n, p), a copy
     return a.transpose(0, 1).reshape(a.shape[1], -1, a.shape[-1])
 
+# %% ../../nbs/23_models.lstm_kernels.ipynb #05f57184
 class _TasksBPTT:
     """K tasks' forward pass and hand-written back-propagation through time (gate order i, f, g, o as `nn.LSTM`),
     keeping the intermediates that `hvp` needs for the Hessian-vector products of second-order MAML: the tangent of
@@ -176,31 +179,36 @@ class _TasksBPTT:
                 _lin_t_into(dht, dG[t], W_hh)
                 if extra is not None: dht.add_(extra(t))
 
-    def grads(self)->dict:
-        "Each task's gradients (K, ...), keys as the parameters."
-        T, n = self.S.shape[0], self.shape[1]
-        gb = self.dGk.sum(1)
-        return {'lstm.weight_ih_l0': torch.bmm(self.dGk.transpose(1, 2), self.xk),
-                'lstm.weight_hh_l0': torch.bmm(self.dGk[:, n:].transpose(1, 2), self.Hk),
-                'lstm.bias_ih_l0': gb, 'lstm.bias_hh_l0': gb.clone(),
-                'head.weight': torch.bmm(self.dz.transpose(1, 2), self.Hs[T]), 'head.bias': self.dz.sum(1)}
+# %% ../../nbs/23_models.lstm_kernels.ipynb #18ef0043
+@patch
+def grads(self:_TasksBPTT)->dict:
+    "Each task's gradients (K, ...), keys as the parameters."
+    T, n = self.S.shape[0], self.shape[1]
+    gb = self.dGk.sum(1)
+    return {'lstm.weight_ih_l0': torch.bmm(self.dGk.transpose(1, 2), self.xk),
+            'lstm.weight_hh_l0': torch.bmm(self.dGk[:, n:].transpose(1, 2), self.Hk),
+            'lstm.bias_ih_l0': gb, 'lstm.bias_hh_l0': gb.clone(),
+            'head.weight': torch.bmm(self.dz.transpose(1, 2), self.Hs[T]), 'head.bias': self.dz.sum(1)}
 
-    def _film_sums(self, DHT, hpre, dx, DHT2=None, hpre2=None)->dict:
-        "FiLM gradients from dL/dh~ (T, K, n, H), h before FiLM and dL/dx' (K, T*n, B) (plus a second h term)."
-        K, n, T, B = self.shape; f, m = self.film, self.m
-        dhm = DHT if m is None else DHT * m
-        gh = (dhm * hpre).sum((0, 2))
-        if DHT2 is not None: gh += ((DHT2 if m is None else DHT2 * m) * hpre2).sum((0, 2))
-        x0 = self.x0.transpose(1, 2).reshape(K, T * n, B)                      # rows in the order of dx
-        out = dict(gamma_h=gh, beta_h=dhm.sum((0, 2)), gamma_in=(dx * x0).sum(1), beta_in=dx.sum(1))
-        return {k: out[k] for k in f}
+# %% ../../nbs/23_models.lstm_kernels.ipynb #b55169ab
+@patch
+def _film_sums(self:_TasksBPTT, DHT, hpre, dx, DHT2=None, hpre2=None)->dict:
+    "FiLM gradients from dL/dh~ (T, K, n, H), h before FiLM and dL/dx' (K, T*n, B) (plus a second h term)."
+    K, n, T, B = self.shape; f, m = self.film, self.m
+    dhm = DHT if m is None else DHT * m
+    gh = (dhm * hpre).sum((0, 2))
+    if DHT2 is not None: gh += ((DHT2 if m is None else DHT2 * m) * hpre2).sum((0, 2))
+    x0 = self.x0.transpose(1, 2).reshape(K, T * n, B)                      # rows in the order of dx
+    out = dict(gamma_h=gh, beta_h=dhm.sum((0, 2)), gamma_in=(dx * x0).sum(1), beta_in=dx.sum(1))
+    return {k: out[k] for k in f}
 
-    def film_grads(self)->dict:
-        "Each task's gradients with respect to its FiLM parameters."
-        H = self.H
-        return self._film_sums(self.DHT, self.S[..., 3 * H:] * self.TC, _lin_t(self.dGk, self.p['lstm.weight_ih_l0']))
+@patch
+def film_grads(self:_TasksBPTT)->dict:
+    "Each task's gradients with respect to its FiLM parameters."
+    H = self.H
+    return self._film_sums(self.DHT, self.S[..., 3 * H:] * self.TC, _lin_t(self.dGk, self.p['lstm.weight_ih_l0']))
 
-# %% ../../nbs/23_models.lstm_kernels.ipynb #c7f331d2
+# %% ../../nbs/23_models.lstm_kernels.ipynb #89d4fdd1
 @patch
 def hvp(self:_TasksBPTT, V:dict)->dict:
     "Each task's Hessian-vector product H_k V_k along its own direction V_k (dict of (K, ...) tensors)."
@@ -262,7 +270,7 @@ def hvp(self:_TasksBPTT, V:dict)->dict:
 
 
 
-# %% ../../nbs/23_models.lstm_kernels.ipynb #a337921b
+# %% ../../nbs/23_models.lstm_kernels.ipynb #d8e5c2bf
 class _InnerGrads(torch.autograd.Function):
     "Per-task losses and gradients (`_TasksBPTT`); backward = Hessian-vector products, written out (second order)."
     @staticmethod
@@ -298,7 +306,7 @@ def task_grads_hvp(p:dict, # parameters, shared or with a leading K
     out = _InnerGrads.apply(names, fnames, mask, x, y, *p.values(), *film.values())
     return out[0], dict(zip(names, out[1:]))
 
-# %% ../../nbs/23_models.lstm_kernels.ipynb #d12e6598
+# %% ../../nbs/23_models.lstm_kernels.ipynb #29369ae9
 class _TaskLoss(torch.autograd.Function):
     "Per-task losses (`_TasksBPTT`) with their gradients as the backward pass."
     @staticmethod
@@ -318,16 +326,9 @@ class _TaskLoss(torch.autograd.Function):
             out.append(s.sum(0) if shared else s)
         return (None, None, None, None, None, *out)
 
-# %% ../../nbs/23_models.lstm_kernels.ipynb #18ef0043
+# %% ../../nbs/23_models.lstm_kernels.ipynb #edd03e1c
 def _film_in(x, film):
     return x * film['gamma_in'] + film['beta_in'] if film and 'gamma_in' in film else x
-
-_GATE_KEYS = ('lstm.weight_ih_l0', 'lstm.weight_hh_l0', 'lstm.bias_ih_l0', 'lstm.bias_hh_l0')
-
-def _to_oifg(p:dict)->dict:
-    "Reorder the gate rows i, f, g, o -> o, i, f, g: one sigmoid covers o, i, f and one tanh covers g."
-    def perm(t): i, f, g, o = t.chunk(4, 0); return torch.cat([o, i, f, g], 0)
-    return {k: perm(v) if k in _GATE_KEYS else v for k, v in p.items()}
 
 class _OneTask:
     """Hand-written forward and back-propagation through time of one task (gates in `nn.LSTM`'s i, f, g, o order), on
@@ -390,6 +391,7 @@ class _OneTask:
         return loss, {'head.weight': dz.T @ h, 'head.bias': dz.sum(0), 'lstm.weight_hh_l0': dG1.T @ H1,
                       'lstm.weight_ih_l0': dGf.T @ xf, 'lstm.bias_ih_l0': gb, 'lstm.bias_hh_l0': gb.clone()}
 
+# %% ../../nbs/23_models.lstm_kernels.ipynb #1ec1dce0
 _ONE_TASK = {}
 
 def _one_task(like, n, T, H)->_OneTask:
@@ -412,7 +414,14 @@ def lstm_loss_and_grads(p:dict, # LSTMClassifier parameters (plain tensors)
         xi = _film_in(x, film).transpose(0, 1)
         return _one_task(x, n, T, p['lstm.weight_hh_l0'].shape[1])(p, xi, y, *_carried(film, mask))
 
-# %% ../../nbs/23_models.lstm_kernels.ipynb #161d7902
+# %% ../../nbs/23_models.lstm_kernels.ipynb #e0209b3c
+_GATE_KEYS = ('lstm.weight_ih_l0', 'lstm.weight_hh_l0', 'lstm.bias_ih_l0', 'lstm.bias_hh_l0')
+
+def _to_oifg(p:dict)->dict:
+    "Reorder the gate rows i, f, g, o -> o, i, f, g: one sigmoid covers o, i, f and one tanh covers g."
+    def perm(t): i, f, g, o = t.chunk(4, 0); return torch.cat([o, i, f, g], 0)
+    return {k: perm(v) if k in _GATE_KEYS else v for k, v in p.items()}
+
 def lstm_predict(p:dict, # LSTMClassifier parameters
                  x:torch.Tensor, # (N, T, B)
                  film:dict|None=None, # fixed FiLM parameters

@@ -108,9 +108,6 @@ class TaskInfo:
         return np.concatenate([to_sphere(self.lat, self.lon).astype(np.float32), onehot])
 
 # %% ../../nbs/10_tasks.pixels.ipynb #bc0fcc68
-def _rng(rng)->np.random.Generator:
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-
 @dataclass(eq=False)
 class Task:
     "A binary few-shot task: support and query sets (n, T, B) float32, labels int64 in {0, 1}, and `TaskInfo`."
@@ -150,7 +147,10 @@ class Task:
         return (f"Task({self.name!r}, target={self.info.target!r}, support={len(self.support_y)}, query={len(self.query_y)}, "
                 f"pos={self.n_pos}, neg={self.n_neg})")
 
-# %% ../../nbs/10_tasks.pixels.ipynb #3911c920
+# %% ../../nbs/10_tasks.pixels.ipynb #03933437
+def _rng(rng)->np.random.Generator:
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
 def _interleave(pos:np.ndarray, neg:np.ndarray)->np.ndarray:
     "Positions ordered pos, neg, pos, neg, ..."
     out = np.empty(len(pos) + len(neg), np.int64); out[0::2], out[1::2] = pos, neg
@@ -169,7 +169,7 @@ def _draw_class(pos:np.ndarray, ids:np.ndarray, k:int, q:int, rng, where:str)->t
     at = lambda chosen: pos[first[np.searchsorted(uid, chosen)]].astype(np.int64)
     return at(s_ids), at(q_ids)
 
-# %% ../../nbs/10_tasks.pixels.ipynb #1efd1a68
+# %% ../../nbs/10_tasks.pixels.ipynb #9234118c
 def draw_by_id(y:np.ndarray, # (n,) labels in {0, 1}
                ids:np.ndarray, # (n,) source sample of each row: repeated (oversampled) rows share an id
                rng=None, # numpy Generator or seed
@@ -189,7 +189,7 @@ def draw_by_id(y:np.ndarray, # (n,) labels in {0, 1}
     sp, _ = _draw_class(pos, ids, n_pos, 0, rng, where); sn, _ = _draw_class(neg, ids, min(size - n_pos, un), 0, rng, where)
     return np.sort(np.r_[sp, sn]), np.zeros(0, np.int64)
 
-# %% ../../nbs/10_tasks.pixels.ipynb #f33b8c2a
+# %% ../../nbs/10_tasks.pixels.ipynb #e00c4993
 def _rows(task:Task, pos:np.ndarray)->np.ndarray:
     "Rows of `task.x` at `pos` without concatenating support and query."
     ns = len(task.support_x)
@@ -216,7 +216,7 @@ def shots(self:Task, k:int, # positives and negatives to keep in the support set
     return Task(self.name, self.support_x[s], self.support_y[s], self.query_x, self.query_y, self.info,
                 self.support_ids[s], self.query_ids)
 
-# %% ../../nbs/10_tasks.pixels.ipynb #dc7c7fe3
+# %% ../../nbs/10_tasks.pixels.ipynb #1051f221
 def as_task(task, where:str='task')->Task:
     "A `Task` as it is; any task-like object (support_x, support_y, query_x, query_y, info, name) made one (so checked)."
     if isinstance(task, Task): return task
@@ -251,7 +251,7 @@ def query_array(x, where='predict_proba', shape=None, n_bands=None)->np.ndarray:
         raise bad_input(where, 'x', f'series of shape (time, band) = {tuple(shape)} like the support set', x.shape[1:])
     return x
 
-# %% ../../nbs/10_tasks.pixels.ipynb #1051f221
+# %% ../../nbs/10_tasks.pixels.ipynb #6dd52499
 def balanced_batches(y:np.ndarray, # (n,) integer labels
                      steps:int, # number of batches
                      per_class:int=10, # examples of each class per batch
@@ -267,7 +267,7 @@ def balanced_batches(y:np.ndarray, # (n,) integer labels
         cols.append(idx[pick])
     return np.stack(cols, 2).reshape(steps, -1)   # interleaved classes
 
-# %% ../../nbs/10_tasks.pixels.ipynb #6dd52499
+# %% ../../nbs/10_tasks.pixels.ipynb #7fe78863
 def _prepare(x:np.ndarray, stats:BandStats, ids=None)->np.ndarray:
     "Gap-fill (band means from `stats`) and normalise with `stats`; a sample with no observation at all is an error."
     empty = np.isnan(x).all(axis=(1, 2))
@@ -294,7 +294,7 @@ def _make_task(name, x, y, ids, info, frac, rng)->Task:
     q = _split_ids(y, ids, frac, rng)
     return Task(name, x[~q], y[~q], x[q], y[q], info, ids[~q], ids[q])
 
-# %% ../../nbs/10_tasks.pixels.ipynb #7fe78863
+# %% ../../nbs/10_tasks.pixels.ipynb #8a030193
 def _groups(ds:PixelDataset, by:str, held_out:tuple):
     "Yield (name, sample mask, centre lat, centre lon) per group."
     if by == 'region':
@@ -311,7 +311,7 @@ def _groups(ds:PixelDataset, by:str, held_out:tuple):
         m = (lat >= b.min_lat) & (lat <= b.max_lat) & (lon >= b.min_lon) & (lon <= b.max_lon)
         if m.any(): yield (b.name if b.part == 0 else f'{b.name}_{b.part}'), m, float(b.center_lat), float(b.center_lon)
 
-# %% ../../nbs/10_tasks.pixels.ipynb #9629b61e
+# %% ../../nbs/10_tasks.pixels.ipynb #dff11aaf
 def _held_out_mask(ds:PixelDataset, held_out:tuple, by:str)->np.ndarray:
     "Samples that belong to a held-out region (by name, and with by='country' by lying in its country's boxes)."
     out = np.isin(ds.regions, held_out)
@@ -334,7 +334,7 @@ def _canonical(held_out)->tuple:
         except AgrinbError: pass
     return tuple(dict.fromkeys(names))
 
-# %% ../../nbs/10_tasks.pixels.ipynb #647322f3
+# %% ../../nbs/10_tasks.pixels.ipynb #eaa83cb4
 def _group_tasks(name, m, lat, lon, labels, is_crop, ids, x, min_per_class, balance_negatives, frac, rng)->list:
     "Crop-vs-non-crop and crop-vs-rest tasks of one group."
     out, xm = [], x[m]
@@ -353,7 +353,7 @@ def _group_tasks(name, m, lat, lon, labels, is_crop, ids, x, min_per_class, bala
         out.append(_make_task(f'{name}_{c}', xm[rows], y, gid[rows], TaskInfo(lat, lon, str(c)), frac, rng))
     return out
 
-# %% ../../nbs/10_tasks.pixels.ipynb #b68ce630
+# %% ../../nbs/10_tasks.pixels.ipynb #fec85a1c
 def _check_labels(ds:PixelDataset):
     unknown = sorted(set(ds.labels[ds.is_crop]) - set(CROP_GROUPS))
     if unknown:
@@ -388,7 +388,7 @@ def build_tasks(ds:PixelDataset, # labelled pixel series (raw values, gaps allow
     tasks.stats, tasks.held_out = stats, held
     return tasks
 
-# %% ../../nbs/10_tasks.pixels.ipynb #849d697f
+# %% ../../nbs/10_tasks.pixels.ipynb #827d92a3
 TEST_SPEC = [('Togo', 'crop'), ('Kenya', 'maize'), ('Brazil', 'coffee')]
 
 def _centre(ds:PixelDataset, region:str, m:np.ndarray)->tuple:
@@ -398,7 +398,7 @@ def _centre(ds:PixelDataset, region:str, m:np.ndarray)->tuple:
 
 
 
-# %% ../../nbs/10_tasks.pixels.ipynb #eaa83cb4
+# %% ../../nbs/10_tasks.pixels.ipynb #3b9149dd
 def test_tasks(ds:PixelDataset, # the dataset holding the test regions
                spec=TEST_SPEC, # (region, target) pairs; target 'crop' or a crop name
                n_train:int|None=None, # keep this many training samples (stratified; None = all)
@@ -433,7 +433,7 @@ def test_tasks(ds:PixelDataset, # the dataset holding the test regions
 
 test_tasks.__test__ = False  # a builder, not a test: keeps pytest from collecting it where it is imported
 
-# %% ../../nbs/10_tasks.pixels.ipynb #fec85a1c
+# %% ../../nbs/10_tasks.pixels.ipynb #cbcef087
 @dataclass
 class Benchmark:
     "Meta-training, validation and test tasks sharing one set of normalisation statistics."
@@ -460,7 +460,7 @@ def benchmark_tasks(ds:PixelDataset, # e.g. `make_dataset()`
     test = test_tasks(ds, spec, n_train=n_train, stats=tasks.stats, seed=seed, by=by)
     return Benchmark(train, val, test, tasks.stats)
 
-# %% ../../nbs/10_tasks.pixels.ipynb #0efd0845
+# %% ../../nbs/10_tasks.pixels.ipynb #00e66bba
 @dataclass
 class TaskData:
     "A task checked and on the device: all its labelled series, their labels and sample ids, its task vector."
@@ -492,7 +492,7 @@ def draw_episodes(tasks:list, # TaskData
     qx = torch.stack([t.x[i] for t, i in zip(tasks, qi)]); qy = torch.stack([t.y[i] for t, i in zip(tasks, qi)])
     return sx, sy, qx, qy
 
-# %% ../../nbs/10_tasks.pixels.ipynb #025067f4
+# %% ../../nbs/10_tasks.pixels.ipynb #9085b045
 def toy_tasks(n_tasks:int=8, # number of tasks
               n:int=40, # series per task (half support, half query; classes alternate)
               T:int=12, B:int=18, # time steps, bands
