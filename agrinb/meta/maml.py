@@ -113,7 +113,13 @@ def save(self:MAML, path)->Path:
     return save_checkpoint(path, self.kind, self.state(), model_version=MODEL_VERSION, hparams=self.hparams,
                            fit=self.fit_config, history=self.history, best_val=self.best_val, name=self.name)
 
-# %% ../../nbs/31_meta.maml.ipynb #b1296f1c
+# %% ../../nbs/31_meta.maml.ipynb #9036e885
+@patch(as_prop=True)
+def weights(self:MAML)->tuple: # (network, name -> tensor)
+    "The network the learner adapts and its current weights θ (what `agrinb.viz.parts_of` reads)."
+    return self.model, dict(self.model.named_parameters())
+
+# %% ../../nbs/31_meta.maml.ipynb #840ec510
 def _check_meta(cls, obj, path):
     if obj['kind'] != cls.kind:
         raise bad_input(path, 'kind', f"a checkpoint of '{cls.kind}'", f"one of '{obj['kind']}' (load it with its own class)")
@@ -138,7 +144,7 @@ def load(cls:MAML, path, # a file written by `save` or a `meta_fit` checkpoint
     self.fit_config.update(meta.get('fit', {})); self.history = list(meta.get('history', [])); self.best_val = meta.get('best_val')
     return self
 
-# %% ../../nbs/31_meta.maml.ipynb #d7ef12ea
+# %% ../../nbs/31_meta.maml.ipynb #1c4e0f34
 @patch
 def _check_fit_args(self:MAML, train_tasks, steps, meta_batch, k_support, k_query, inner_steps):
     if not len(train_tasks): raise bad_input(f'{self.name}.meta_fit', 'train_tasks', 'at least one task', 'none')
@@ -170,7 +176,7 @@ def _val_loss(self:MAML, val:list, episodes, chunk:int)->float:
             total += float(l.detach().sum()); n += l.shape[0]
     return total / max(n, 1)
 
-# %% ../../nbs/31_meta.maml.ipynb #f21866a6
+# %% ../../nbs/31_meta.maml.ipynb #83bfa441
 @patch
 def _outer_step(self:MAML, train, opt, rng, trng, meta_batch, k, q, inner_lr, inner_steps, first_order, chunk_size,
                 grad_clip, info_noise)->float:
@@ -189,7 +195,7 @@ def _outer_step(self:MAML, train, opt, rng, trng, meta_batch, k, q, inner_lr, in
     opt.step()
     return loss
 
-# %% ../../nbs/31_meta.maml.ipynb #db0f6051
+# %% ../../nbs/31_meta.maml.ipynb #3e8355b5
 @patch
 def meta_fit(self:MAML, train_tasks:list, # Tasks to meta-train on
              val_tasks:list|None=None, # Tasks for validation (best state kept); None = keep the last state
@@ -232,7 +238,7 @@ def meta_fit(self:MAML, train_tasks:list, # Tasks to meta-train on
     for m in self._modules().values(): m.eval()
     return self
 
-# %% ../../nbs/31_meta.maml.ipynb #3e8355b5
+# %% ../../nbs/31_meta.maml.ipynb #2aa68d8a
 @contextlib.contextmanager
 def adapt_dropout(model:nn.Module, p:float):
     "Dropout at rate `p` while adapting: dropout layers (and modules with a float `dropout` rate) train, the rest stay."
@@ -244,7 +250,7 @@ def adapt_dropout(model:nn.Module, p:float):
     finally:
         for mod, attr, v, t in saved: setattr(mod, attr, v); mod.training = t
 
-# %% ../../nbs/31_meta.maml.ipynb #a3d9ac62
+# %% ../../nbs/31_meta.maml.ipynb #7f3652e0
 @patch
 def _support(self:MAML, support_x, support_y=None, info=None):
     "The support set as tensors on the device, checked once (`support_set`), and its task vector (or None)."
@@ -263,7 +269,7 @@ def predictor(self:MAML, info=None)->Predictor:
 @patch
 def _film(self:MAML, v): return None   # fixed per-task extra inputs for a single task (TIML: FiLM parameters)
 
-# %% ../../nbs/31_meta.maml.ipynb #b5b4e823
+# %% ../../nbs/31_meta.maml.ipynb #fa3ead67
 @patch
 def adapt(self:MAML, support_x, # (n, T, B) support series, or a Task (its support set and info)
           support_y=None, # (n,) labels in {0, 1} (None when `support_x` is a Task)
