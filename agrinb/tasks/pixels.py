@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 from fastcore.basics import patch
 from ..core import AgrinbError, bad_input, suggest
-from ..data.pixels import PixelDataset, BandStats, NON_CROP, fill_gaps
+from ..data.pixels import PixelDataset, BandStats, NON_CROP, prepare_series
 
 # %% auto #0
 __all__ = ['FAO_GROUPS', 'CROP_GROUPS', 'TEST_SPEC', 'check_series', 'check_labels', 'info_vector', 'register_crop', 'TaskInfo',
@@ -268,14 +268,6 @@ def balanced_batches(y:np.ndarray, # (n,) integer labels
     return np.stack(cols, 2).reshape(steps, -1)   # interleaved classes
 
 # %% ../../nbs/10_tasks.pixels.ipynb #7fe78863
-def _prepare(x:np.ndarray, stats:BandStats, ids=None)->np.ndarray:
-    "Gap-fill (band means from `stats`) and normalise with `stats`; a sample with no observation at all is an error."
-    empty = np.isnan(x).all(axis=(1, 2))
-    if empty.any():
-        bad = (np.flatnonzero(empty) if ids is None else np.asarray(ids)[empty])[:5].tolist()
-        raise bad_input('PixelDataset', 'x', 'at least one observed value per sample', f'samples {bad} are NaN for every step and band')
-    return stats.scale(fill_gaps(x, band_mean=stats.mean))
-
 class TaskList(list):
     "A list of tasks that remembers the normalisation statistics and the regions held out when it was built."
     stats:BandStats|None = None
@@ -379,7 +371,7 @@ def build_tasks(ds:PixelDataset, # labelled pixel series (raw values, gaps allow
     if not len(ids): raise bad_input('build_tasks', 'ds', 'samples outside the held-out regions', 'none left')
     train = ds[ids]
     stats = stats or train.compute_stats()
-    x, rng, tasks = _prepare(train.x, stats, ids), np.random.default_rng(seed), TaskList()
+    x, rng, tasks = prepare_series(train.x, stats, ids), np.random.default_rng(seed), TaskList()
     labels, is_crop = train.labels.astype(str), train.is_crop.astype(bool)
     for name, m, lat, lon in tqdm(list(_groups(train, by, _canonical(held))), desc='tasks', disable=not progress):
         tasks += _group_tasks(name, m, lat, lon, labels, is_crop, ids, x, min_per_class, balance_negatives, query_frac, rng)
@@ -424,7 +416,7 @@ def test_tasks(ds:PixelDataset, # the dataset holding the test regions
         q = _split_ids(y, idx, test_frac, np.random.default_rng(split_seed))
         tr = np.flatnonzero(~q)
         if n_train is not None and n_train < len(tr): tr = tr[draw_by_id(y[tr], idx[tr], seed, size=n_train)[0]]
-        x = _prepare(ds.x[idx], stats, idx)
+        x = prepare_series(ds.x[idx], stats, idx)
         te = np.flatnonzero(q)
         out.append(Task(f'{region}_{target}', x[tr], y[tr], x[te], y[te], TaskInfo(*_centre(ds, region, m), target),
                         idx[tr], idx[te]))
