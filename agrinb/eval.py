@@ -11,11 +11,16 @@ from sklearn import metrics as skm
 from tqdm.auto import tqdm
 from .core import bad_input, seed_everything
 from .tasks.pixels import Task, as_task, draw_by_id
+import torch
+from .data.tiles import TileSet
+from .tasks.tiles import deepglobe_task
+from .meta.tiles import TileLearner
 
 # %% auto #0
 __all__ = ['METRICS', 'RF_NAME', 'binary_metrics', 'best_threshold', 'standard_error', 'subsample_support', 'calibration_split',
            'calibrated_threshold', 'benchmark_runs', 'summarize', 'run_benchmark', 'paired_difference', 'results_table',
-           'rf_table']
+           'rf_table', 'evaluate_shots', 'choose_adaptation', 'confusion', 'metrics_from_confusion',
+           'segmentation_scores', 'evaluate_segmentation']
 
 # %% ../nbs/40_eval.ipynb #957cd376
 METRICS = ('auc_roc', 'f1', 'f1_calibrated', 'accuracy', 'kappa', 'iou')
@@ -201,26 +206,34 @@ def benchmark_runs(learners:dict, # name -> meta-fitted learner
     return pd.DataFrame(rows)
 
 # %% ../nbs/40_eval.ipynb #8a812c36
-_KEYS = ['model', 'task', 'setting', 'shots', 'size']
+_KEYS = ('model', 'task', 'setting', 'shots', 'size')
 
-def summarize(runs:pd.DataFrame, # rows from `benchmark_runs`
-              reference:str|None=RF_NAME, # model whose AUC is subtracted (paired by task, setting, run)
+def summarize(runs:pd.DataFrame, # rows from `benchmark_runs`, `evaluate_shots` or `evaluate_segmentation`
+              reference:str|None=RF_NAME, # model whose AUC is subtracted (paired by the other `by` keys and run); None: no `auc_minus_rf`
+              by=_KEYS, # group keys; the first names the learner
+              metrics=None, # columns to average; None: those of METRICS and 'seconds' that `runs` has
              )->pd.DataFrame:
-    "Mean and standard error per model, task and setting of every metric, plus `auc_minus_rf` (± s.e.)."
-    if runs.empty: raise bad_input('summarize', 'runs', 'at least one benchmark run', 'an empty table')
-    runs = runs.copy()
-    keys = ['task', 'setting', 'shots', 'size', 'run']
+    "Mean and standard error (`<m>`, `<m>_se`) of every metric per group, `n_runs`, and `auc_minus_rf` (± s.e.)."
+    if runs.empty: raise bad_input('summarize', 'runs', 'at least one run', 'an empty table')
+    by = list(by); runs = runs.copy()
+    if missing := [k for k in by if k not in runs]:
+        raise bad_input('summarize', 'by', f'columns of the runs {list(runs.columns)}', missing)
+    cols = [c for c in (*METRICS, 'seconds') if c in runs] if metrics is None else list(metrics)
+    if missing := [c for c in cols if c not in runs]:
+        raise bad_input('summarize', 'metrics', f'columns of the runs {list(runs.columns)}', missing)
     if reference is not None:
-        if reference not in set(runs.model):
-            raise bad_input('summarize', 'reference', f'a model among {sorted(set(runs.model))}', reference)
-        ref = runs.loc[runs.model == reference, keys + ['auc_roc']].rename(columns={'auc_roc': '_ref'})
+        who, keys = by[0], [*by[1:], 'run']
+        if 'auc_roc' not in runs or 'run' not in runs:
+            raise bad_input('summarize', 'reference', "None for runs without 'auc_roc' and 'run' (e.g. tile frames)", reference)
+        if reference not in set(runs[who]):
+            raise bad_input('summarize', 'reference', f'a {who} among {sorted(set(runs[who]))}, or None', reference)
+        ref = runs.loc[runs[who] == reference, keys + ['auc_roc']].rename(columns={'auc_roc': '_ref'})
         runs = runs.merge(ref, on=keys, how='left')
         runs['auc_minus_rf'] = runs['auc_roc'] - runs['_ref']
-    cols = [c for c in (*METRICS, 'auc_minus_rf', 'seconds') if c in runs]
-    g = runs.groupby(_KEYS, sort=False, dropna=False)
-    out = g[cols].mean()
-    se = g[cols].agg(standard_error).add_suffix('_se')
-    out = pd.concat([out, se], axis=1)[[c for col in cols for c in (col, f'{col}_se')]]
+        cols.insert(cols.index('seconds') if 'seconds' in cols else len(cols), 'auc_minus_rf')
+    g = runs.groupby(by, sort=False, dropna=False)
+    out = pd.concat([g[cols].mean(), g[cols].agg(standard_error).add_suffix('_se')], axis=1)
+    out = out[[c for col in cols for c in (col, f'{col}_se')]]
     out.insert(0, 'n_runs', g.size())
     return out.reset_index()
 
@@ -288,3 +301,70 @@ def rf_table(summary:pd.DataFrame, reference:str=RF_NAME)->pd.DataFrame:
     mark = lambda m, e: ' *' if m > 2 * e else (' -' if m < -2 * e else '')
     s['cell'] = [_pm(m, e, True) + ('' if pd.isna(e) else mark(m, e)) for m, e in zip(s.auc_minus_rf, s.auc_minus_rf_se)]
     return s.pivot(index='model', columns='col', values='cell').reindex(list(dict.fromkeys(s.model)))[list(dict.fromkeys(s.col))]
+
+# %% ../nbs/40_eval.ipynb #6a86e5e2
+def evaluate_shots(learner:TileLearner, tasks:list, # test tasks, all with the same n_way and k_max shots
+                   shots=range(0, 11), # numbers of support tiles per class
+                   hp:dict|None=None, # shot -> (lr, steps); default the learner's own
+                   seed:int=0, progress:bool=False)->pd.DataFrame: # one row per (shot, task)
+    "Accuracy and Cohen's kappa of `learner` on every task for each number of shots."
+    rows = []
+    for k in tqdm(list(shots), desc=learner.name, disable=not progress):
+        sub = [t.shots(k, seed + i) for i, t in enumerate(tasks)]
+        lr, steps = (hp or {}).get(k, (learner.lr, learner.steps))
+        b = learner.batch(sub); pred = learner.predict(b, learner.adapt_many(b, lr, steps if k else 0))
+        for i, (t, p) in enumerate(zip(sub, pred)):
+            rows.append(dict(learner=learner.name, shot=k, task=i, region=t.region, accuracy=float((p == t.query_y).mean()),
+                             kappa=float(skm.cohen_kappa_score(t.query_y, p, labels=t.ways))))
+    return pd.DataFrame(rows)
+
+# %% ../nbs/40_eval.ipynb #8bfbe0fa
+def choose_adaptation(learner:TileLearner, val_tasks:list, shots=range(1, 11),
+                      lrs=(0.01, 0.05, 0.1, 0.4, 1.0), steps=(1, 5, 10), # the grid
+                      metric:str='accuracy', seed:int=0, progress:bool=False)->dict: # shot -> (lr, steps)
+    "Best (lr, steps) per shot on meta-validation tasks."
+    best = {0: (learner.lr, 0)}
+    for k in tqdm(list(shots), desc=f'{learner.name} grid', disable=not progress):
+        scores = {(lr, st): evaluate_shots(learner, val_tasks, [k], {k: (lr, st)}, seed)[metric].mean()
+                  for lr in lrs for st in steps}
+        best[k] = max(scores, key=scores.get)
+    return best
+
+# %% ../nbs/40_eval.ipynb #4204fd86
+def confusion(pred:torch.Tensor, label:torch.Tensor, num_classes:int, ignore_index:int=-1)->torch.Tensor:
+    "(K, K) counts, rows = true class, columns = predicted."
+    ok = label != ignore_index
+    return torch.bincount(label[ok] * num_classes + pred[ok], minlength=num_classes**2).reshape(num_classes, num_classes).cpu()
+
+def metrics_from_confusion(cm, class_names=None)->dict:
+    "IoU, precision, recall, F-score per class and their means."
+    cm = np.asarray(cm, dtype=np.float64); tp = np.diag(cm); fp = cm.sum(0) - tp; fn = cm.sum(1) - tp
+    with np.errstate(invalid='ignore', divide='ignore'):
+        iou = tp / (tp + fp + fn); prec = tp / (tp + fp); rec = tp / (tp + fn); f = 2 * prec * rec / (prec + rec)
+    f = np.where((tp == 0) & (tp + fp + fn > 0), 0.0, f)
+    names = class_names or [str(i) for i in range(len(cm))]
+    nn_ = lambda a: [None if not np.isfinite(v) else float(v) for v in a]
+    return {'classes': list(names), 'IoU': nn_(iou), 'Fscore': nn_(f), 'Precision': nn_(prec), 'Recall': nn_(rec),
+            'mIoU': float(np.nanmean(iou)) if np.isfinite(iou).any() else 0.0,
+            'mFscore': float(np.nanmean(f)) if np.isfinite(f).any() else 0.0,
+            'aAcc': float(tp.sum() / max(cm.sum(), 1)), 'pixels': int(cm.sum())}
+
+# %% ../nbs/40_eval.ipynb #067a4d03
+def segmentation_scores(pred:np.ndarray, target:np.ndarray, n_classes:int)->tuple: # (mIoU, pixel accuracy)
+    "mIoU over the classes present in target or prediction, and pixel accuracy (target -1 is ignored; NaN for no labelled pixel)."
+    cm = confusion(torch.as_tensor(np.asarray(pred)).long(), torch.as_tensor(np.asarray(target)).long(), n_classes)
+    if cm.sum() == 0: return float('nan'), float('nan')
+    m = metrics_from_confusion(cm); return m['mIoU'], m['aAcc']
+
+def evaluate_segmentation(learner:TileLearner, images:TileSet, # meta-test images (one task each)
+                          shots=range(1, 6), hp:dict|None=None, seed:int=0, progress:bool=False)->pd.DataFrame:
+    "mIoU and pixel accuracy on each image's 32 query tiles after adapting on k support tiles."
+    rows = []
+    for k in tqdm(list(shots), desc=learner.name, disable=not progress):
+        tasks = [deepglobe_task(images.x[i], images.mask[i], k, rng=seed + i, name=images.region[i]) for i in range(len(images))]
+        lr, steps = (hp or {}).get(k, (learner.lr, learner.steps))
+        b = learner.batch(tasks); pred = learner.predict(b, learner.adapt_many(b, lr, steps), chunk_size=8)
+        for t, p in zip(tasks, pred):
+            miou, acc = segmentation_scores(p, t.query_y, len(images.classes))
+            rows.append(dict(learner=learner.name, shot=k, image=t.region, miou=miou, pixel_accuracy=acc))
+    return pd.DataFrame(rows)

@@ -145,16 +145,16 @@ def plot_loss_surface(surfaces:dict, # name -> (a, b, Z) from `loss_surface`
     return fig
 
 # %% ../nbs/50_viz.ipynb #9466eb00
-def plot_shot_curve(summary, # DataFrame with learner, shot, <metric>_mean, <metric>_se
+def plot_shot_curve(summary, # DataFrame with learner, shot, <metric>, <metric>_se (from `agrinb.eval.summarize`)
                     metrics=('accuracy', 'kappa'), title:str='')->matplotlib.figure.Figure:
     "One panel per metric: mean ± standard error against shots, one line per learner."
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.2), squeeze=False)
     for ax, m in zip(axes[0], metrics):
-        if f'{m}_mean' not in summary.columns:
-            raise bad_input('plot_shot_curve', m, f"columns '{m}_mean' and '{m}_se'", list(summary.columns))
+        if m not in summary.columns:
+            plt.close(fig); raise bad_input('plot_shot_curve', m, f"columns '{m}' and '{m}_se'", list(summary.columns))
         for name, g in summary.groupby('learner', sort=False):
             g = g.sort_values('shot')
-            ax.errorbar(g['shot'], g[f'{m}_mean'], yerr=g.get(f'{m}_se'), marker='o', ms=3, capsize=2, label=name)
+            ax.errorbar(g['shot'], g[m], yerr=g.get(f'{m}_se'), marker='o', ms=3, capsize=2, label=name)
         ax.set(xlabel='shots per class', ylabel=m); ax.legend(fontsize=7)
     if title: fig.suptitle(title)
     fig.tight_layout()

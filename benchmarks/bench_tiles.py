@@ -17,7 +17,8 @@ from agrinb.data.tiles import (make_sen12ms_tiles, write_sen12ms, read_sen12ms, 
                                write_deepglobe, read_deepglobe, random_conv_features)
 from agrinb.tasks.tiles import sample_tile_task, deepglobe_task, meta_split, channel_stats
 from agrinb.models.cnn import TileCNN, UNet
-from agrinb.meta.tiles import TileLearner, evaluate_shots, summarise, choose_adaptation, evaluate_segmentation
+from agrinb.meta.tiles import TileLearner
+from agrinb.eval import evaluate_shots, summarize, choose_adaptation, evaluate_segmentation
 
 def classification(a):
     seed_everything(a.seed)
@@ -58,12 +59,12 @@ def classification(a):
         print(f'{kind}: (lr, steps) per shot on meta-val {dict((k, best[k]) for k in grid_shots)} ({time.time() - t:.0f}s)')
         res.append(evaluate_shots(l, test, shots, hp, seed=a.seed)); l.hp = hp
     import pandas as pd
-    s = summarise(pd.concat(res))
+    s = summarize(pd.concat(res), reference=None, by=('learner', 'shot'), metrics=('accuracy', 'kappa'))
     print(f'\n{a.tasks} test tasks, 4-way, query 10 per class; mean (s.e.)')
-    tab = s.pivot(index='shot', columns='learner', values=['accuracy_mean', 'accuracy_se', 'kappa_mean', 'kappa_se'])
+    tab = s.pivot(index='shot', columns='learner', values=['accuracy', 'accuracy_se', 'kappa', 'kappa_se'])
     for k in shots:
-        print(f'{k:>2} shots  ' + '  '.join(f"{n}: acc {tab.loc[k, ('accuracy_mean', n)]:.3f} ({tab.loc[k, ('accuracy_se', n)]:.3f}) "
-                                          f"kappa {tab.loc[k, ('kappa_mean', n)]:.3f} ({tab.loc[k, ('kappa_se', n)]:.3f})"
+        print(f'{k:>2} shots  ' + '  '.join(f"{n}: acc {tab.loc[k, ('accuracy', n)]:.3f} ({tab.loc[k, ('accuracy_se', n)]:.3f}) "
+                                          f"kappa {tab.loc[k, ('kappa', n)]:.3f} ({tab.loc[k, ('kappa_se', n)]:.3f})"
                                           for n in ('maml', 'pretrained', 'random')))
     # MAML minus pretrained on the same test tasks and support tiles (paired by task), with the paired s.e.
     allr = pd.concat(res); w = allr.pivot_table(index=['shot', 'task'], columns='learner', values='accuracy')
@@ -104,7 +105,7 @@ def segmentation(a):
             l.meta_fit(sample, steps=a.seg_steps, meta_batch=4, progress=False)
             rows.append(evaluate_segmentation(l, part['test'], shots=range(1, 6), hp={k: (0.1, 5 if kind == 'random' else 1) for k in range(1, 6)}))
         import pandas as pd
-        s = summarise(pd.concat(rows), metrics=('miou', 'pixel_accuracy'))
+        s = summarize(pd.concat(rows), reference=None, by=('learner', 'shot'), metrics=('miou', 'pixel_accuracy'))
         print(f'\nsegmentation, {method} split ({[len(v) for v in sp.values()]} images train/val/test):')
         print(s.to_string(index=False, float_format=lambda v: f'{v:.3f}'))
 

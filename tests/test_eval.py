@@ -3,7 +3,7 @@ bad inputs."""
 import dataclasses, math
 import numpy as np
 import pandas as pd
-import pytest
+import pytest, torch
 from agrinb.core import AgrinbError
 from agrinb import eval as ev
 
@@ -202,3 +202,24 @@ def test_tables_have_the_papers_shape():
     assert all('±' in c for c in t.to_numpy().ravel())
     rt = ev.rf_table(s)
     assert list(rt.index) == ['mean'] and list(rt.columns) == ['Togo all', 'Togo 5-shot', 'Kenya all', 'Kenya 5-shot']
+
+
+def test_summarize_tile_frames_like_pandas():
+    "The one summary on a tile frame: `<m>`/`<m>_se` per (learner, shot), equal to pandas' mean and sem (ddof=1, NaN skipped)."
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame(dict(learner=np.repeat(['maml', 'random'], 12), shot=np.tile(np.repeat([1, 3, 5], 4), 2),
+                           miou=rng.random(24), pixel_accuracy=rng.random(24)))
+    df.loc[5, 'miou'] = np.nan  # an image with no labelled pixel
+    s = ev.summarize(df, reference=None, by=('learner', 'shot'), metrics=('miou', 'pixel_accuracy'))
+    g = df.groupby(['learner', 'shot'])
+    for m in ('miou', 'pixel_accuracy'):
+        assert np.allclose(s[m], g[m].mean().to_numpy()) and np.allclose(s[f'{m}_se'], g[m].sem().to_numpy())
+    assert list(s.n_runs) == [4] * 6 and not any(c.endswith('_mean') for c in s.columns)
+    with pytest.raises(AgrinbError, match="None for runs without 'auc_roc'"):
+        ev.summarize(df, by=('learner', 'shot'), metrics=('miou',))
+
+def test_segmentation_scores_go_through_the_confusion_matrix():
+    rng = np.random.default_rng(1); p, t = rng.integers(0, 5, (3, 8, 8)), rng.integers(-1, 5, (3, 8, 8))
+    m = ev.metrics_from_confusion(ev.confusion(torch.as_tensor(p), torch.as_tensor(t), 5))
+    assert ev.segmentation_scores(p, t, 5) == (m['mIoU'], m['aAcc'])
+    assert all(math.isnan(v) for v in ev.segmentation_scores(p, np.full_like(t, -1), 5))  # nothing labelled: no score

@@ -7,7 +7,8 @@ from agrinb.data.tiles import (make_sen12ms_tiles, write_sen12ms, read_sen12ms, 
                                read_deepglobe, TileSet, random_conv_features, DFC_CLASSES, SEN12MS_BANDS, igbp_to_dfc)
 from agrinb.tasks.tiles import sample_tile_task, deepglobe_task, TileTask, meta_split, channel_stats, stack_tasks
 from agrinb.models.cnn import TileCNN, UNet
-from agrinb.meta.tiles import TileLearner, evaluate_shots, segmentation_scores
+from agrinb.meta.tiles import TileLearner
+from agrinb.eval import segmentation_scores
 
 torch.set_num_threads(1)
 

@@ -22,8 +22,7 @@ from .core import fit_loop, Learner, Predictor
 from torch.func import functional_call
 
 # %% auto #0
-__all__ = ['Ways', 'TileLearner', 'TilePredictor', 'evaluate_shots', 'summarise', 'choose_adaptation', 'segmentation_scores',
-           'evaluate_segmentation']
+__all__ = ['Ways', 'TileLearner', 'TilePredictor']
 
 # %% ../../nbs/36_meta.tiles.ipynb #4e68cea2
 class Ways(nn.Module):
@@ -216,58 +215,3 @@ def load(cls:TileLearner, path, device=None)->TileLearner:
     st = None if st is None else BandStats(*(st[k].numpy() for k in ('mean', 'm2', 'count')))
     out = cls(model, m['learner_kind'], m['lr'], m['steps'], st, device)
     out.theta = {k: v.to(out.device) for k, v in ck['state']['theta'].items()}; return out
-
-# %% ../../nbs/36_meta.tiles.ipynb #61f0ec27
-def evaluate_shots(learner:TileLearner, tasks:list, # test tasks, all with the same n_way and k_max shots
-                   shots=range(0, 11), # numbers of support tiles per class
-                   hp:dict|None=None, # shot -> (lr, steps); default the learner's own
-                   seed:int=0, progress:bool=False)->pd.DataFrame: # one row per (shot, task)
-    "Accuracy and Cohen's kappa of `learner` on every task for each number of shots."
-    from sklearn.metrics import cohen_kappa_score
-    rows = []
-    for k in tqdm(list(shots), desc=learner.name, disable=not progress):
-        sub = [t.shots(k, seed + i) for i, t in enumerate(tasks)]
-        lr, steps = (hp or {}).get(k, (learner.lr, learner.steps))
-        b = learner.batch(sub); pred = learner.predict(b, learner.adapt_many(b, lr, steps if k else 0))
-        for i, (t, p) in enumerate(zip(sub, pred)):
-            rows.append(dict(learner=learner.name, shot=k, task=i, region=t.region, accuracy=float((p == t.query_y).mean()),
-                             kappa=float(cohen_kappa_score(t.query_y, p, labels=t.ways))))
-    return pd.DataFrame(rows)
-
-def summarise(df:pd.DataFrame, metrics=('accuracy', 'kappa'), by=('learner', 'shot'))->pd.DataFrame:
-    "Mean and standard error of each metric per group."
-    g = df.groupby(list(by))[list(metrics)]
-    out = g.mean().add_suffix('_mean').join(g.sem().add_suffix('_se'))
-    return out.reset_index()
-
-# %% ../../nbs/36_meta.tiles.ipynb #337f6158
-def choose_adaptation(learner:TileLearner, val_tasks:list, shots=range(1, 11),
-                      lrs=(0.01, 0.05, 0.1, 0.4, 1.0), steps=(1, 5, 10), # the grid
-                      metric:str='accuracy', seed:int=0, progress:bool=False)->dict: # shot -> (lr, steps)
-    "Best (lr, steps) per shot on meta-validation tasks."
-    best = {0: (learner.lr, 0)}
-    for k in tqdm(list(shots), desc=f'{learner.name} grid', disable=not progress):
-        scores = {(lr, st): evaluate_shots(learner, val_tasks, [k], {k: (lr, st)}, seed)[metric].mean()
-                  for lr in lrs for st in steps}
-        best[k] = max(scores, key=scores.get)
-    return best
-
-# %% ../../nbs/36_meta.tiles.ipynb #2d544615
-def segmentation_scores(pred:np.ndarray, target:np.ndarray, n_classes:int)->tuple: # (mIoU, pixel accuracy)
-    "mIoU over the classes present in target or prediction, and pixel accuracy (target -1 is ignored)."
-    ok = target >= 0; p, t = pred[ok], target[ok]
-    ious = [((p == c) & (t == c)).sum() / ((p == c) | (t == c)).sum() for c in range(n_classes) if ((p == c) | (t == c)).any()]
-    return float(np.mean(ious)), float((p == t).mean())
-
-def evaluate_segmentation(learner:TileLearner, images:TileSet, # meta-test images (one task each)
-                          shots=range(1, 6), hp:dict|None=None, seed:int=0, progress:bool=False)->pd.DataFrame:
-    "mIoU and pixel accuracy on each image's 32 query tiles after adapting on k support tiles."
-    rows = []
-    for k in tqdm(list(shots), desc=learner.name, disable=not progress):
-        tasks = [deepglobe_task(images.x[i], images.mask[i], k, rng=seed + i, name=images.region[i]) for i in range(len(images))]
-        lr, steps = (hp or {}).get(k, (learner.lr, learner.steps))
-        b = learner.batch(tasks); pred = learner.predict(b, learner.adapt_many(b, lr, steps), chunk_size=8)
-        for t, p in zip(tasks, pred):
-            miou, acc = segmentation_scores(p, t.query_y, len(images.classes))
-            rows.append(dict(learner=learner.name, shot=k, image=t.region, miou=miou, pixel_accuracy=acc))
-    return pd.DataFrame(rows)
