@@ -5,11 +5,9 @@
 # %% ../../nbs/36_meta.tiles.ipynb #79342b85
 from __future__ import annotations
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 from pathlib import Path
 from fastcore.basics import patch
 from ..core import bad_input, get_device, seed_everything, save_checkpoint, load_checkpoint
