@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_extras.ipynb #888616ee
 from __future__ import annotations
-import importlib, os
+import importlib, os, textwrap
 from .core import bad_input
 
 # %% auto #0
