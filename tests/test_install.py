@@ -28,13 +28,14 @@ def wheel(tmp_path_factory):
 def _metadata(z):
     return z.read(next(n for n in z.namelist() if n.endswith('.dist-info/METADATA'))).decode()
 
-def test_wheel_holds_license_tutorials_and_alpha_status(wheel):
+def test_wheel_holds_license_configs_tutorials_and_alpha_status(wheel):
     z = zipfile.ZipFile(wheel); names = set(z.namelist())
     tutorials = {f'agrinb/tutorials/{p.name}' for p in (ROOT / 'nbs' / 'tutorials').glob('*.ipynb')}
     assert len(tutorials) >= 5 and tutorials <= names
     lic = [n for n in names if n.endswith('/LICENSE') and '.dist-info/' in n]
     assert lic and b'Apache License' in z.read(lic[0]) and b'2026 onwards, agrinb developers' in z.read(lic[0])
     assert z.read('agrinb/tutorials/label_and_adapt.ipynb') == (ROOT / 'nbs/tutorials/label_and_adapt.ipynb').read_bytes()
+    assert {'agrinb/configs/tiny.yaml', 'agrinb/configs/agrifm.yaml', 'agrinb/extras.py'} <= names   # load_config('tiny') works
     meta = _metadata(z)
     assert 'Classifier: Development Status :: 3 - Alpha' in meta        # settings.ini status = 3
     assert 'License-File: LICENSE' in meta
