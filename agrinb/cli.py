@@ -186,6 +186,7 @@ def tutorials(a)->int:
 def label_command(folder='.', # where the notebook is copied and JupyterLab runs
                   port:int|None=None, # JupyterLab's port (default: its own, 8888 or the next free one)
                   browser:bool=True, # open a browser tab
+                  allow_root:bool=False, # let JupyterLab run as root (it refuses otherwise, e.g. in a container)
                  )->tuple[list, Path]: # (command line, working folder)
     "Copy label_and_adapt.ipynb into `folder` when missing; the command that opens it in JupyterLab."
     from agrinb.extras import require_app
@@ -194,6 +195,7 @@ def label_command(folder='.', # where the notebook is copied and JupyterLab runs
     cmd = [sys.executable, '-m', 'jupyterlab', nb.name]
     if port is not None: cmd += [f'--ServerApp.port={port}']
     if not browser: cmd += ['--no-browser']
+    if allow_root: cmd += ['--allow-root']
     return cmd, Path(folder)
 
 def label_parser()->argparse.ArgumentParser:
@@ -202,13 +204,14 @@ def label_parser()->argparse.ArgumentParser:
     p.add_argument('dir', nargs='?', default='.', help='folder for the notebook (default: the current folder)')
     p.add_argument('--port', type=int, default=None, help="JupyterLab's port")
     p.add_argument('--no-browser', action='store_true', help='do not open a browser tab')
+    p.add_argument('--allow-root', action='store_true', help='let JupyterLab run as root (it refuses otherwise, e.g. in a container)')
     p.add_argument('--dry-run', action='store_true', help='print the command instead of running it')
     p.add_argument('--debug', action='store_true', help='show the traceback of an error')
     return p
 
 def label(a)->int:
     "`agrinb label`: run JupyterLab on the notebook (or print the command)."
-    cmd, cwd = label_command(a.dir, a.port, not a.no_browser)
+    cmd, cwd = label_command(a.dir, a.port, not a.no_browser, a.allow_root)
     print(f"cd {cwd} && {' '.join(cmd)}", flush=True)
     return 0 if a.dry_run else subprocess.call(cmd, cwd=cwd)
 

@@ -73,9 +73,9 @@ def test_tutorials_command_copies_the_notebooks(tmp_path):
     assert r.returncode == 2 and "Did you mean 'label_and_adapt'" in r.stderr, r.stderr
 
 def test_label_command_line_without_starting_a_server(tmp_path):
-    r = _cli('label', tmp_path, '--port', 8123, '--no-browser', '--dry-run')
+    r = _cli('label', tmp_path, '--port', 8123, '--no-browser', '--allow-root', '--dry-run')
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == f'cd {tmp_path} && {sys.executable} -m jupyterlab label_and_adapt.ipynb --ServerApp.port=8123 --no-browser'
+    assert r.stdout.strip() == f'cd {tmp_path} && {sys.executable} -m jupyterlab label_and_adapt.ipynb --ServerApp.port=8123 --no-browser --allow-root'
     assert (tmp_path / 'label_and_adapt.ipynb').read_bytes() == (ROOT / 'nbs/tutorials/label_and_adapt.ipynb').read_bytes()
     r = _cli('label', '--help')
     assert r.returncode == 0 and 'JupyterLab' in r.stdout and '--dry-run' in r.stdout
