@@ -41,7 +41,7 @@ def overrides(sets:list)->dict:
 def demo_parser()->argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='agrinb demo', description='Meta-train TIML and the baselines on the embedded '
                                 'dataset; print AUC ROC / F1 per model and held-out task, and AUC minus a random forest.')
-    p.add_argument('--quick', action='store_true', help='small budgets: about a minute on two CPU cores')
+    p.add_argument('--quick', action='store_true', help='small budgets: 2 to 3 minutes on a busy 2-core CPU (measured)')
     p.add_argument('--json', metavar='PATH', help='also write the results as JSON to PATH')
     p.add_argument('--config', default=None, help='a .yaml / .py file of DemoConfig fields (budgets, hyper-parameters)')
     p.add_argument('--seed', type=int, default=0, help='seed of the dataset, the learners and the runs')
@@ -251,7 +251,7 @@ def usage()->str:
              'usage: agrinb COMMAND [ARGS...]   (agrinb COMMAND --help for its options)', '', 'commands:']
     lines += [f'  {name:<15} {help}' for name, (_, _, help) in COMMANDS.items()]
     lines += ['', 'first steps:',
-              '  agrinb demo --quick           meta-learning on the embedded data (about a minute on 2 cores)',
+              '  agrinb demo --quick           meta-learning on the embedded data (2-3 minutes on 2 cores)',
               '  agrinb tutorials tutorials    copy the five tutorial notebooks into ./tutorials',
               '  agrinb label maps             the map in JupyterLab: label, adapt, see the prediction (pip install "agrinb[app]")',
               '  agrinb make-demo-data         demo samples; then: agrinb train tiny --work-dir work_dirs/tiny']
