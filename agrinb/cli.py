@@ -213,7 +213,9 @@ def label(a)->int:
     "`agrinb label`: run JupyterLab on the notebook (or print the command)."
     cmd, cwd = label_command(a.dir, a.port, not a.no_browser, a.allow_root)
     print(f"cd {cwd} && {' '.join(cmd)}", flush=True)
-    return 0 if a.dry_run else subprocess.call(cmd, cwd=cwd)
+    if a.dry_run: return 0
+    try: return subprocess.call(cmd, cwd=cwd)
+    except KeyboardInterrupt: return 130   # Ctrl-C stops JupyterLab too; no traceback
 
 # %% ../nbs/70_cli.ipynb #f795fe56
 COMMANDS = {
