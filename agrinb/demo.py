@@ -135,6 +135,7 @@ class DemoResult:
     device:str
     fit_seconds:dict # meta-training time per learner, and of the evaluation
     config:DemoConfig
+    threads:int=1 # torch's CPU threads during the run (chosen by the caller: `agrinb.extras.set_threads`)
 
 def run_demo(quick:bool=False, # the QUICK budget instead of FULL
              seed:int=0, device=None, # device None = CUDA if available
@@ -144,22 +145,18 @@ def run_demo(quick:bool=False, # the QUICK budget instead of FULL
     "Meta-train every learner on the embedded dataset and evaluate them on the held-out test tasks."
     t0 = time.perf_counter()
     dev, cfg = get_device(device), demo_config(config, quick)
-    threads = torch.get_num_threads()
-    if dev.type == 'cpu': torch.set_num_threads(1)   # the LSTM's small matrix products only lose from threads
-    try:
-        seed_everything(seed)
-        bench = demo_tasks(cfg, seed, progress)
-        learners = demo_learners(cfg, dev, seed)
-        fit_s = fit_learners(learners, bench, cfg, seed, progress)
-        from agrinb.meta.maml import MAML
-        evals = {n: FineTuning(l, cfg.finetune_steps, cfg.finetune_lr) if isinstance(l, MAML) else l
-                 for n, l in learners.items()}
-        t1 = time.perf_counter()
-        runs = ev.benchmark_runs(evals, bench.test, n_runs=cfg.n_runs, shots=list(cfg.shots), seed=seed, progress=progress)
-        fit_s['evaluation'] = time.perf_counter() - t1
-    finally: torch.set_num_threads(threads)
+    seed_everything(seed)
+    bench = demo_tasks(cfg, seed, progress)
+    learners = demo_learners(cfg, dev, seed)
+    fit_s = fit_learners(learners, bench, cfg, seed, progress)
+    from agrinb.meta.maml import MAML
+    evals = {n: FineTuning(l, cfg.finetune_steps, cfg.finetune_lr) if isinstance(l, MAML) else l
+             for n, l in learners.items()}
+    t1 = time.perf_counter()
+    runs = ev.benchmark_runs(evals, bench.test, n_runs=cfg.n_runs, shots=list(cfg.shots), seed=seed, progress=progress)
+    fit_s['evaluation'] = time.perf_counter() - t1
     return DemoResult(ev.summarize(runs), runs, demo_comparisons(runs, cfg.shots), time.perf_counter() - t0,
-                      str(dev), fit_s, cfg)
+                      str(dev), fit_s, cfg, torch.get_num_threads())
 
 # %% ../nbs/41_demo.ipynb #7be7919f
 def format_report(r:DemoResult)->str:
@@ -170,7 +167,7 @@ def format_report(r:DemoResult)->str:
     cmp = r.comparisons.assign(diff=lambda d: [f'{x:+.3f}' for x in d['diff']], se=lambda d: [f'{x:.3f}' for x in d.se],
                                holds=lambda d: np.where(d.holds, 'yes', 'NO'))
     return '\n'.join([
-        f'agrinb demo: {r.seconds:.1f} s on {r.device}; test tasks: {tasks}',
+        f'agrinb demo: {r.seconds:.1f} s on {r.device} ({r.threads} CPU thread{"s" * (r.threads != 1)}); test tasks: {tasks}',
         f'time spent: {fit}', '',
         f'Table 1: whole support set, mean ± standard error over {c.n_runs} runs '
         f'(fine-tuning: {c.finetune_steps} SGD steps, lr {c.finetune_lr:g}, batches of 10 + 10)',
@@ -192,4 +189,4 @@ def demo_json(r:DemoResult)->dict:
     fix = lambda k, v: int(v) if k in ints and v is not None else v
     rec = lambda df: [{k: fix(k, _clean(v)) for k, v in row.items()} for row in df.to_dict('records')]
     return {'results': rec(r.summary), 'comparisons': rec(r.comparisons), 'seconds': r.seconds, 'device': r.device,
-            'fit_seconds': r.fit_seconds, 'config': dataclasses.asdict(r.config)}
+            'threads': r.threads, 'fit_seconds': r.fit_seconds, 'config': dataclasses.asdict(r.config)}

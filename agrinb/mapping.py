@@ -4,7 +4,7 @@
 
 # %% ../nbs/80_mapping.ipynb #e9245ac5
 from __future__ import annotations
-import functools, json, math, time
+import functools, json, math, sys, time, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -23,8 +23,9 @@ from .meta.core import inner_loop
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'SOURCE_KEYS', 'FREE', 'KIND', 'RUN_ONLY', 'load_config', 'build_model', 'n_params', 'confusion',
-           'metrics_from_confusion', 'evaluate', 'train', 'load_model', 'evaluate_checkpoint', 'format_metrics',
-           'predict_tiled', 'infer_cube', 'write_maps', 'infer', 'sparse_labels', 'sparse_losses', 'few_shot']
+           'metrics_from_confusion', 'evaluate', 'sample_names', 'train', 'load_model', 'evaluate_checkpoint',
+           'format_metrics', 'predict_tiled', 'infer_cube', 'write_maps', 'infer', 'sparse_labels', 'sparse_losses',
+           'few_shot']
 
 # %% ../nbs/80_mapping.ipynb #c1fc6ff2
 DEFAULTS = {
@@ -155,6 +156,16 @@ def _end_epoch(run:dict, epoch:int, model, va, cfg, dev, work:Path, stats:dict, 
     if progress: tqdm.write(' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in rec.items()))
 
 # %% ../nbs/80_mapping.ipynb #0a21fd4f
+def sample_names(root, # the config's data.root
+                 split:str, # data list to read
+                )->list[str]:
+    "The sample names of `split`; a folder without data lists is an error that names `agrinb make-demo-data`."
+    if not (Path(root) / 'data_lists').is_dir():
+        raise bad_input('data.root', 'data_lists', f"a folder of H5 samples with data_lists/ (write the demo samples with "
+                        f"`agrinb make-demo-data {root}`, or set data.root with --set data.root=DIR)", f"'{root}' without one")
+    return read_data_list(root, split)
+
+# %% ../nbs/80_mapping.ipynb #6222fbfa
 def train(config, # config name, path or dict
           work_dir, # where checkpoints and history go
           device=None, # None = config's train.device, else CUDA if available
@@ -164,8 +175,8 @@ def train(config, # config name, path or dict
          )->dict:
     "Train the config's model with `fit_loop`; keep the best model by mean F-score on val. Returns the history."
     cfg = load_config(config, overrides); d, t = cfg['data'], cfg['train']; work = Path(work_dir)
-    dev = get_device(device or t['device']); make_folder(work); seed_everything(t['seed'])
-    srcs = _sources(cfg); stats = compute_stats(d['root'], read_data_list(d['root'], 'train'), srcs)
+    dev = get_device(device or t['device']); names = sample_names(d['root'], 'train'); make_folder(work); seed_everything(t['seed'])
+    srcs = _sources(cfg); stats = compute_stats(d['root'], names, srcs)
     tr = MappingDataset(d['root'], 'train', srcs, stats, augment=d['augment'], size=d['size'])
     va = MappingDataset(d['root'], 'val', srcs, stats, size=d['size'])
     model = build_model(cfg).to(dev)
@@ -196,7 +207,7 @@ def train(config, # config name, path or dict
     return {'best_mFscore': run['best'], 'history': run['history'], 'best_checkpoint': str(work / f'{KIND}.pt'),
             'checkpoint': str(work / f'{KIND}-train.pt')}
 
-# %% ../nbs/80_mapping.ipynb #4247992f
+# %% ../nbs/80_mapping.ipynb #3ca9ccf2
 def load_model(ckpt, device=None)->tuple:
     "(model, config, stats) from the best-model checkpoint or the fit loop's (its latest weights)."
     ck = load_checkpoint(ckpt)
@@ -206,14 +217,14 @@ def load_model(ckpt, device=None)->tuple:
     model = build_model(cfg); model.load_state_dict(weights)
     return model.to(get_device(device)).eval(), cfg, source_stats(stats)
 
-# %% ../nbs/80_mapping.ipynb #448bb8e9
+# %% ../nbs/80_mapping.ipynb #8fe21ca8
 def evaluate_checkpoint(config, # config (its data section says where the samples are)
          ckpt, # checkpoint file
          json_path=None, # write the metrics here
          split:str='test', device=None, progress:bool=True, overrides=None)->dict:
     "Per-class IoU / F-score of a checkpoint on a split."
     cfg = load_config(config, overrides); d = cfg['data']
-    model, _, stats = load_model(ckpt, device)
+    model, _, stats = load_model(ckpt, device); sample_names(d['root'], split)
     ds = MappingDataset(d['root'], split, _sources(cfg), stats, size=d['size'])
     m = evaluate(model, torch.utils.data.DataLoader(ds, cfg['train']['batch_size']), d['num_classes'],
                  device, d['ignore_index'], d['class_names'], progress)
@@ -228,7 +239,7 @@ def format_metrics(m:dict)->str:
     rows = [f"{'class':>12} {'IoU':>6} {'F':>6}"] + [f'{c:>12} {f(i):>6} {f(s):>6}' for c, i, s in zip(m['classes'], m['IoU'], m['Fscore'])]
     return '\n'.join(rows + [f"{'mean':>12} {f(m['mIoU']):>6} {f(m['mFscore']):>6}   aAcc {f(m['aAcc'])}"])
 
-# %% ../nbs/80_mapping.ipynb #8fe21ca8
+# %% ../nbs/80_mapping.ipynb #95d7f1da
 def _ramp(n:int, overlap:int)->np.ndarray:
     i = np.arange(n); d = np.minimum(i, n - 1 - i) + 1
     return np.clip(d / (overlap + 1), 1e-3, 1.0) if overlap > 0 else np.ones(n)
@@ -267,7 +278,7 @@ def predict_tiled(predict, # fn({source: (B, T, C, h, w) tensor}) -> (B, K, tile
             acc[:, y:y + tile, x:x + tile] += pi * win; wsum[y:y + tile, x:x + tile] += win
     return (acc / wsum)[:, :H, :W].numpy()
 
-# %% ../nbs/80_mapping.ipynb #55c46753
+# %% ../nbs/80_mapping.ipynb #866e5cc4
 def _load_inputs(cfg, inputs)->dict:
     out = {}
     for s, spec in cfg['data']['sources'].items():
@@ -294,10 +305,17 @@ def infer_cube(model, cfg:dict, stats:dict, cubes:dict, tile=None, overlap=None,
     if ref.rio.crs is not None: out = out.rio.write_crs(ref.rio.crs)
     return out.rio.write_transform(ref.rio.transform())
 
-# %% ../nbs/80_mapping.ipynb #2ed546e7
+# %% ../nbs/80_mapping.ipynb #55f222ee
 def _png(path, img, **kw):
     import matplotlib; import matplotlib.pyplot as plt
     with atomic_path(path) as tmp: plt.imsave(tmp, img, format='png', **kw)
+
+def _to_raster(a:xr.DataArray, path):
+    "Write a GeoTIFF atomically; without a CRS it is a plain pixel grid, and rasterio's warning about it is agrinb's to give."
+    from rasterio.errors import NotGeoreferencedWarning
+    with atomic_path(path) as t, warnings.catch_warnings():
+        if a.rio.crs is None: warnings.simplefilter('ignore', NotGeoreferencedWarning)
+        a.rio.to_raster(t, driver='GTiff')
 
 def write_maps(prob:xr.DataArray, out_dir, name:str='map')->dict:
     "GeoTIFFs `<name>_prob.tif` (float32, one band per class), `<name>_class.tif` (uint8) and PNG previews."
@@ -307,8 +325,7 @@ def write_maps(prob:xr.DataArray, out_dir, name:str='map')->dict:
     cls = cls.rio.write_transform(prob.rio.transform())
     paths = {'prob': out / f'{name}_prob.tif', 'class': out / f'{name}_class.tif',
              'prob_png': out / f'{name}_prob.png', 'class_png': out / f'{name}_class.png'}
-    with atomic_path(paths['prob']) as t: prob.rio.to_raster(t, driver='GTiff')
-    with atomic_path(paths['class']) as t: cls.rio.to_raster(t, driver='GTiff')
+    _to_raster(prob, paths['prob']); _to_raster(cls, paths['class'])
     _png(paths['prob_png'], prob.values[-1], cmap='viridis', vmin=0, vmax=1)
     _png(paths['class_png'], cls.values, cmap='tab10', vmin=0, vmax=9)
     return paths
@@ -324,15 +341,17 @@ def infer(config, # config (infer.inputs: source -> GeoTIFF stack / .nc / DataAr
     inputs = inputs if inputs else cfg['infer']['inputs']
     if inputs:
         return write_maps(infer_cube(model, cfg, stats, _load_inputs(cfg, inputs), tile, overlap, device=device, progress=progress), out_dir)
-    d = cfg['data']; written = {}
-    for n in tqdm(read_data_list(d['root'], cfg['infer']['split']), desc='samples', disable=not progress):
+    d = cfg['data']; written = {}; names = sample_names(d['root'], cfg['infer']['split'])
+    print(f"agrinb: warning: the H5 samples in {d['root']} carry no georeference, so the GeoTIFFs in {out_dir} are in "
+          "pixel coordinates without a CRS (give --input SOURCE=PATH for georeferenced maps)", file=sys.stderr)
+    for n in tqdm(names, desc='samples', disable=not progress):
         data, _ = read_sample(Path(d['root']) / 'h5_samples' / f'{n}.h5', list(d['sources']))
         cubes = {s: xr.DataArray(v, dims=('time', 'band', 'y', 'x'), coords={'y': np.arange(v.shape[-2]) + .5, 'x': np.arange(v.shape[-1]) + .5})
                  for s, v in data.items()}
         written[n] = write_maps(infer_cube(model, cfg, stats, cubes, tile, overlap, device=device, progress=False), out_dir, n)
     return written
 
-# %% ../nbs/80_mapping.ipynb #55f222ee
+# %% ../nbs/80_mapping.ipynb #382d6f66
 def sparse_labels(root, split:str='train', n:int=20, seed:int=0, ignore_index:int=-1,
                   n_tiles:int|None=None, # draw the pixels from this many random samples only (None = all)
                  )->dict:
@@ -351,14 +370,14 @@ def sparse_labels(root, split:str='train', n:int=20, seed:int=0, ignore_index:in
     for nm, l in labs.items(): out[nm] = out_flat[start:start + l.size].reshape(l.shape); start += l.size
     return out
 
-# %% ../nbs/80_mapping.ipynb #b7b68551
+# %% ../nbs/80_mapping.ipynb #1bb71fa8
 def sparse_losses(logits:torch.Tensor, # (K, B, classes, H, W)
                   y:torch.Tensor, # (K, B, H, W) class indices, `ignore_index` where unlabelled
                   ignore_index:int=-1)->torch.Tensor: # (K,) mean loss of each task over its labelled pixels
     "Cross-entropy of each task over its labelled pixels only (the `loss_fn` of `inner_loop` for sparse labels)."
     return torch.stack([F.cross_entropy(l, t, ignore_index=ignore_index) for l, t in zip(logits, y)])
 
-# %% ../nbs/80_mapping.ipynb #382d6f66
+# %% ../nbs/80_mapping.ipynb #744869ad
 def few_shot(config, # config of the model (its data.root is the new region's samples)
              ckpt=None, # trained checkpoint to fine-tune; None = train from scratch
              n_pixels:int=20, # labelled pixels

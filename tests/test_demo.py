@@ -33,6 +33,7 @@ def test_quick_demo_json_schema(quick):
     doc = json.loads(out.read_text())
     assert set(doc) >= {'results', 'seconds', 'device'}
     assert doc['device'] == 'cpu' and doc['seconds'] > 0
+    assert doc['threads'] == 1                                        # agrinb.extras.set_threads' default
     rows = doc['results']
     for r in rows:
         for f in FIELDS: assert f in r, (f, r)

@@ -275,10 +275,31 @@ def test_few_shot_finetune_and_scratch_run(trained, tmp_path):
     assert ft['labelled_pixels'] == sc['labelled_pixels'] == 20
     assert ft['metrics']['pixels'] == sc['metrics']['pixels'] > 0
 
-def test_infer_without_inputs_maps_the_test_split(trained, tmp_path):
+@pytest.mark.filterwarnings('error::rasterio.errors.NotGeoreferencedWarning')
+def test_infer_without_inputs_maps_the_test_split(trained, tmp_path, capfd):
+    "H5 samples carry no georeference: one warning line of agrinb's own, no rasterio warning (an error here)."
     root, ov, res = trained
     w = infer('tiny', res['best_checkpoint'], tmp_path / 'maps', overrides=ov, progress=False)
+    err = capfd.readouterr().err
+    assert err.count('\n') == 1 and err.startswith('agrinb: warning: ') and 'carry no georeference' in err, err
     names = (Path(ov['data.root']) / 'data_lists' / 'test.txt').read_text().split()
     assert sorted(w) == sorted(names)
     p = rioxarray.open_rasterio(w[names[0]]['prob'])
     assert p.shape == (2, 32, 32) and w[names[0]]['class_png'].exists()
+    assert p.rio.crs is None
+
+def test_infer_cli_on_samples_has_no_rasterio_warning(trained, tmp_path):
+    "`agrinb infer` without --input in a subprocess where NotGeoreferencedWarning is an error; --split picks the samples."
+    root, ov, res = trained
+    sets = sum([['--set', f'{k}={json.dumps(v)}'] for k, v in ov.items()], [])
+    code = ('import sys, warnings, rasterio.errors; warnings.simplefilter("error", rasterio.errors.NotGeoreferencedWarning)\n'
+            'import agrinb.cli; sys.exit(agrinb.cli.main())')
+    env = {**os.environ, 'PYTHONPATH': str(REPO), 'OMP_NUM_THREADS': '1'}
+    r = subprocess.run([sys.executable, '-c', code, 'infer', 'tiny', res['best_checkpoint'], str(tmp_path / 'maps'), '--split', 'val',
+                        '--no-progress', *sets], capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    names = (Path(ov['data.root']) / 'data_lists' / 'val.txt').read_text().split()
+    assert r.stdout.strip() == f"wrote {len(names)} map(s) to {tmp_path / 'maps'}"
+    assert sorted(p.name for p in (tmp_path / 'maps').glob('*_prob.tif')) == sorted(f'{n}_prob.tif' for n in names)
+    assert [l for l in r.stderr.splitlines() if 'arning' in l] == [r.stderr.strip()] and 'no georeference' in r.stderr, r.stderr
+

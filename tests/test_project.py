@@ -1,5 +1,5 @@
-"The project's own wiring: README in step with the index notebook, the CLI entry point and its error policy, CI calling the README's command, the wheel."
-import os, shutil, subprocess, sys, zipfile
+"The project's own wiring: README in step with the index notebook, the CLI entry point and its error policy, CI calling the README's command (the wheel: tests/test_install.py)."
+import os, subprocess, sys
 import pytest
 from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,14 +44,3 @@ def test_console_commands_fail_with_one_line_and_status_2(cmd, tmp_path):
     assert not any(tmp_path.iterdir())                          # nothing was written before the error
     r = _cli(cmd, *CASES[cmd][0], '--debug', cwd=tmp_path)      # --debug shows the traceback
     assert r.returncode != 0 and 'Traceback' in r.stderr and 'AgrinbError' in r.stderr
-
-def test_wheel_ships_the_configs(tmp_path):
-    "A wheel holds agrinb/configs/*.yaml, so `load_config('tiny')` works from an installed package."
-    src = tmp_path / 'src'   # build from a copy: setuptools writes build/ and *.egg-info into the tree it builds
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns('.git', 'build', '*.egg-info', '__pycache__', '_docs', '_proc',
-                                                              'work_dirs', '.pytest_cache', 'test-artifacts'))
-    r = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w', str(tmp_path), str(src)],
-                       capture_output=True, text=True, timeout=600)
-    if r.returncode != 0: pytest.skip(f'cannot build a wheel here: {r.stderr[-300:]}')
-    names = zipfile.ZipFile(next(tmp_path.glob('agrinb-*.whl'))).namelist()
-    assert {'agrinb/configs/tiny.yaml', 'agrinb/configs/agrifm.yaml'} <= set(names)
