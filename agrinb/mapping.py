@@ -18,14 +18,13 @@ from .data.h5maps import (MappingDataset, read_data_list, compute_stats, normali
                                 read_sample, write_data_list)
 from .data.raster import load_raster
 from .models.swin3d import MultiSourceMapper
-from .meta.core import fit_loop
-from .meta.core import inner_loop
+from .meta.core import fit_loop, inner_loop
+from .eval import confusion, metrics_from_confusion
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'SOURCE_KEYS', 'FREE', 'KIND', 'RUN_ONLY', 'load_config', 'build_model', 'n_params', 'confusion',
-           'metrics_from_confusion', 'evaluate', 'sample_names', 'train', 'load_model', 'evaluate_checkpoint',
-           'format_metrics', 'predict_tiled', 'infer_cube', 'write_maps', 'infer', 'sparse_labels', 'sparse_losses',
-           'few_shot']
+__all__ = ['DEFAULTS', 'SOURCE_KEYS', 'FREE', 'KIND', 'RUN_ONLY', 'load_config', 'build_model', 'n_params', 'evaluate',
+           'sample_names', 'train', 'load_model', 'evaluate_checkpoint', 'format_metrics', 'predict_tiled',
+           'infer_cube', 'write_maps', 'infer', 'sparse_labels', 'sparse_losses', 'few_shot']
 
 # %% ../nbs/80_mapping.ipynb #c1fc6ff2
 DEFAULTS = {
@@ -79,26 +78,7 @@ def build_model(cfg:dict)->MultiSourceMapper:
 
 def n_params(model)->int: return sum(p.numel() for p in model.parameters())
 
-# %% ../nbs/80_mapping.ipynb #87fbb036
-def confusion(pred:torch.Tensor, label:torch.Tensor, num_classes:int, ignore_index:int=-1)->torch.Tensor:
-    "(K, K) counts, rows = true class, columns = predicted."
-    ok = label != ignore_index
-    return torch.bincount(label[ok] * num_classes + pred[ok], minlength=num_classes**2).reshape(num_classes, num_classes).cpu()
-
-def metrics_from_confusion(cm, class_names=None)->dict:
-    "IoU, precision, recall, F-score per class and their means."
-    cm = np.asarray(cm, dtype=np.float64); tp = np.diag(cm); fp = cm.sum(0) - tp; fn = cm.sum(1) - tp
-    with np.errstate(invalid='ignore', divide='ignore'):
-        iou = tp / (tp + fp + fn); prec = tp / (tp + fp); rec = tp / (tp + fn); f = 2 * prec * rec / (prec + rec)
-    f = np.where((tp == 0) & (tp + fp + fn > 0), 0.0, f)
-    names = class_names or [str(i) for i in range(len(cm))]
-    nn_ = lambda a: [None if not np.isfinite(v) else float(v) for v in a]
-    return {'classes': list(names), 'IoU': nn_(iou), 'Fscore': nn_(f), 'Precision': nn_(prec), 'Recall': nn_(rec),
-            'mIoU': float(np.nanmean(iou)) if np.isfinite(iou).any() else 0.0,
-            'mFscore': float(np.nanmean(f)) if np.isfinite(f).any() else 0.0,
-            'aAcc': float(tp.sum() / max(cm.sum(), 1)), 'pixels': int(cm.sum())}
-
-# %% ../nbs/80_mapping.ipynb #1e8390df
+# %% ../nbs/80_mapping.ipynb #1a15311b
 def _sources(cfg): return {s: spec['bands'] for s, spec in cfg['data']['sources'].items()}
 
 def _to(batch, dev): return {s: v.to(dev) for s, v in batch['data'].items()}, batch['label'].to(dev)
@@ -118,7 +98,7 @@ def _lr(cfg, step, total):
     if step < w: return t['lr'] * (step + 1) / w
     return t['lr'] * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - w) / max(1, total - w))))
 
-# %% ../nbs/80_mapping.ipynb #05e03373
+# %% ../nbs/80_mapping.ipynb #1e8390df
 KIND = 'MultiSourceMapper' # kind (and file name) of the best-model checkpoint; the fit loop's is `KIND-train`
 RUN_ONLY = ('device', 'num_workers', 'max_minutes') # train keys that do not change the result (free to change on resume)
 
@@ -138,7 +118,7 @@ def _plain_stats(stats:dict)->dict:
     "Per-source statistics as plain values, as a checkpoint holds them (`source_stats` reads them back)."
     return {k: v.to_dict() for k, v in source_stats(stats).items()}
 
-# %% ../nbs/80_mapping.ipynb #9aadd080
+# %% ../nbs/80_mapping.ipynb #05e03373
 def _end_epoch(run:dict, epoch:int, model, va, cfg, dev, work:Path, stats:dict, seconds:float, progress:bool):
     "Record an epoch; validate when due and write the best model atomically; write history.json."
     d, t = cfg['data'], cfg['train']
@@ -155,7 +135,7 @@ def _end_epoch(run:dict, epoch:int, model, va, cfg, dev, work:Path, stats:dict, 
     with atomic_path(work / 'history.json') as tmp: tmp.write_text(json.dumps(run['history'], indent=1))
     if progress: tqdm.write(' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in rec.items()))
 
-# %% ../nbs/80_mapping.ipynb #0a21fd4f
+# %% ../nbs/80_mapping.ipynb #46626022
 def sample_names(root, # the config's data.root
                  split:str, # data list to read
                 )->list[str]:
@@ -165,7 +145,7 @@ def sample_names(root, # the config's data.root
                         f"`agrinb make-demo-data {root}`, or set data.root with --set data.root=DIR)", f"'{root}' without one")
     return read_data_list(root, split)
 
-# %% ../nbs/80_mapping.ipynb #6222fbfa
+# %% ../nbs/80_mapping.ipynb #53fb0e95
 def train(config, # config name, path or dict
           work_dir, # where checkpoints and history go
           device=None, # None = config's train.device, else CUDA if available
@@ -207,7 +187,7 @@ def train(config, # config name, path or dict
     return {'best_mFscore': run['best'], 'history': run['history'], 'best_checkpoint': str(work / f'{KIND}.pt'),
             'checkpoint': str(work / f'{KIND}-train.pt')}
 
-# %% ../nbs/80_mapping.ipynb #3ca9ccf2
+# %% ../nbs/80_mapping.ipynb #3551ab09
 def load_model(ckpt, device=None)->tuple:
     "(model, config, stats) from the best-model checkpoint or the fit loop's (its latest weights)."
     ck = load_checkpoint(ckpt)
@@ -217,7 +197,7 @@ def load_model(ckpt, device=None)->tuple:
     model = build_model(cfg); model.load_state_dict(weights)
     return model.to(get_device(device)).eval(), cfg, source_stats(stats)
 
-# %% ../nbs/80_mapping.ipynb #8fe21ca8
+# %% ../nbs/80_mapping.ipynb #3ca9ccf2
 def evaluate_checkpoint(config, # config (its data section says where the samples are)
          ckpt, # checkpoint file
          json_path=None, # write the metrics here
@@ -239,7 +219,7 @@ def format_metrics(m:dict)->str:
     rows = [f"{'class':>12} {'IoU':>6} {'F':>6}"] + [f'{c:>12} {f(i):>6} {f(s):>6}' for c, i, s in zip(m['classes'], m['IoU'], m['Fscore'])]
     return '\n'.join(rows + [f"{'mean':>12} {f(m['mIoU']):>6} {f(m['mFscore']):>6}   aAcc {f(m['aAcc'])}"])
 
-# %% ../nbs/80_mapping.ipynb #95d7f1da
+# %% ../nbs/80_mapping.ipynb #baf1bdfb
 def _ramp(n:int, overlap:int)->np.ndarray:
     i = np.arange(n); d = np.minimum(i, n - 1 - i) + 1
     return np.clip(d / (overlap + 1), 1e-3, 1.0) if overlap > 0 else np.ones(n)
@@ -278,7 +258,7 @@ def predict_tiled(predict, # fn({source: (B, T, C, h, w) tensor}) -> (B, K, tile
             acc[:, y:y + tile, x:x + tile] += pi * win; wsum[y:y + tile, x:x + tile] += win
     return (acc / wsum)[:, :H, :W].numpy()
 
-# %% ../nbs/80_mapping.ipynb #866e5cc4
+# %% ../nbs/80_mapping.ipynb #95d7f1da
 def _load_inputs(cfg, inputs)->dict:
     out = {}
     for s, spec in cfg['data']['sources'].items():
@@ -305,7 +285,7 @@ def infer_cube(model, cfg:dict, stats:dict, cubes:dict, tile=None, overlap=None,
     if ref.rio.crs is not None: out = out.rio.write_crs(ref.rio.crs)
     return out.rio.write_transform(ref.rio.transform())
 
-# %% ../nbs/80_mapping.ipynb #55f222ee
+# %% ../nbs/80_mapping.ipynb #866e5cc4
 def _png(path, img, **kw):
     import matplotlib; import matplotlib.pyplot as plt
     with atomic_path(path) as tmp: plt.imsave(tmp, img, format='png', **kw)
@@ -351,7 +331,7 @@ def infer(config, # config (infer.inputs: source -> GeoTIFF stack / .nc / DataAr
         written[n] = write_maps(infer_cube(model, cfg, stats, cubes, tile, overlap, device=device, progress=False), out_dir, n)
     return written
 
-# %% ../nbs/80_mapping.ipynb #382d6f66
+# %% ../nbs/80_mapping.ipynb #b7b68551
 def sparse_labels(root, split:str='train', n:int=20, seed:int=0, ignore_index:int=-1,
                   n_tiles:int|None=None, # draw the pixels from this many random samples only (None = all)
                  )->dict:
@@ -370,14 +350,14 @@ def sparse_labels(root, split:str='train', n:int=20, seed:int=0, ignore_index:in
     for nm, l in labs.items(): out[nm] = out_flat[start:start + l.size].reshape(l.shape); start += l.size
     return out
 
-# %% ../nbs/80_mapping.ipynb #1bb71fa8
+# %% ../nbs/80_mapping.ipynb #382d6f66
 def sparse_losses(logits:torch.Tensor, # (K, B, classes, H, W)
                   y:torch.Tensor, # (K, B, H, W) class indices, `ignore_index` where unlabelled
                   ignore_index:int=-1)->torch.Tensor: # (K,) mean loss of each task over its labelled pixels
     "Cross-entropy of each task over its labelled pixels only (the `loss_fn` of `inner_loop` for sparse labels)."
     return torch.stack([F.cross_entropy(l, t, ignore_index=ignore_index) for l, t in zip(logits, y)])
 
-# %% ../nbs/80_mapping.ipynb #744869ad
+# %% ../nbs/80_mapping.ipynb #1bb71fa8
 def few_shot(config, # config of the model (its data.root is the new region's samples)
              ckpt=None, # trained checkpoint to fine-tune; None = train from scratch
              n_pixels:int=20, # labelled pixels
