@@ -185,17 +185,33 @@ class FiLMHead(nn.Module):
         self.log_lr = nn.Parameter(torch.full((4,), math.log(inner_lr)))
         self.register_buffer('mean', torch.zeros(dim)); self.register_buffer('std', torch.ones(dim))
     def adapted(self)->dict: return {n: getattr(self, n) for n in self.names}
-    def forward_tasks(self, params:dict, # name -> (K, ...) per-task V
+    def forward_tasks(self, params:dict, # name -> per-task V (K, ...), or shared V (no K)
                       z, # (K, n, dim) embeddings
                       film:dict, # TaskEncoder output, each (K, size)
                      ):
         s = (self.log_lr / 2).exp()
         w1, b1, w2, b2 = (params[n] * s[i] for i, n in enumerate(self.names))
         h = film['gamma_in'][:, None] * ((z - self.mean) / self.std) + film['beta_in'][:, None]
-        h = F.gelu(film['gamma_h'][:, None] * (h @ w1 + b1[:, None]) + film['beta_h'][:, None])
-        return h @ w2 + b2[:, None]
+        h = F.gelu(film['gamma_h'][:, None] * (h @ w1 + b1.unsqueeze(-2)) + film['beta_h'][:, None])
+        return h @ w2 + b2.unsqueeze(-2)
+    def task_grads(self, params, z, y, film)->tuple: # (K,) losses, name -> (K, ...) gradients w.r.t. V
+        "Each task's mean cross-entropy and its gradient, written out (differentiable: second order goes through it)."
+        s = (self.log_lr / 2).exp()
+        w1, b1, w2, b2 = (params[n] * s[i] for i, n in enumerate(self.names))
+        a = film['gamma_in'][:, None] * ((z - self.mean) / self.std) + film['beta_in'][:, None]
+        g = film['gamma_h'][:, None] * (a @ w1 + b1.unsqueeze(-2)) + film['beta_h'][:, None]
+        cdf = 0.5 * (1 + torch.erf(g * 0.7071067811865476)); h = g * cdf
+        o = (h @ w2 + b2.unsqueeze(-2))[..., 0]; yf = y.to(o.dtype)
+        do = ((torch.sigmoid(o) - yf) / o.shape[1])[..., None]                                  # (K, n, 1)
+        du = (do @ w2.transpose(-1, -2)) * (cdf + g * torch.exp(-0.5 * g * g) * 0.3989422804014327) * film['gamma_h'][:, None]
+        grads = (a.transpose(1, 2) @ du, du.sum(1), h.transpose(1, 2) @ do, do.sum(1))
+        return F.binary_cross_entropy_with_logits(o, yf, reduction='none').mean(1), {n: gw * s[i] for i, (n, gw) in enumerate(zip(self.names, grads))}
+    def query_loss(self, params, z, y, film): # (K,) mean cross-entropy of the query sets
+        return F.binary_cross_entropy_with_logits(self.forward_tasks(params, z, film)[..., 0], y.float(), reduction='none').mean(1)
+    def predict(self, params, z, film): # one task's P(positive) (N,)
+        with torch.no_grad(): return torch.sigmoid(self.forward_tasks(params, z[None], film)[0, :, 0])
 
-# %% ../../nbs/34_meta.presto.ipynb #03127185
+# %% ../../nbs/34_meta.presto.ipynb #bf5e51a6
 @dataclass
 class EmbeddedTask:
     "A task as cached Presto embeddings: z (n, 128) float32, y (n,) in {0, 1}, its task vector (TaskInfo or (13,))."
@@ -228,7 +244,7 @@ class PrestoTIML:
     def step_sizes(self)->dict: # name -> learned inner step size of that tensor
         return {n: float(v) for n, v in zip(self.head.names, self.head.log_lr.detach().exp())}
 
-# %% ../../nbs/34_meta.presto.ipynb #6c6c6e6f
+# %% ../../nbs/34_meta.presto.ipynb #2a2e3c3e
 @patch
 def _prepare(self:PrestoTIML, tasks:list, where:str)->list:
     "TaskData of cached embeddings on the device (x = z), with the task vector."
@@ -259,7 +275,7 @@ def _losses(self:PrestoTIML, tasks, eps, inner_steps, first_order, noise=0.0, ge
     return query_losses(self.head, self.head.adapted(), sx, sy, qx, qy, self.encoder(v), inner_lr=1.0,
                         inner_steps=inner_steps, first_order=first_order)
 
-# %% ../../nbs/34_meta.presto.ipynb #1695fc37
+# %% ../../nbs/34_meta.presto.ipynb #228c9144
 @patch
 def meta_fit(self:PrestoTIML, tasks:list, # Tasks of raw series (located by their info) or EmbeddedTasks
              val_tasks:list|None=None, # validation tasks (None: a `val_frac` share of `tasks` when there are 5 or more)
@@ -316,7 +332,7 @@ def to(self:PrestoTIML, device):
     self.probe.device = self.device; self.probe._model = None if self.probe._model is None else self.probe._model.to(self.device)
     return self
 
-# %% ../../nbs/34_meta.presto.ipynb #228c9144
+# %% ../../nbs/34_meta.presto.ipynb #af17b4df
 def _masked_losses(logits, y): # y = -1 marks examples outside a fold's training part
     w = (y >= 0).to(logits.dtype)
     l = F.binary_cross_entropy_with_logits(logits[..., 0], y.clamp(min=0).to(logits.dtype), reduction='none')
@@ -376,7 +392,7 @@ def adapt(self:PrestoTIML, support_x, # (n, T, B) raw series, (n, 128) embedding
         if steps: p = inner_loop(self.head, p, z[None], yt[None], film, lr=1.0, steps=int(steps), first_order=True)
     return TIMLPredictor(self, p, film, _scalar(lat), _scalar(lon), month if np.ndim(month) == 0 else None, int(steps))
 
-# %% ../../nbs/34_meta.presto.ipynb #16a47fbc
+# %% ../../nbs/34_meta.presto.ipynb #43c60c3c
 @patch
 def save(self:PrestoTIML, path):
     "Write the head, the task encoder and the settings (the Presto weights are the shipped ones)."
