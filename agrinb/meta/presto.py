@@ -185,20 +185,20 @@ class FiLMHead(nn.Module):
         self.log_lr = nn.Parameter(torch.full((4,), math.log(inner_lr)))
         self.register_buffer('mean', torch.zeros(dim)); self.register_buffer('std', torch.ones(dim))
     def adapted(self)->dict: return {n: getattr(self, n) for n in self.names}
+    def film_input(self, z, film:dict): # (K, n, dim) standardised, FiLM-modulated embeddings: once per task, not per step
+        return film['gamma_in'][:, None] * ((z - self.mean) / self.std) + film['beta_in'][:, None]
     def forward_tasks(self, params:dict, # name -> per-task V (K, ...), or shared V (no K)
-                      z, # (K, n, dim) embeddings
+                      a, # (K, n, dim) inputs from `film_input`
                       film:dict, # TaskEncoder output, each (K, size)
                      ):
         s = (self.log_lr / 2).exp()
         w1, b1, w2, b2 = (params[n] * s[i] for i, n in enumerate(self.names))
-        h = film['gamma_in'][:, None] * ((z - self.mean) / self.std) + film['beta_in'][:, None]
-        h = F.gelu(film['gamma_h'][:, None] * (h @ w1 + b1.unsqueeze(-2)) + film['beta_h'][:, None])
+        h = F.gelu(film['gamma_h'][:, None] * (a @ w1 + b1.unsqueeze(-2)) + film['beta_h'][:, None])
         return h @ w2 + b2.unsqueeze(-2)
-    def task_grads(self, params, z, y, film)->tuple: # (K,) losses, name -> (K, ...) gradients w.r.t. V
+    def task_grads(self, params, a, y, film)->tuple: # (K,) losses, name -> (K, ...) gradients w.r.t. V
         "Each task's mean cross-entropy and its gradient, written out (differentiable: second order goes through it)."
         s = (self.log_lr / 2).exp()
         w1, b1, w2, b2 = (params[n] * s[i] for i, n in enumerate(self.names))
-        a = film['gamma_in'][:, None] * ((z - self.mean) / self.std) + film['beta_in'][:, None]
         g = film['gamma_h'][:, None] * (a @ w1 + b1.unsqueeze(-2)) + film['beta_h'][:, None]
         cdf = 0.5 * (1 + torch.erf(g * 0.7071067811865476)); h = g * cdf
         o = (h @ w2 + b2.unsqueeze(-2))[..., 0]; yf = y.to(o.dtype)
@@ -206,10 +206,10 @@ class FiLMHead(nn.Module):
         du = (do @ w2.transpose(-1, -2)) * (cdf + g * torch.exp(-0.5 * g * g) * 0.3989422804014327) * film['gamma_h'][:, None]
         grads = (a.transpose(1, 2) @ du, du.sum(1), h.transpose(1, 2) @ do, do.sum(1))
         return F.binary_cross_entropy_with_logits(o, yf, reduction='none').mean(1), {n: gw * s[i] for i, (n, gw) in enumerate(zip(self.names, grads))}
-    def query_loss(self, params, z, y, film): # (K,) mean cross-entropy of the query sets
-        return F.binary_cross_entropy_with_logits(self.forward_tasks(params, z, film)[..., 0], y.float(), reduction='none').mean(1)
-    def predict(self, params, z, film): # one task's P(positive) (N,)
-        with torch.no_grad(): return torch.sigmoid(self.forward_tasks(params, z[None], film)[0, :, 0])
+    def query_loss(self, params, a, y, film): # (K,) mean cross-entropy of the query sets
+        return F.binary_cross_entropy_with_logits(self.forward_tasks(params, a, film)[..., 0], y.float(), reduction='none').mean(1)
+    def predict(self, params, a, film): # one task's P(positive) (N,) from its `film_input` (N, dim)
+        with torch.no_grad(): return torch.sigmoid(self.forward_tasks(params, a[None], film)[0, :, 0])
 
 # %% ../../nbs/34_meta.presto.ipynb #bf5e51a6
 @dataclass
@@ -271,8 +271,8 @@ def _losses(self:PrestoTIML, tasks, eps, inner_steps, first_order, noise=0.0, ge
     "Query losses (K,) of an episode batch after `inner_steps` steps (FiLM from the task vectors, plus noise)."
     v = torch.stack([t.info for t in tasks])
     if noise: v = v + noise * torch.randn(v.shape, generator=gen, device=v.device)
-    sx, sy, qx, qy = eps
-    return query_losses(self.head, self.head.adapted(), sx, sy, qx, qy, self.encoder(v), inner_lr=1.0,
+    sx, sy, qx, qy = eps; f = self.encoder(v)
+    return query_losses(self.head, self.head.adapted(), self.head.film_input(sx, f), sy, self.head.film_input(qx, f), qy, f, inner_lr=1.0,
                         inner_steps=inner_steps, first_order=first_order)
 
 # %% ../../nbs/34_meta.presto.ipynb #228c9144
@@ -348,7 +348,7 @@ def choose_steps(self:PrestoTIML, z, y, film:dict, # support embeddings (n, 128)
     for c in (0, 1): i = rng.permutation(np.flatnonzero(yn == c)); fold[i] = np.arange(len(i)) % n_f
     held = torch.as_tensor(fold[None] == np.arange(n_f)[:, None], device=z.device)           # (F, n)
     ytr = torch.where(held, -1, y[None]); yte = torch.where(held, y[None], -1)
-    zz, ff = z[None].expand(n_f, *z.shape), {k: v.expand(n_f, *v.shape[1:]) for k, v in film.items()}
+    zz, ff = self.head.film_input(z[None], film).expand(n_f, *z.shape), {k: v.expand(n_f, *v.shape[1:]) for k, v in film.items()}
     p, curve = stack_params({k: v.detach() for k, v in self.head.adapted().items()}, n_f), []
     with torch.no_grad():
         for s in range(self.hparams['max_steps'] + 1):
@@ -366,7 +366,8 @@ class TIMLPredictor:
         z = self.learner.probe.embed(x, self.lat if lat is None else lat, self.lon if lon is None else lon,
                                      month=self.month if month is None else month)
         with torch.no_grad():
-            out = self.learner.head.forward_tasks(self.params, torch.as_tensor(z, device=self.learner.device)[None], self.film)
+            head = self.learner.head
+            out = head.forward_tasks(self.params, head.film_input(torch.as_tensor(z, device=self.learner.device)[None], self.film), self.film)
         return torch.sigmoid(out[0, :, 0]).cpu().numpy()
 
 @patch
@@ -389,7 +390,7 @@ def adapt(self:PrestoTIML, support_x, # (n, T, B) raw series, (n, 128) embedding
     if int(steps) < 0: raise bad_input('PrestoTIML.adapt', 'steps', 'a number of steps >= 0 (or None to choose)', steps)
     p = stack_params({k: t.detach() for k, t in self.head.adapted().items()}, 1)
     with torch.no_grad():
-        if steps: p = inner_loop(self.head, p, z[None], yt[None], film, lr=1.0, steps=int(steps), first_order=True)
+        if steps: p = inner_loop(self.head, p, self.head.film_input(z[None], film), yt[None], film, lr=1.0, steps=int(steps), first_order=True)
     return TIMLPredictor(self, p, film, _scalar(lat), _scalar(lon), month if np.ndim(month) == 0 else None, int(steps))
 
 # %% ../../nbs/34_meta.presto.ipynb #43c60c3c
