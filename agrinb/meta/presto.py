@@ -153,7 +153,10 @@ def adapt(self:PrestoEnsemble, support_x, support_y=None, info=None, steps=None,
 
 @patch
 def save(self:PrestoEnsemble, path):
-    "Write the settings (the learner's, the forest's parameters, the seed)."
+    "Write the settings (the learner's, the forest's parameters, the seed); the learner must be a `PrestoProbe`."
+    if not isinstance(self.learner, PrestoProbe):
+        raise bad_input('PrestoEnsemble.save', 'learner', 'a PrestoProbe (save a meta-trained learner with its own save)',
+                        type(self.learner).__name__)
     return save_checkpoint(path, 'PrestoEnsemble', {}, learner=self.learner.settings(), forest=self.forest.get_params(), seed=self.seed)
 
 @patch(cls_method=True)
