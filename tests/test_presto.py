@@ -133,3 +133,53 @@ def test_probe_protocol_with_task(tmp_path):
     e = PrestoEnsemble(seed=0).adapt(task).predict_proba(task.query_x)
     assert e.shape == (6,) and np.all((0 <= e) & (e <= 1))
     with pytest.raises(AgrinbError, match='lat/lon'): probe.adapt(task.support_x, task.support_y)
+
+
+def _toy_embedded(n_tasks=12, n=60, seed=0):
+    "Tasks whose positives lie along a direction shared by all tasks (plus a task-specific one): meta-learnable."
+    from agrinb.meta.presto import EmbeddedTask
+    from agrinb.tasks import TaskInfo
+    r = np.random.default_rng(seed); shared = r.normal(size=128); shared /= np.linalg.norm(shared)
+    out = []
+    for i in range(n_tasks):
+        own = r.normal(size=128); own /= np.linalg.norm(own)
+        y = np.r_[np.ones(n // 2), np.zeros(n // 2)].astype(int)
+        z = r.normal(size=(n, 128)) + np.outer(2 * y - 1, 1.2 * shared + .3 * own)
+        out.append(EmbeddedTask(f't{i}', z.astype(np.float32), y, TaskInfo(float(r.uniform(-30, 30)), float(r.uniform(-60, 60)))))
+    return out
+
+
+def _auc(y, p): return float(((p[y == 1][:, None] > p[y == 0][None]).mean()))
+
+
+def test_presto_timl_meta_fit_beats_fresh_head_and_round_trips(tmp_path):
+    from agrinb.meta.presto import PrestoTIML
+    tasks = _toy_embedded(); train, test = tasks[:9], tasks[9:]
+    tl = PrestoTIML(device='cpu').meta_fit(train, steps=60, meta_batch=8, progress=False)
+    fresh = PrestoTIML(device='cpu')
+    sup = np.r_[0:3, 30:33]; qry = np.setdiff1d(np.arange(60), sup)
+    a_meta = np.mean([_auc(t.y[qry], tl.adapt(t.z[sup], t.y[sup], t.info, seed=0).predict_proba(t.z[qry])) for t in test])
+    a_fresh = np.mean([_auc(t.y[qry], fresh.adapt(t.z[sup], t.y[sup], t.info, seed=0).predict_proba(t.z[qry])) for t in test])
+    assert a_meta > a_fresh + .02, (a_meta, a_fresh)
+    assert tl.best_val is not None and len(tl.history) == 60
+    t = test[0]; pred = tl.adapt(t.z[sup], t.y[sup], t.info, seed=0)
+    assert 0 <= pred.steps <= tl.hparams['max_steps']
+    tl.save(tmp_path / 'timl.pt'); back = PrestoTIML.load(tmp_path / 'timl.pt', device='cpu')
+    np.testing.assert_allclose(back.adapt(t.z[sup], t.y[sup], t.info, seed=0).predict_proba(t.z[qry]), pred.predict_proba(t.z[qry]), atol=1e-6)
+    assert back.step_sizes == tl.step_sizes
+    p0 = tl.adapt(t.z[sup], t.y[sup], t.info, steps=0).predict_proba(t.z[qry]); p5 = tl.adapt(t.z[sup], t.y[sup], t.info, steps=5).predict_proba(t.z[qry])
+    assert np.abs(p0 - p5).max() > 1e-4
+
+
+def test_presto_timl_on_raw_task_and_errors():
+    from agrinb.tasks import Task, TaskInfo
+    from agrinb.meta.presto import PrestoTIML
+    x = _series(n=12); y = np.r_[np.ones(6, int), np.zeros(6, int)]; x[y == 1, :, 8] += 2000
+    task = Task('t', x[::2].astype(np.float32), y[::2], x[1::2].astype(np.float32), y[1::2], TaskInfo(7., 1.))
+    tl = PrestoTIML(device='cpu')
+    p = tl.adapt(task, seed=0).predict_proba(task.query_x)
+    assert p.shape == (6,) and np.all((0 <= p) & (p <= 1))
+    np.testing.assert_allclose(tl.adapt(task, seed=0).predict_proba(task.query_x, lat=7., lon=1.), p, atol=1e-6)
+    with pytest.raises(AgrinbError, match='lat/lon'): tl.adapt(task.support_x, task.support_y)
+    with pytest.raises(AgrinbError, match="field 'steps'"): tl.adapt(task, steps=-1)
+    with pytest.raises(AgrinbError, match="field 'tasks'"): tl.meta_fit([])

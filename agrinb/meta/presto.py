@@ -14,7 +14,8 @@ from ..data.pixels import CROPHARVEST_BANDS, fill_gaps
 from ..models.presto import pretrained
 
 # %% auto #0
-__all__ = ['support_inputs', 'location', 'PrestoProbe', 'ProbePredictor', 'PrestoEnsemble', 'EnsemblePredictor']
+__all__ = ['support_inputs', 'location', 'PrestoProbe', 'ProbePredictor', 'PrestoEnsemble', 'EnsemblePredictor', 'FiLMHead',
+           'EmbeddedTask', 'PrestoTIML', 'TIMLPredictor']
 
 # %% ../../nbs/34_meta.presto.ipynb #4a24bdae
 def support_inputs(support_x, support_y=None, info=None, where:str='PrestoProbe.adapt')->tuple:
@@ -127,21 +128,24 @@ class PrestoEnsemble:
 
 class EnsemblePredictor:
     def __init__(self, first, forest, band_mean, shape): self.first, self.forest, self.band_mean, self.shape = first, forest, band_mean, shape
-    def predict_proba(self, x, **kwargs)->np.ndarray: # (N, T, B) raw series -> (N,) P(positive)
+    def predict_proba(self, x, # (N, T, B) raw series
+                      z=None, # (N, 128) cached Presto embeddings of `x` for the learner (None: it embeds `x`)
+                      **kwargs)->np.ndarray: # -> (N,) P(positive)
         x = np.asarray(x, dtype=np.float32)
         if x.shape[1:] != self.shape: raise bad_input('PrestoEnsemble.predict_proba', 'x', f'series of shape {self.shape} like the support set', x.shape[1:])
         rf = self.forest.predict_proba(fill_gaps(x, self.band_mean).reshape(len(x), -1))[:, list(self.forest.classes_).index(1)]
-        return (self.first.predict_proba(x, **kwargs) + rf) / 2
+        return (self.first.predict_proba(x if z is None else z, **kwargs) + rf) / 2
 
 # %% ../../nbs/34_meta.presto.ipynb #5490fefe
 @patch
 def adapt(self:PrestoEnsemble, support_x, support_y=None, info=None, steps=None, seed=None, device=None,
+          z=None, # (n, 128) cached Presto embeddings of the support series for the learner (None: it embeds them)
           **kwargs)->EnsemblePredictor: # kwargs (lat, lon, month) go to the learner
     "Adapt the learner and fit the forest on the same support set."
     x, y, info = support_inputs(support_x, support_y, info, 'PrestoEnsemble.adapt')
     if x.ndim != 3: raise bad_input('PrestoEnsemble.adapt', 'support_x', 'raw series (n, time, band) for the forest', x.shape)
     seed = seed if seed is not None else self.seed if self.seed is not None else int(np.random.randint(2**31 - 1))
-    first = self.learner.adapt(x, y, info, steps=steps, seed=seed, device=device, **kwargs)
+    first = self.learner.adapt(x if z is None else z, y, info, steps=steps, seed=seed, device=device, **kwargs)
     x = x.astype(np.float32); band_mean = np.nanmean(x.reshape(-1, x.shape[2]), 0)
     band_mean = np.where(np.isnan(band_mean), 0, band_mean)  # a band absent from the whole support set
     rf = clone(self.forest).set_params(random_state=seed).fit(fill_gaps(x, band_mean).reshape(len(x), -1), y)
@@ -149,10 +153,261 @@ def adapt(self:PrestoEnsemble, support_x, support_y=None, info=None, steps=None,
 
 @patch
 def save(self:PrestoEnsemble, path):
-    "Write the settings (the learner's, the forest's parameters, the seed)."
+    "Write the settings (the learner's, the forest's parameters, the seed); the learner must be a `PrestoProbe`."
+    if not isinstance(self.learner, PrestoProbe):
+        raise bad_input('PrestoEnsemble.save', 'learner', 'a PrestoProbe (save a meta-trained learner with its own save)',
+                        type(self.learner).__name__)
     return save_checkpoint(path, 'PrestoEnsemble', {}, learner=self.learner.settings(), forest=self.forest.get_params(), seed=self.seed)
 
 @patch(cls_method=True)
 def load(cls:PrestoEnsemble, path, device=None)->PrestoEnsemble:
     m = load_checkpoint(path, 'PrestoEnsemble')['meta']
     return cls(PrestoProbe(device=device, **m['learner']), RandomForestClassifier(**m['forest']), m['seed'], device)
+
+# %% ../../nbs/34_meta.presto.ipynb #b9962c2c
+import math
+import torch
+import torch.nn.functional as F
+from torch import nn
+from dataclasses import dataclass
+from ..models.lstm import TaskEncoder
+from ..tasks.pixels import TaskInfo, TaskData, info_vector, draw_episodes
+from .core import stack_params, inner_loop, query_losses, meta_backward, fit_loop
+
+class FiLMHead(nn.Module):
+    "Embeddings (K, n, dim) -> logits (K, n, 1): an MLP whose input and hidden vectors are FiLM-modulated per task."
+    names = ('w1', 'b1', 'w2', 'b2')     # the adapted tensors V; the weights used are exp(log_lr / 2) · V
+    def __init__(self, dim:int=128, # embedding size
+                 hidden:int=64, # hidden units
+                 inner_lr:float=0.1, # initial inner step size of every tensor (learned afterwards)
+                ):
+        super().__init__()
+        l1, l2, s = nn.Linear(dim, hidden), nn.Linear(hidden, 1), math.sqrt(inner_lr)
+        for n, v in zip(self.names, (l1.weight.T, l1.bias, l2.weight.T, l2.bias)):
+            setattr(self, n, nn.Parameter(v.detach().clone() / s))
+        self.log_lr = nn.Parameter(torch.full((4,), math.log(inner_lr)))
+        self.register_buffer('mean', torch.zeros(dim)); self.register_buffer('std', torch.ones(dim))
+    def adapted(self)->dict: return {n: getattr(self, n) for n in self.names}
+    def film_input(self, z, film:dict): # (K, n, dim) standardised, FiLM-modulated embeddings: once per task, not per step
+        return film['gamma_in'][:, None] * ((z - self.mean) / self.std) + film['beta_in'][:, None]
+    def forward_tasks(self, params:dict, # name -> per-task V (K, ...), or shared V (no K)
+                      a, # (K, n, dim) inputs from `film_input`
+                      film:dict, # TaskEncoder output, each (K, size)
+                     ):
+        s = (self.log_lr / 2).exp()
+        w1, b1, w2, b2 = (params[n] * s[i] for i, n in enumerate(self.names))
+        h = F.gelu(film['gamma_h'][:, None] * (a @ w1 + b1.unsqueeze(-2)) + film['beta_h'][:, None])
+        return h @ w2 + b2.unsqueeze(-2)
+    def task_grads(self, params, a, y, film)->tuple: # (K,) losses, name -> (K, ...) gradients w.r.t. V
+        "Each task's mean cross-entropy and its gradient, written out (differentiable: second order goes through it)."
+        s = (self.log_lr / 2).exp()
+        w1, b1, w2, b2 = (params[n] * s[i] for i, n in enumerate(self.names))
+        g = film['gamma_h'][:, None] * (a @ w1 + b1.unsqueeze(-2)) + film['beta_h'][:, None]
+        cdf = 0.5 * (1 + torch.erf(g * 0.7071067811865476)); h = g * cdf
+        o = (h @ w2 + b2.unsqueeze(-2))[..., 0]; yf = y.to(o.dtype)
+        do = ((torch.sigmoid(o) - yf) / o.shape[1])[..., None]                                  # (K, n, 1)
+        du = (do @ w2.transpose(-1, -2)) * (cdf + g * torch.exp(-0.5 * g * g) * 0.3989422804014327) * film['gamma_h'][:, None]
+        grads = (a.transpose(1, 2) @ du, du.sum(1), h.transpose(1, 2) @ do, do.sum(1))
+        return F.binary_cross_entropy_with_logits(o, yf, reduction='none').mean(1), {n: gw * s[i] for i, (n, gw) in enumerate(zip(self.names, grads))}
+    def query_loss(self, params, a, y, film): # (K,) mean cross-entropy of the query sets
+        return F.binary_cross_entropy_with_logits(self.forward_tasks(params, a, film)[..., 0], y.float(), reduction='none').mean(1)
+    def predict(self, params, a, film): # one task's P(positive) (N,) from its `film_input` (N, dim)
+        with torch.no_grad(): return torch.sigmoid(self.forward_tasks(params, a[None], film)[0, :, 0])
+
+# %% ../../nbs/34_meta.presto.ipynb #bf5e51a6
+@dataclass
+class EmbeddedTask:
+    "A task as cached Presto embeddings: z (n, 128) float32, y (n,) in {0, 1}, its task vector (TaskInfo or (13,))."
+    name:str; z:np.ndarray; y:np.ndarray; info:object
+
+class PrestoTIML:
+    "TIML on the frozen Presto encoder: a FiLM-modulated MLP head with learned step sizes, meta-trained on cached embeddings."
+    kind = name = 'PrestoTIML'
+    def __init__(self, hidden:int=64, # hidden units of the head
+                 encoder_width:int=64, encoder_dropout:float=0.1, # the TaskEncoder's width and dropout
+                 inner_lr:float=0.1, # initial inner step size (learned per tensor by `meta_fit`)
+                 info_size:int=13, # size of the task vector
+                 max_steps:int=50, # most adaptation steps `adapt` considers when choosing them on the support set
+                 month=0, bands=CROPHARVEST_BANDS, batch_size:int=128, # how series are embedded (see `PrestoProbe`)
+                 device=None, seed:int=0, progress:bool=False):
+        self.probe = PrestoProbe(month, bands, batch_size=batch_size, device=device, progress=progress)
+        self.device = self.probe.device
+        self.hparams = dict(hidden=hidden, encoder_width=encoder_width, encoder_dropout=encoder_dropout, inner_lr=inner_lr,
+                            info_size=info_size, max_steps=max_steps, month=self.probe.settings()['month'], bands=list(bands),
+                            batch_size=batch_size, seed=seed)
+        torch.manual_seed(seed)
+        self.head = FiLMHead(128, hidden, inner_lr).to(self.device)
+        self.encoder = TaskEncoder(info_size, 128, hidden, encoder_width, encoder_dropout).to(self.device)
+        self.fit_config, self.history, self.best_val = dict(inner_steps=5), [], None
+    def embed_task(self, task)->EmbeddedTask:
+        "An `EmbeddedTask` as it is, or a task of raw series (`x`, `y`, `info`) embedded at its `info`'s location."
+        if isinstance(task, EmbeddedTask): return task
+        return EmbeddedTask(task.name, self.probe.embed(task.x, info=task.info), np.asarray(task.y), task.info)
+    @property
+    def step_sizes(self)->dict: # name -> learned inner step size of that tensor
+        return {n: float(v) for n, v in zip(self.head.names, self.head.log_lr.detach().exp())}
+
+# %% ../../nbs/34_meta.presto.ipynb #2a2e3c3e
+@patch
+def _prepare(self:PrestoTIML, tasks:list, where:str)->list:
+    "TaskData of cached embeddings on the device (x = z), with the task vector."
+    out = []
+    for t in tasks:
+        e = self.embed_task(t); y = np.asarray(e.y).astype(np.int64)
+        v = torch.as_tensor(info_vector(e.info, self.hparams['info_size'], f'{where}: task {e.name!r}'), device=self.device)
+        out.append(TaskData(e.name, torch.as_tensor(np.asarray(e.z, np.float32), device=self.device),
+                            torch.as_tensor(y, device=self.device), y, np.arange(len(y)), v))
+    return out
+
+@patch
+def _episode(self:PrestoTIML, tasks:list, meta_batch:int, k_support, q:int, rng)->tuple:
+    "A meta-batch of episodes whose tasks all have k + q examples of each class, k drawn in `k_support`."
+    lo, hi = (k_support, k_support) if np.ndim(k_support) == 0 else k_support
+    room = np.array([min(t.labels.sum(), len(t.labels) - t.labels.sum()) - q for t in tasks])
+    k = int(min(rng.integers(lo, hi + 1), max(room.max(), 1)))
+    ok = np.flatnonzero(room >= k)
+    pick = [tasks[i] for i in rng.choice(ok, meta_batch, replace=len(ok) < meta_batch)]
+    return pick, draw_episodes(pick, k, q, rng)
+
+@patch
+def _losses(self:PrestoTIML, tasks, eps, inner_steps, first_order, noise=0.0, gen=None):
+    "Query losses (K,) of an episode batch after `inner_steps` steps (FiLM from the task vectors, plus noise)."
+    v = torch.stack([t.info for t in tasks])
+    if noise: v = v + noise * torch.randn(v.shape, generator=gen, device=v.device)
+    sx, sy, qx, qy = eps; f = self.encoder(v)
+    return query_losses(self.head, self.head.adapted(), self.head.film_input(sx, f), sy, self.head.film_input(qx, f), qy, f, inner_lr=1.0,
+                        inner_steps=inner_steps, first_order=first_order)
+
+# %% ../../nbs/34_meta.presto.ipynb #228c9144
+@patch
+def meta_fit(self:PrestoTIML, tasks:list, # Tasks of raw series (located by their info) or EmbeddedTasks
+             val_tasks:list|None=None, # validation tasks (None: a `val_frac` share of `tasks` when there are 5 or more)
+             steps:int=300, meta_batch:int=32, # outer steps, tasks per outer step
+             k_support=(5, 20), k_query:int=10, # shots per class in support (an int or a (lo, hi) range) and query
+             inner_steps:int=5, outer_lr:float=3e-3, first_order:bool=False, # inner SGD steps, outer Adam, MAML order
+             val_frac:float=0.2, val_every:int=25, info_noise:float=0.05, # validation, task-vector noise
+             checkpoint_dir=None, checkpoint_every:int=100, resume:bool=False,
+             progress:bool=True, seed:int=0, device=None)->PrestoTIML:
+    "Meta-train the head's initial weights, its step sizes and the task encoder on cached embeddings."
+    if not len(tasks): raise bad_input('PrestoTIML.meta_fit', 'tasks', 'at least one task', 'none')
+    if device is not None: self.to(device)
+    rng = np.random.default_rng(seed); tasks = list(tasks)
+    if val_tasks is None and len(tasks) >= 5:
+        is_val = np.zeros(len(tasks), bool); is_val[rng.permutation(len(tasks))[:max(1, round(val_frac * len(tasks)))]] = True
+        tasks, val_tasks = [t for t, v in zip(tasks, is_val) if not v], [t for t, v in zip(tasks, is_val) if v]
+    train, val = self._prepare(tasks, 'PrestoTIML.meta_fit'), self._prepare(val_tasks or [], 'PrestoTIML.meta_fit')
+    allz = torch.cat([t.x for t in train])
+    self.head.mean.copy_(allz.mean(0)); self.head.std.copy_(allz.std(0).clamp(min=1e-6))
+    self.fit_config.update(inner_steps=inner_steps, k_support=list(np.atleast_1d(k_support).tolist()), k_query=k_query,
+                           first_order=first_order, outer_lr=outer_lr, meta_batch=meta_batch)
+    val_eps = [self._episode(val, len(val), 10, k_query, np.random.default_rng(seed + 1 + i)) for i in range(4)] if val else []
+    params = list(self.head.parameters()) + list(self.encoder.parameters())
+    opt = torch.optim.Adam(params, lr=outer_lr); gen = torch.Generator(device=self.device); gen.manual_seed(seed)
+    def step(s, rng):
+        self.encoder.train(); opt.zero_grad(set_to_none=True)
+        pick, eps = self._episode(train, meta_batch, k_support, k_query, rng)
+        loss = self._losses(pick, eps, inner_steps, first_order, info_noise, gen).mean()
+        loss.backward(); torch.nn.utils.clip_grad_norm_(params, 10.0); opt.step()
+        return float(loss.detach())
+    def val_loss():
+        self.encoder.eval()
+        with torch.enable_grad(): return float(np.mean([self._losses(p, e, inner_steps, True).mean().item() for p, e in val_eps]))
+    def state(): return dict(self.state(), optimizer=opt.state_dict())
+    def load(st): self.load_state(st); opt.load_state_dict(st['optimizer'])
+    out = fit_loop(step, steps, state, load, self.kind, val=val_loss if val else None, val_every=val_every,
+                   checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
+                   meta=dict(hparams=self.hparams, fit=dict(self.fit_config)), seed=seed, progress=progress,
+                   desc='PrestoTIML meta_fit')
+    self.history, self.best_val = out['history'], out['best_val']; self.encoder.eval()
+    return self
+
+@patch
+def state(self:PrestoTIML)->dict:
+    return {k: {n: v.detach().cpu().clone() for n, v in m.state_dict().items()} for k, m in (('head', self.head), ('encoder', self.encoder))}
+
+@patch
+def load_state(self:PrestoTIML, st:dict):
+    self.head.load_state_dict(st['head']); self.encoder.load_state_dict(st['encoder'])
+
+@patch
+def to(self:PrestoTIML, device):
+    self.device = get_device(device); self.head.to(self.device); self.encoder.to(self.device)
+    self.probe.device = self.device; self.probe._model = None if self.probe._model is None else self.probe._model.to(self.device)
+    return self
+
+# %% ../../nbs/34_meta.presto.ipynb #af17b4df
+def _masked_losses(logits, y): # y = -1 marks examples outside a fold's training part
+    w = (y >= 0).to(logits.dtype)
+    l = F.binary_cross_entropy_with_logits(logits[..., 0], y.clamp(min=0).to(logits.dtype), reduction='none')
+    return (l * w).sum(1) / w.sum(1).clamp(min=1)
+
+@patch
+def choose_steps(self:PrestoTIML, z, y, film:dict, # support embeddings (n, 128) and labels (n,) as tensors, FiLM of the task
+                 seed:int=0)->int: # the number of steps with the lowest held-out log-loss inside the support set
+    "Adaptation steps chosen by stratified folds inside the support set, all folds adapted at once."
+    yn = y.cpu().numpy(); n_f = int(min(5, yn.sum(), len(yn) - yn.sum()))
+    if n_f < 2: return self.fit_config['inner_steps']
+    rng, fold = np.random.default_rng(seed), np.zeros(len(yn), int)
+    for c in (0, 1): i = rng.permutation(np.flatnonzero(yn == c)); fold[i] = np.arange(len(i)) % n_f
+    held = torch.as_tensor(fold[None] == np.arange(n_f)[:, None], device=z.device)           # (F, n)
+    ytr = torch.where(held, -1, y[None]); yte = torch.where(held, y[None], -1)
+    zz, ff = self.head.film_input(z[None], film).expand(n_f, *z.shape), {k: v.expand(n_f, *v.shape[1:]) for k, v in film.items()}
+    p, curve = stack_params({k: v.detach() for k, v in self.head.adapted().items()}, n_f), []
+    with torch.no_grad():
+        for s in range(self.hparams['max_steps'] + 1):
+            curve.append(float(_masked_losses(self.head.forward_tasks(p, zz, ff), yte).mean()))
+            if s < self.hparams['max_steps']:
+                p = inner_loop(self.head, p, zz, ytr, ff, lr=1.0, steps=1, first_order=True, loss_fn=_masked_losses)
+    return int(np.argmin(curve))
+
+class TIMLPredictor:
+    "The PrestoTIML head adapted to one task."
+    def __init__(self, learner, params, film, lat=None, lon=None, month=None, steps=None):
+        self.learner, self.params, self.film, self.lat, self.lon, self.month, self.steps = learner, params, film, lat, lon, month, steps
+    def predict_proba(self, x, # (N, T, B) raw series or (N, 128) embeddings
+                      lat=None, lon=None, month=None)->np.ndarray: # (N,) P(positive)
+        z = self.learner.probe.embed(x, self.lat if lat is None else lat, self.lon if lon is None else lon,
+                                     month=self.month if month is None else month)
+        with torch.no_grad():
+            head = self.learner.head
+            out = head.forward_tasks(self.params, head.film_input(torch.as_tensor(z, device=self.learner.device)[None], self.film), self.film)
+        return torch.sigmoid(out[0, :, 0]).cpu().numpy()
+
+@patch
+def adapt(self:PrestoTIML, support_x, # (n, T, B) raw series, (n, 128) embeddings, or a task
+          support_y=None, # (n,) labels in {0, 1}
+          info=None, # TaskInfo or (13,) task vector (default: the task's; else a crop task at lat / lon)
+          steps:int|None=None, # inner steps (None: chosen on the support set)
+          seed:int|None=None, device=None, lat=None, lon=None, month=None)->TIMLPredictor:
+    "Adapt the meta-learned head to a support set with the learned step sizes."
+    x, y, info = support_inputs(support_x, support_y, info, 'PrestoTIML.adapt')
+    if device is not None: self.to(device)
+    if x.ndim == 3: lat, lon = location(lat, lon, info, 'PrestoTIML.adapt')
+    if info is None and _scalar(lat) is not None and _scalar(lon) is not None: info = TaskInfo(float(lat), float(lon))
+    v = torch.as_tensor(info_vector(info, self.hparams['info_size'], 'PrestoTIML.adapt'), device=self.device)
+    z = torch.as_tensor(self.probe.embed(x, lat, lon, info=info, month=month), device=self.device)
+    yt = torch.as_tensor(y, device=self.device)
+    self.encoder.eval()
+    with torch.no_grad(): film = self.encoder(v[None])
+    if steps is None: steps = self.choose_steps(z, yt, film, 0 if seed is None else seed)
+    if int(steps) < 0: raise bad_input('PrestoTIML.adapt', 'steps', 'a number of steps >= 0 (or None to choose)', steps)
+    p = stack_params({k: t.detach() for k, t in self.head.adapted().items()}, 1)
+    with torch.no_grad():
+        if steps: p = inner_loop(self.head, p, self.head.film_input(z[None], film), yt[None], film, lr=1.0, steps=int(steps), first_order=True)
+    return TIMLPredictor(self, p, film, _scalar(lat), _scalar(lon), month if np.ndim(month) == 0 else None, int(steps))
+
+# %% ../../nbs/34_meta.presto.ipynb #43c60c3c
+@patch
+def save(self:PrestoTIML, path):
+    "Write the head, the task encoder and the settings (the Presto weights are the shipped ones)."
+    return save_checkpoint(path, self.kind, self.state(), hparams=self.hparams, fit=self.fit_config,
+                           history=self.history, best_val=self.best_val)
+
+@patch(cls_method=True)
+def load(cls:PrestoTIML, path, device=None)->PrestoTIML:
+    "A `PrestoTIML` from `save`'s checkpoint (or a `meta_fit` checkpoint's last state), on `device`."
+    obj = load_checkpoint(path, cls.kind); st, m = obj['state'], obj['meta']
+    if 'fit' in st and 'rng' in st: st, m = st['fit'], dict(m['meta'], history=m['history'], best_val=m['best_val'])
+    self = cls(device=device, **m['hparams']); self.load_state(st)
+    self.fit_config.update(m['fit']); self.history, self.best_val = list(m.get('history', [])), m.get('best_val')
+    return self
