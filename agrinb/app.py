@@ -13,6 +13,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 from fastcore.basics import patch
 from .core import AgrinbError, bad_input, suggest, get_device
+from .extras import require_app
 from .data.pixels import CROPHARVEST_BANDS, NON_CROP, BandStats, prepare_series
 from .data.raster import check_raster, load_raster, lonlat_bounds, lonlat_to_xy
 from .data.synthetic import make_datacube
@@ -417,7 +418,7 @@ class MapLabeler:
                  n_suggest:int=5, # pixels per Suggest press
                  export_dir:str='agrinb_export', # default export folder
                 ):
-        import ipyleaflet as L, ipywidgets as w
+        L, w = require_app('ipyleaflet', 'ipywidgets', where='MapLabeler')   # the `app` extra, named when missing
         if session is not None and not isinstance(session, LabelingSession):
             raise bad_input('MapLabeler', 'session', 'a LabelingSession', type(session).__name__)
         self.session, self.n_suggest, self.log_lines = session or LabelingSession(), n_suggest, []

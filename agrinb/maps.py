@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from .core import bad_input, atomic_path
+from .extras import require_app
 
 # %% auto #0
 __all__ = ['LABEL_COLORS', 'OFFLINE_NOTE', 'raster_rgba', 'proba_rgba', 'png_data_url', 'map_view', 'colorbar_html',
@@ -110,7 +111,7 @@ def folium_map(bounds, # (W, S, E, N) degrees
                opacity:float=0.7, name:str='prediction', # the picture's opacity and layer name
               ):
     "A folium map of a picture and labels, fitted to `bounds`."
-    import folium
+    folium, = require_app('folium', where='folium_map')   # the `app` extra, named when missing
     W, S, E, N = bounds
     m = folium.Map(location=[(S + N) / 2, (W + E) / 2], tiles=None, control_scale=True)
     folium.raster_layers.ImageOverlay(png_data_url(image), bounds=[[S, W], [N, E]], opacity=opacity, name=name).add_to(m)

@@ -1,4 +1,5 @@
 """LabelingSession and MapLabeler: bad input gets clear messages, exports are atomic, real GeoTIFFs work."""
+import subprocess, sys
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -320,3 +321,17 @@ def test_real_earth_engine_export():
     p = s.adapt().predict()
     assert p.shape == (17, 17) and np.isfinite(p.values).all()
     assert 'Togo' in MapLabeler(s).country.options
+
+
+def test_map_without_the_app_packages_names_the_extra():
+    "With the notebook packages hidden (a real blocking import finder), the map says which extra to install."
+    from agrinb.extras import hide_packages_code
+    code = hide_packages_code() + ("import agrinb.app, agrinb.maps\n"
+        "for f in (lambda: agrinb.app.MapLabeler(), lambda: agrinb.maps.folium_map((0, 0, 1, 1), None)):\n"
+        "    try: f(); print('no error')\n"
+        "    except Exception as e: print(type(e).__name__, str(e).splitlines()[0])\n")
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+    lines = r.stdout.strip().splitlines()
+    assert r.returncode == 0 and len(lines) == 2, r.stdout + r.stderr
+    assert lines[0].startswith('AgrinbError MapLabeler:') and 'pip install "agrinb[app]"' in lines[0], lines[0]
+    assert lines[1].startswith('AgrinbError folium_map:') and 'pip install "agrinb[app]"' in lines[1], lines[1]
