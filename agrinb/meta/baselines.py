@@ -95,7 +95,7 @@ def meta_fit(self:Pretrained, train_tasks:list, # meta-training Tasks
     def step(s, rng):
         self.model.train(); b = torch.as_tensor(rng.integers(0, len(x), batch_size), device=self.device)
         loss = F.binary_cross_entropy_with_logits(self.model(x[b])[:, 0], y[b].float())
-        opt.zero_grad(); loss.backward(); opt.step(); return float(loss)
+        opt.zero_grad(); loss.backward(); opt.step(); return float(loss.detach())
     def val():
         self.model.eval()
         with torch.no_grad():
@@ -172,7 +172,7 @@ def meta_fit(self:ProtoNet, train_tasks:list, val_tasks:list|None=None,
     opt = torch.optim.Adam(self.model.parameters(), lr=lr)
     def step(s, rng):
         self.model.train(); loss = self._episode_loss(train, k, q, rng)
-        opt.zero_grad(); loss.backward(); opt.step(); return float(loss)
+        opt.zero_grad(); loss.backward(); opt.step(); return float(loss.detach())
     def load(st): self.model.load_state_dict(st['model']); opt.load_state_dict(st['optimizer'])
     out = fit_loop(step, steps, lambda: {'model': self.model.state_dict(), 'optimizer': opt.state_dict()}, load, self.kind,
                    val=val if vals else None, val_every=eval_every, checkpoint_dir=checkpoint_dir, checkpoint_every=eval_every,
