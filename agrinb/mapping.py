@@ -18,13 +18,13 @@ from .data.h5maps import (MappingDataset, read_data_list, compute_stats, normali
                                 read_sample, write_data_list)
 from .data.raster import load_raster
 from .models.swin3d import MultiSourceMapper
-from .meta.core import fit_loop, inner_loop
+from .meta.core import fit_loop, inner_loop, task_losses
 from .eval import confusion, metrics_from_confusion
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'SOURCE_KEYS', 'FREE', 'KIND', 'RUN_ONLY', 'load_config', 'build_model', 'n_params', 'evaluate',
            'sample_names', 'train', 'load_model', 'evaluate_checkpoint', 'format_metrics', 'predict_tiled',
-           'infer_cube', 'write_maps', 'infer', 'sparse_labels', 'sparse_losses', 'few_shot']
+           'infer_cube', 'write_maps', 'infer', 'sparse_labels', 'few_shot']
 
 # %% ../nbs/80_mapping.ipynb #c1fc6ff2
 DEFAULTS = {
@@ -350,14 +350,7 @@ def sparse_labels(root, split:str='train', n:int=20, seed:int=0, ignore_index:in
     for nm, l in labs.items(): out[nm] = out_flat[start:start + l.size].reshape(l.shape); start += l.size
     return out
 
-# %% ../nbs/80_mapping.ipynb #382d6f66
-def sparse_losses(logits:torch.Tensor, # (K, B, classes, H, W)
-                  y:torch.Tensor, # (K, B, H, W) class indices, `ignore_index` where unlabelled
-                  ignore_index:int=-1)->torch.Tensor: # (K,) mean loss of each task over its labelled pixels
-    "Cross-entropy of each task over its labelled pixels only (the `loss_fn` of `inner_loop` for sparse labels)."
-    return torch.stack([F.cross_entropy(l, t, ignore_index=ignore_index) for l, t in zip(logits, y)])
-
-# %% ../nbs/80_mapping.ipynb #1bb71fa8
+# %% ../nbs/80_mapping.ipynb #18f45d3c
 def few_shot(config, # config of the model (its data.root is the new region's samples)
              ckpt=None, # trained checkpoint to fine-tune; None = train from scratch
              n_pixels:int=20, # labelled pixels
@@ -379,7 +372,7 @@ def few_shot(config, # config of the model (its data.root is the new region's sa
     items = [ds[ds.names.index(k)] for k in labels]
     x = {s: torch.stack([it['data'][s] for it in items])[None].to(dev) for s in srcs}   # one task: K = 1
     y = torch.stack([torch.as_tensor(labels[it['file_name']]) for it in items])[None].to(dev)
-    loss_fn = functools.partial(sparse_losses, ignore_index=d['ignore_index']); model.train()
+    loss_fn = functools.partial(task_losses, ignore_index=d['ignore_index']); model.train()
     params = {k: v.detach()[None].requires_grad_() for k, v in model.named_parameters()}
     for _ in tqdm(range(steps), desc='few-shot', disable=not progress, leave=False):
         params = {k: v.detach().requires_grad_() for k, v in

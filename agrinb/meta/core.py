@@ -59,14 +59,18 @@ def batched_forward(model:nn.Module, # any module with a pure forward pass
 # %% ../../nbs/30_meta.core.ipynb #41477197
 def task_losses(logits:torch.Tensor, # (K, n, 1) binary logits, or (K, n, C, ...) class logits
                 y:torch.Tensor, # (K, n) {0,1} or (K, n, ...) class indices
-               )->torch.Tensor: # (K,) mean loss of each task
+                ignore_index:int|None=None, # class logits only: targets equal to it (unlabelled pixels) do not count
+               )->torch.Tensor: # (K,) mean loss of each task (over its labelled targets)
     "Mean cross-entropy of each task."
     K = logits.shape[0]
     if logits.dim() == 3 and logits.shape[2] == 1:
         return F.binary_cross_entropy_with_logits(logits[..., 0], y.to(logits.dtype), reduction='none').mean(1)
-    return F.cross_entropy(logits.flatten(0, 1), y.flatten(0, 1).long(), reduction='none').reshape(K, -1).mean(1)
+    if ignore_index is None:
+        return F.cross_entropy(logits.flatten(0, 1), y.flatten(0, 1).long(), reduction='none').reshape(K, -1).mean(1)
+    l = F.cross_entropy(logits.flatten(0, 1), y.flatten(0, 1).long(), ignore_index=ignore_index, reduction='none')
+    return l.reshape(K, -1).sum(1) / (y.reshape(K, -1) != ignore_index).sum(1)
 
-# %% ../../nbs/30_meta.core.ipynb #a5209ff2
+# %% ../../nbs/30_meta.core.ipynb #a105610b
 @runtime_checkable
 class TaskForward(Protocol):
     "A module with its own forward pass of K tasks at once (weights shared or with a leading task dimension K)."
@@ -86,7 +90,7 @@ def fast_path(model:nn.Module, # the module being adapted or meta-trained
     "Whether `model`'s own routes replace `vmap` + autograd: the one place this is decided."
     return isinstance(model, need) and (loss_fn is None or loss_fn is task_losses)
 
-# %% ../../nbs/30_meta.core.ipynb #b338b4e8
+# %% ../../nbs/30_meta.core.ipynb #f57ed3f3
 def _step_grads(model, params, names, x, y, extra, fast, first_order, loss_fn)->list:
     "Each task's gradient at `params`: the module's own `task_grads` on the fast path, else vmap + autograd."
     if fast:
@@ -105,7 +109,7 @@ def _clip(grads:list, clip:float)->list:
     scale = (clip / (norm + 1e-6)).clamp(max=1.0)
     return [g * scale.view(-1, *[1] * (g.dim() - 1)) for g in grads]
 
-# %% ../../nbs/30_meta.core.ipynb #edf66f4d
+# %% ../../nbs/30_meta.core.ipynb #333bf88a
 def inner_loop(model:nn.Module, params:dict, # per-task weights (K, ...), or shared ones with `shared=True`
                x:torch.Tensor, y:torch.Tensor, # support set (K, n, ...), (K, n, ...)
                *extra, # per-task extra inputs (e.g. FiLM), not adapted
@@ -142,7 +146,7 @@ def query_losses(model:nn.Module, params:dict, # shared weights θ (name -> tens
     if fast_path(model, loss_fn): return model.query_loss(adapted, qx, qy, *extra)
     return loss_fn(batched_forward(model, adapted, qx, *extra), qy)
 
-# %% ../../nbs/30_meta.core.ipynb #90f67653
+# %% ../../nbs/30_meta.core.ipynb #2aea64ce
 def meta_backward(model:nn.Module, params:dict, sx, sy, qx, qy, # θ and the meta-batch (leading K)
                   extra_fn=None, # idx -> tuple of per-task extra inputs (or None)
                   chunk_size:int|None=None, # tasks per chunk (None = all at once)
@@ -158,7 +162,7 @@ def meta_backward(model:nn.Module, params:dict, sx, sy, qx, qy, # θ and the met
         total += float(losses.detach().sum())
     return total / K
 
-# %% ../../nbs/30_meta.core.ipynb #487ffecc
+# %% ../../nbs/30_meta.core.ipynb #ba0eb2c8
 def _copy_state(obj):
     "Detached copies of the tensors in a nested dict/list (so later training does not change a kept state)."
     if torch.is_tensor(obj): return obj.detach().clone()
@@ -181,7 +185,7 @@ def _set_rng_state(st:dict):
     torch.set_rng_state(st['torch'])
     if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st['cuda'])
 
-# %% ../../nbs/30_meta.core.ipynb #f185a3ea
+# %% ../../nbs/30_meta.core.ipynb #9804cf77
 def _check_resume(ck, saved:dict, meta:dict):
     "A resumed run must have the settings it was started with."
     diff = {k: (saved.get(k), meta.get(k)) for k in sorted(set(saved) | set(meta)) if saved.get(k) != meta.get(k)}
@@ -195,7 +199,7 @@ def _check_loss(loss, step:int, where:str)->float:
                         f'{loss} at step {step}')
     return loss
 
-# %% ../../nbs/30_meta.core.ipynb #b5e4fc45
+# %% ../../nbs/30_meta.core.ipynb #06021a64
 def fit_loop(step, # (step:int, rng:np.random.Generator) -> float: one optimiser step, returns its training loss
              steps:int, # total steps, counting resumed ones
              state, # () -> dict of everything a resume needs (module and optimiser state dicts, ...)
