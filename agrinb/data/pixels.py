@@ -12,7 +12,7 @@ import pandas as pd
 import xarray as xr
 import torch
 from fastcore.basics import patch
-from ..core import bad_input, atomic_path, get_device
+from ..core import bad_input, suggest, atomic_path, get_device
 
 # %% auto #0
 __all__ = ['MIN_STD', 'CROPHARVEST_BANDS', 'NON_CROP', 'fill_gaps', 'BandStats', 'prepare_series', 'PixelDataset',
@@ -214,32 +214,153 @@ def __getitem__(self:PixelDataset, idx):
     return PixelDataset(self.ds.isel(sample=idx).assign_coords(sample=np.arange(len(idx))))
 
 # %% ../../nbs/01_data.pixels.ipynb #9ae6649b
-_COL = re.compile(r'^(?P<band>.+?)[_\-](?:t|m|T|M)?(?P<time>\d+)$')
+_KINDS = {'date': re.compile(r'^(?P<band>.+?)[_\-]?(?P<time>(?:19|20)\d\d[-_]?[01]\d[-_]?[0-3]\d)$'),
+          'step': re.compile(r'^(?P<band>.+?)[_\-](?:t|m|T|M)?(?P<time>\d+)$'),
+          'bare': re.compile(r'^(?P<band>[A-Za-z]+)(?P<time>\d+)$')}
+
+def _parse_columns(cols, pattern=None)->tuple:
+    "(kind, {column: (band, time)}, unparsed columns) for candidate value columns."
+    pats = {'pattern': re.compile(pattern)} if pattern is not None else _KINDS
+    found, rest = {}, []
+    for c in cols:
+        for k, p in pats.items():
+            mt = p.match(str(c))
+            if mt is None or not mt['time']: continue
+            t = mt['time']
+            if k == 'date' or not t.isdigit() or (k == 'pattern' and len(t) == 8):
+                t = pd.to_datetime(re.sub(r'[-_]', '', t), format='%Y%m%d', errors='coerce')
+                if pd.isna(t): continue                       # not a date: try the next kind
+            else: t = int(t)
+            found[c] = (k, mt.groupdict().get('band') or 'value', t); break
+        else: rest.append(c)
+    return found, rest
+
+def _check_wide(found:dict, df:pd.DataFrame, bands, explicit:bool)->dict:
+    kinds = {}
+    for c, (k, b, t) in found.items(): kinds.setdefault('date' if isinstance(t, pd.Timestamp) else k, []).append(c)
+    if len(kinds) > 1:
+        raise bad_input('DataFrame', 'columns', 'value columns of one naming kind (pass value_columns=, bands= or pattern=)',
+                        '; '.join(f'{k}: {v[:3]}' for k, v in kinds.items()))
+    if bands is not None:
+        have = {b for _, b, _ in found.values()}
+        miss = [b for b in bands if b not in have]
+        if miss: raise bad_input('DataFrame', 'bands', f'bands with value columns among {sorted(have)[:10]}', miss)
+        found = {c: v for c, v in found.items() if v[1] in bands}
+    seen = {}
+    for c, (_, b, t) in found.items(): seen.setdefault((b, t), []).append(c)
+    dup = [v for v in seen.values() if len(v) > 1]
+    if dup: raise bad_input('DataFrame', 'columns', 'one column per (band, time)', f'duplicates after parsing: {dup[:3]}')
+    bad = [c for c in found if not (pd.api.types.is_numeric_dtype(df[c]) or df[c].isna().all())]
+    if bad: raise bad_input('DataFrame', 'columns', 'numeric value columns (drop the others or pass value_columns=)',
+                            f'non-numeric {bad[:5]}')
+    return found
+
+# %% ../../nbs/01_data.pixels.ipynb #30ae3fc3
+def _sample_columns(df:pd.DataFrame, where:str, label, lat, lon, region, id, extra)->dict:
+    "Checked per-sample columns of `df` (one row per sample) as arrays for `from_arrays`."
+    if not isinstance(df, pd.DataFrame): raise bad_input(where, 'df', 'a pandas DataFrame', type(df).__name__)
+    if isinstance(df.columns, pd.MultiIndex):
+        raise bad_input(where, 'columns', 'flat column names like B4_t03 (use df.columns = ...)', 'a MultiIndex')
+    if not len(df): raise bad_input(where, 'df', 'at least one row', 'an empty table')
+    names = dict(label=label, lat=lat, lon=lon, region=region, id=id, **{k: k for k in (extra or [])})
+    for f, c in names.items():
+        if c is not None and c not in df.columns:
+            raise bad_input(where, f, f'a column named {c!r}' + suggest(str(c), [str(k) for k in df.columns]), list(df.columns)[:10])
+    lab = df[label]
+    bad = lab.isna().to_numpy() | (lab.astype(str).str.strip() == '').to_numpy()
+    if bad.any(): raise bad_input(where, label, 'a label in every row', f'missing in rows {list(df.index[bad][:5])}')
+    out = dict(labels=lab.astype(str).str.strip().to_numpy())
+    for f, c, lim in (('lat', lat, 90), ('lon', lon, 180)):
+        v = pd.to_numeric(df[c], errors='coerce').to_numpy(np.float64)
+        off = ~(np.abs(v) <= lim)
+        if off.any(): raise bad_input(where, c, f'numbers within ±{lim} degrees', f'{df[c].to_numpy()[off][:3].tolist()} in rows {list(df.index[off][:3])}')
+        out[f] = v
+    if region is not None: out['regions'] = df[region].astype(str).to_numpy()
+    ext = {k: df[k].to_numpy() for k in (extra or [])}
+    if id is not None:
+        d = df[id].duplicated(keep=False).to_numpy()
+        if d.any(): raise bad_input(where, id, 'one row per id', f'repeated ids {pd.unique(df[id][d])[:5].tolist()}')
+        ext['id'] = df[id].to_numpy()
+    return dict(out, extra=ext)
+
+# %% ../../nbs/01_data.pixels.ipynb #5d63ef45
+def _times_axis(times):
+    "Sorted time coordinate: datetime64 for dates, int64 for steps."
+    t = sorted(set(times))
+    return np.asarray(t, dtype='datetime64[ns]') if isinstance(t[0], pd.Timestamp) else np.asarray(t, dtype=np.int64)
 
 @patch(cls_method=True)
 def from_dataframe(cls:PixelDataset, df:pd.DataFrame, # one row per sample
                     lat:str='lat', lon:str='lon', label:str='label', # column names
-                    region:str|None='region', # region column (optional)
-                    value_columns=None, # columns holding values (default: all matching `band_time`)
+                    region:str|None='region', # region column (used when present)
+                    value_columns=None, # columns holding values (default: found by their names, see above)
+                    bands=None, # keep only these bands
+                    pattern:str|None=None, # regex with groups `time` (and `band`) naming the value columns
+                    id:str|None=None, # sample id column (must be unique; kept as `id`)
                     extra:list|None=None, # further columns to keep per sample
+                    non_crop=(NON_CROP,), # labels that are not crops (`is_crop` False)
                    )->PixelDataset:
-    "Build a `PixelDataset` from a table with one column per (time, band)."
-    for c in (lat, lon, label):
-        if c not in df.columns: raise bad_input('DataFrame', c, 'a column with this name', list(df.columns)[:10])
-    if isinstance(df.columns, pd.MultiIndex):
-        raise bad_input('DataFrame', 'columns', 'flat column names like B4_t03 (use df.columns = ...)', 'a MultiIndex')
-    cols = value_columns or [c for c in df.columns if isinstance(c, str) and _COL.match(c) and c not in (lat, lon, label)]
-    if not cols: raise bad_input('DataFrame', 'columns', "value columns named like 'NDVI_t03' or 'B4_3'", list(df.columns)[:10])
-    parsed = [(_COL.match(c)['band'], int(_COL.match(c)['time'])) for c in cols]
-    bands = list(dict.fromkeys(b for b, _ in parsed)); times = sorted({t for _, t in parsed})
-    x = np.full((len(df), len(times), len(bands)), np.nan, dtype=np.float32)
-    ti, bi = {t: i for i, t in enumerate(times)}, {b: i for i, b in enumerate(bands)}
-    for c, (b, t) in zip(cols, parsed): x[:, ti[t], bi[b]] = pd.to_numeric(df[c], errors='coerce').to_numpy(np.float32)
-    return cls.from_arrays(x, df[lat].to_numpy(), df[lon].to_numpy(), df[label].astype(str).to_numpy(),
-                           regions=df[region].astype(str).to_numpy() if region and region in df else None,
-                           bands=bands, times=times, extra={k: df[k].to_numpy() for k in (extra or [])})
+    "Build a `PixelDataset` from a wide table with one column per (time, band)."
+    where = 'DataFrame'
+    if region is not None and region not in df.columns: region = None
+    s = _sample_columns(df, where, label, lat, lon, region, id, extra)
+    own = {label, lat, lon, region, id, *(extra or [])}
+    if value_columns is not None:
+        value_columns = [value_columns] if isinstance(value_columns, str) else list(value_columns)
+        miss = [c for c in value_columns if c not in df.columns]
+        if miss: raise bad_input(where, 'value_columns', 'columns of the table', f'missing {miss[:5]}')
+    cand = value_columns if value_columns is not None else [c for c in df.columns if c not in own]
+    found, rest = _parse_columns(cand, pattern)
+    if value_columns is not None and rest:
+        raise bad_input(where, 'value_columns', 'names with a band and a time (or pass pattern=)', f'unparsed {rest[:5]}')
+    if not found: raise bad_input(where, 'columns', "value columns named like 'NDVI_t03', 'X17' or 'B2_20190301'", list(df.columns)[:10])
+    found = _check_wide(found, df, bands, value_columns is not None)
+    bnames = list(dict.fromkeys(b for _, b, _ in found.values())); times = _times_axis(t for _, _, t in found.values())
+    x = np.full((len(df), len(times), len(bnames)), np.nan, dtype=np.float32)
+    ti = {t: i for i, t in enumerate(times.tolist())}; bi = {b: i for i, b in enumerate(bnames)}
+    for c, (_, b, t) in found.items():
+        key = np.datetime64(t, 'ns').tolist() if isinstance(t, pd.Timestamp) else t
+        x[:, ti[key], bi[b]] = df[c].to_numpy(np.float32)
+    return cls.from_arrays(x, s['lat'], s['lon'], s['labels'], regions=s.get('regions'), bands=bnames, times=times,
+                           is_crop=~np.isin(s['labels'], list(non_crop)), extra=s['extra'])
 
-# %% ../../nbs/01_data.pixels.ipynb #5d63ef45
+# %% ../../nbs/01_data.pixels.ipynb #f53e06cf
+@patch(cls_method=True)
+def from_long(cls:PixelDataset, df:pd.DataFrame, # one row per observation
+              id:str='id', time:str='date', # sample id and time (dates or steps) columns
+              band:str|None='band', value='value', # band-name column and value column; with band=None, `value` lists one column per band
+              lat:str='lat', lon:str='lon', label:str='label', region:str|None='region', # per-sample columns
+              non_crop=(NON_CROP,), # labels that are not crops
+             )->PixelDataset:
+    "Build a `PixelDataset` from a long table (one row per sample, time and band)."
+    where = 'DataFrame (long)'
+    if region is not None and region not in df.columns: region = None
+    vals = [value] if band is not None else ([value] if isinstance(value, str) else list(value))
+    for f, c in [('id', id), ('time', time), ('band', band)] + [('value', v) for v in vals]:
+        if c is not None and c not in df.columns:
+            raise bad_input(where, f, f'a column named {c!r}' + suggest(str(c), [str(k) for k in df.columns]), list(df.columns)[:10])
+    bad = [v for v in vals if not pd.api.types.is_numeric_dtype(df[v])]
+    if bad: raise bad_input(where, 'value', 'numeric value columns', f'non-numeric {bad}')
+    if df[id].isna().any() or df[time].isna().any(): raise bad_input(where, f'{id}/{time}', 'an id and a time in every row', 'NaN')
+    t = df[time] if pd.api.types.is_numeric_dtype(df[time]) else pd.to_datetime(df[time], errors='coerce')
+    if t.isna().any(): raise bad_input(where, time, 'dates or integer steps', f'{df[time][t.isna()].tolist()[:3]}')
+    obs = df.assign(_t=t)
+    if band is None: obs = obs.melt(id_vars=[id, '_t'], value_vars=vals, var_name='_b', value_name='_v')
+    else: obs = obs.rename(columns={band: '_b', value: '_v'})[[id, '_t', '_b', '_v']]
+    dup = obs.duplicated([id, '_t', '_b'], keep=False)
+    if dup.any(): raise bad_input(where, f'{id}, {time}, band', 'one row per (id, time, band)', obs[dup].head(3).values.tolist())
+    per = [c for c in (label, lat, lon, region) if c is not None]
+    conflict = df.groupby(id)[per].nunique(dropna=False).gt(1).any(axis=1)
+    if conflict.any(): raise bad_input(where, id, f'one {per} per id', f'conflicting ids {conflict.index[conflict][:5].tolist()}')
+    samples = df.drop_duplicates(id).set_index(id)[per]
+    cube = obs.set_index([id, '_t', '_b'])['_v'].astype(np.float32).to_xarray()
+    cube = cube.reindex({id: samples.index.to_numpy(), '_b': pd.unique(obs['_b'])})
+    s = _sample_columns(samples.reset_index(), where, label, lat, lon, region, id, None)
+    return cls.from_arrays(cube.transpose(id, '_t', '_b').values, s['lat'], s['lon'], s['labels'], regions=s.get('regions'),
+                           bands=[str(b) for b in cube['_b'].values], times=cube['_t'].values,
+                           is_crop=~np.isin(s['labels'], list(non_crop)), extra=s['extra'])
+
+# %% ../../nbs/01_data.pixels.ipynb #41b352d1
 @patch
 def fill_gaps(self:PixelDataset)->PixelDataset:
     "Gap-filled copy (see `fill_gaps`); the observation mask is kept as `ds['mask']`."
@@ -279,7 +400,7 @@ def denormalize(self:PixelDataset)->PixelDataset:
     x = (self.x * s.divisor + s.mean).astype(np.float32)
     return PixelDataset(self.ds.assign(x=(('sample', 'time', 'band'), x)).assign_attrs(normalized=0))
 
-# %% ../../nbs/01_data.pixels.ipynb #35e0dd63
+# %% ../../nbs/01_data.pixels.ipynb #b96da8c4
 @patch
 def select(self:PixelDataset, bbox=None, # (min_lon, min_lat, max_lon, max_lat)
            region=None, label=None, # a value or a list of values
