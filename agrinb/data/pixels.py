@@ -15,14 +15,18 @@ from fastcore.basics import patch
 from ..core import bad_input, suggest, atomic_path, get_device
 
 # %% auto #0
-__all__ = ['MIN_STD', 'CROPHARVEST_BANDS', 'NON_CROP', 'fill_gaps', 'BandStats', 'prepare_series', 'PixelDataset',
+__all__ = ['EDGE_FILLS', 'MIN_STD', 'CROPHARVEST_BANDS', 'NON_CROP', 'fill_gaps', 'BandStats', 'prepare_series', 'PixelDataset',
            'concat_datasets']
 
 # %% ../../nbs/01_data.pixels.ipynb #23700682
+EDGE_FILLS = ('nearest', 'mean')
+
 def fill_gaps(x:np.ndarray, # (N, T, B) with NaN where clouds or gaps
               band_mean:np.ndarray|None=None, # (B,) value for series missing entirely (default: nanmean of `x`)
+              edge:str='nearest', # edge gaps: 'nearest' observed value or the series 'mean'
              )->np.ndarray: # same shape, no NaN
-    "Linear interpolation in time; edges hold the nearest value; a series missing entirely takes its band mean."
+    "Linear interpolation in time; edges per `edge`; a series missing entirely takes its band mean."
+    if edge not in EDGE_FILLS: raise bad_input('fill_gaps', 'edge', f'one of {EDGE_FILLS}', repr(edge))
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 3: raise bad_input('fill_gaps', 'x', 'an array of shape (sample, time, band)', x.shape)
     valid = ~np.isnan(x)
@@ -42,6 +46,10 @@ def fill_gaps(x:np.ndarray, # (N, T, B) with NaN where clouds or gaps
     has_p, has_n = prev >= 0, nxt < T
     w = np.where(has_p & has_n, (t - prev) / np.maximum(nxt - prev, 1), 0).astype(np.float32)
     inner = pv + w * (nv - pv)
+    if edge == 'mean':
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', RuntimeWarning); sm = np.nanmean(x, axis=1, keepdims=True)
+        pv = nv = np.broadcast_to(sm, x.shape)
     out = np.where(has_p & has_n, inner, np.where(has_p, pv, np.where(has_n, nv, band_mean[None, None, :].astype(np.float32))))
     return np.where(valid, x, out).astype(np.float32)
 
@@ -118,6 +126,7 @@ def prepare_series(x:np.ndarray, # (N, T, B) with NaN where missing
                    stats:BandStats, # training statistics (bands last)
                    ids=None, # (N,) sample ids named in errors (default: positions)
                    allow_empty:bool=False, # let samples with no observation take the band means
+                   edge:str='nearest', # edge gaps (see `fill_gaps`)
                   )->np.ndarray: # (N, T, B) float32, gap-filled and standardised
     "Gap-fill (band means from `stats`) and standardise with `stats`."
     x = np.asarray(x, dtype=np.float32)
@@ -127,7 +136,7 @@ def prepare_series(x:np.ndarray, # (N, T, B) with NaN where missing
     if empty.any() and not allow_empty:
         bad = (np.flatnonzero(empty) if ids is None else np.asarray(ids)[empty])[:5].tolist()
         raise bad_input('PixelDataset', 'x', 'at least one observed value per sample', f'samples {bad} are NaN for every step and band')
-    return stats.scale(fill_gaps(x, band_mean=stats.mean))
+    return stats.scale(fill_gaps(x, band_mean=stats.mean, edge=edge))
 
 # %% ../../nbs/01_data.pixels.ipynb #6da89738
 CROPHARVEST_BANDS = ['VV', 'VH', 'B2', 'B3', 'B4', 'B5', 'B6', 'B7', 'B8', 'B8A', 'B9', 'B11', 'B12',
@@ -362,7 +371,8 @@ def from_long(cls:PixelDataset, df:pd.DataFrame, # one row per observation
 
 # %% ../../nbs/01_data.pixels.ipynb #41b352d1
 @patch
-def fill_gaps(self:PixelDataset)->PixelDataset:
+def fill_gaps(self:PixelDataset, edge:str='nearest', # edge gaps (see `fill_gaps`)
+             )->PixelDataset:
     "Gap-filled copy (see `fill_gaps`); the observation mask is kept as `ds['mask']`."
     x = self.x
     empty = np.isnan(x).all(axis=(1, 2))
@@ -370,7 +380,7 @@ def fill_gaps(self:PixelDataset)->PixelDataset:
         raise bad_input('PixelDataset', 'x', 'at least one observed value per sample',
                         f'samples {list(np.flatnonzero(empty)[:5])} are NaN for every step and band')
     ds = self.ds.assign(mask=(('sample', 'time', 'band'), self.mask))
-    return PixelDataset(ds.assign(x=(('sample', 'time', 'band'), fill_gaps(x))))
+    return PixelDataset(ds.assign(x=(('sample', 'time', 'band'), fill_gaps(x, edge=edge))))
 
 @patch
 def compute_stats(self:PixelDataset)->BandStats: return BandStats.empty(len(self.bands)).update(self.x)
