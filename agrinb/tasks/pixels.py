@@ -4,7 +4,7 @@
 
 # %% ../../nbs/10_tasks.pixels.ipynb #9b60e6dd
 from __future__ import annotations
-import dataclasses, warnings
+import dataclasses, re, warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 import numpy as np
@@ -16,9 +16,10 @@ from ..core import AgrinbError, bad_input, suggest
 from ..data.pixels import PixelDataset, BandStats, NON_CROP, prepare_series
 
 # %% auto #0
-__all__ = ['FAO_GROUPS', 'CROP_GROUPS', 'TEST_SPEC', 'check_series', 'check_labels', 'info_vector', 'register_crop', 'TaskInfo',
-           'Task', 'draw_by_id', 'as_task', 'support_set', 'query_array', 'balanced_batches', 'TaskList', 'build_tasks',
-           'test_tasks', 'Benchmark', 'benchmark_tasks', 'TaskData', 'prepare_task', 'draw_episodes', 'toy_tasks']
+__all__ = ['FAO_GROUPS', 'CROP_GROUPS', 'NON_CROP_CLASSES', 'CROP_SYNONYMS', 'TEST_SPEC', 'check_series', 'check_labels',
+           'info_vector', 'register_crop', 'crop_name', 'TaskInfo', 'Task', 'draw_by_id', 'as_task', 'support_set',
+           'query_array', 'balanced_batches', 'TaskList', 'build_tasks', 'test_tasks', 'Benchmark', 'benchmark_tasks',
+           'TaskData', 'prepare_task', 'draw_episodes', 'toy_tasks']
 
 # %% ../../nbs/10_tasks.pixels.ipynb #b04d8eb9
 def check_series(x, where, field, n_bands=None)->np.ndarray:
@@ -72,15 +73,44 @@ _GROUP_CROPS = {
     'other': 'cotton jute hemp flax sisal alfalfa clover fodder grass_fodder tobacco rubber flowers'}
 CROP_GROUPS = {c: g for g, cs in _GROUP_CROPS.items() for c in cs.split()}
 
-def register_crop(name:str, # crop name as it appears in your labels
-                  group:str, # one of `FAO_GROUPS` except 'non_crop'
-                 )->None:
-    "Add (or re-map) a crop name in `CROP_GROUPS`."
-    if group not in FAO_GROUPS[:-1]:
-        raise bad_input('register_crop', 'group', f'one of {FAO_GROUPS[:-1]}', repr(group) + suggest(group, FAO_GROUPS[:-1]))
-    CROP_GROUPS[str(name)] = group
+NON_CROP_CLASSES = ('non_crop fallow bare barren urban built_up water forest grassland shrubland wetland '
+                    'snow_ice').split()   # land-cover classes that are not crops: group 'non_crop'
+CROP_SYNONYMS = {'corn': 'maize', 'paddy': 'rice', 'soy': 'soybean', 'soya': 'soybean', 'bare_soil': 'bare',
+                 'built': 'built_up', 'settlement': 'urban', 'grass': 'grassland', 'trees': 'forest'}
 
-# %% ../../nbs/10_tasks.pixels.ipynb #de18bf76
+def register_crop(name:str, # crop or land-cover name as it appears in your labels
+                  group:str, # one of `FAO_GROUPS` ('non_crop' for fallow, water, ...), or a known name it is a synonym of
+                 )->None:
+    "Add (or re-map) a name in `CROP_GROUPS`; `group` may be a known name, making `name` its synonym."
+    key = _key(name)
+    if not key: raise bad_input('register_crop', 'name', 'a non-empty name', repr(name))
+    if group not in FAO_GROUPS:
+        known = crop_name(group, strict=False)
+        if known is None:
+            raise bad_input('register_crop', 'group', f'one of {FAO_GROUPS} or a known crop name',
+                            repr(group) + '.' + suggest(group, FAO_GROUPS + list(CROP_GROUPS)))
+        CROP_SYNONYMS[key] = known; return
+    CROP_SYNONYMS.pop(key, None); CROP_GROUPS[key] = group
+
+for _c in NON_CROP_CLASSES: CROP_GROUPS.setdefault(_c, NON_CROP)
+
+# %% ../../nbs/10_tasks.pixels.ipynb #4b61f084
+def _key(name)->str: return re.sub(r'[\s\-]+', '_', str(name).strip().lower()).strip('_')
+
+def crop_name(label, # a label as written in a user's table
+              strict:bool=True, # raise for an unknown name (else return None)
+             )->str|None: # the `CROP_GROUPS` name
+    "The registry name of `label` (case, separators, synonyms and plurals normalised)."
+    k = _key(label)
+    for c in (k, k[:-1] if k.endswith('s') else None, k[:-2] if k.endswith('es') else None,
+              k[:-3] + 'y' if k.endswith('ies') else None):
+        if c: c = CROP_SYNONYMS.get(c, c)
+        if c in CROP_GROUPS: return c
+    if strict: raise bad_input('crop registry', 'label', 'a name in CROP_GROUPS (add with register_crop(name, group))',
+                               repr(label) + '.' + suggest(k, CROP_GROUPS))
+    return None
+
+# %% ../../nbs/10_tasks.pixels.ipynb #86c44225
 def _check_target(target:str)->str:
     if target == 'crop' or target == NON_CROP or target in CROP_GROUPS: return target
     raise bad_input('TaskInfo', 'target', "'crop', 'non_crop' or a crop name in CROP_GROUPS (add one with register_crop)",
@@ -107,7 +137,7 @@ class TaskInfo:
         else: onehot[FAO_GROUPS.index(self.group)] = 1
         return np.concatenate([to_sphere(self.lat, self.lon).astype(np.float32), onehot])
 
-# %% ../../nbs/10_tasks.pixels.ipynb #bc0fcc68
+# %% ../../nbs/10_tasks.pixels.ipynb #03933437
 @dataclass(eq=False)
 class Task:
     "A binary few-shot task: support and query sets (n, T, B) float32, labels int64 in {0, 1}, and `TaskInfo`."
@@ -147,7 +177,7 @@ class Task:
         return (f"Task({self.name!r}, target={self.info.target!r}, support={len(self.support_y)}, query={len(self.query_y)}, "
                 f"pos={self.n_pos}, neg={self.n_neg})")
 
-# %% ../../nbs/10_tasks.pixels.ipynb #03933437
+# %% ../../nbs/10_tasks.pixels.ipynb #9bea803a
 def _rng(rng)->np.random.Generator:
     return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
@@ -169,7 +199,7 @@ def _draw_class(pos:np.ndarray, ids:np.ndarray, k:int, q:int, rng, where:str)->t
     at = lambda chosen: pos[first[np.searchsorted(uid, chosen)]].astype(np.int64)
     return at(s_ids), at(q_ids)
 
-# %% ../../nbs/10_tasks.pixels.ipynb #9234118c
+# %% ../../nbs/10_tasks.pixels.ipynb #5e9655ef
 def draw_by_id(y:np.ndarray, # (n,) labels in {0, 1}
                ids:np.ndarray, # (n,) source sample of each row: repeated (oversampled) rows share an id
                rng=None, # numpy Generator or seed
@@ -189,7 +219,7 @@ def draw_by_id(y:np.ndarray, # (n,) labels in {0, 1}
     sp, _ = _draw_class(pos, ids, n_pos, 0, rng, where); sn, _ = _draw_class(neg, ids, min(size - n_pos, un), 0, rng, where)
     return np.sort(np.r_[sp, sn]), np.zeros(0, np.int64)
 
-# %% ../../nbs/10_tasks.pixels.ipynb #e00c4993
+# %% ../../nbs/10_tasks.pixels.ipynb #602950b7
 def _rows(task:Task, pos:np.ndarray)->np.ndarray:
     "Rows of `task.x` at `pos` without concatenating support and query."
     ns = len(task.support_x)
@@ -216,7 +246,7 @@ def shots(self:Task, k:int, # positives and negatives to keep in the support set
     return Task(self.name, self.support_x[s], self.support_y[s], self.query_x, self.query_y, self.info,
                 self.support_ids[s], self.query_ids)
 
-# %% ../../nbs/10_tasks.pixels.ipynb #1051f221
+# %% ../../nbs/10_tasks.pixels.ipynb #6dd52499
 def as_task(task, where:str='task')->Task:
     "A `Task` as it is; any task-like object (support_x, support_y, query_x, query_y, info, name) made one (so checked)."
     if isinstance(task, Task): return task
@@ -251,7 +281,7 @@ def query_array(x, where='predict_proba', shape=None, n_bands=None)->np.ndarray:
         raise bad_input(where, 'x', f'series of shape (time, band) = {tuple(shape)} like the support set', x.shape[1:])
     return x
 
-# %% ../../nbs/10_tasks.pixels.ipynb #6dd52499
+# %% ../../nbs/10_tasks.pixels.ipynb #7fe78863
 def balanced_batches(y:np.ndarray, # (n,) integer labels
                      steps:int, # number of batches
                      per_class:int=10, # examples of each class per batch
@@ -267,7 +297,7 @@ def balanced_batches(y:np.ndarray, # (n,) integer labels
         cols.append(idx[pick])
     return np.stack(cols, 2).reshape(steps, -1)   # interleaved classes
 
-# %% ../../nbs/10_tasks.pixels.ipynb #7fe78863
+# %% ../../nbs/10_tasks.pixels.ipynb #8a030193
 class TaskList(list):
     "A list of tasks that remembers the normalisation statistics and the regions held out when it was built."
     stats:BandStats|None = None
@@ -286,7 +316,7 @@ def _make_task(name, x, y, ids, info, frac, rng)->Task:
     q = _split_ids(y, ids, frac, rng)
     return Task(name, x[~q], y[~q], x[q], y[q], info, ids[~q], ids[q])
 
-# %% ../../nbs/10_tasks.pixels.ipynb #8a030193
+# %% ../../nbs/10_tasks.pixels.ipynb #6c7102d7
 def _groups(ds:PixelDataset, by:str, held_out:tuple):
     "Yield (name, sample mask, centre lat, centre lon) per group."
     if by == 'region':
@@ -303,7 +333,7 @@ def _groups(ds:PixelDataset, by:str, held_out:tuple):
         m = (lat >= b.min_lat) & (lat <= b.max_lat) & (lon >= b.min_lon) & (lon <= b.max_lon)
         if m.any(): yield (b.name if b.part == 0 else f'{b.name}_{b.part}'), m, float(b.center_lat), float(b.center_lon)
 
-# %% ../../nbs/10_tasks.pixels.ipynb #dff11aaf
+# %% ../../nbs/10_tasks.pixels.ipynb #65e6a1a7
 def _held_out_mask(ds:PixelDataset, held_out:tuple, by:str)->np.ndarray:
     "Samples that belong to a held-out region (by name, and with by='country' by lying in its country's boxes)."
     out = np.isin(ds.regions, held_out)
@@ -326,7 +356,7 @@ def _canonical(held_out)->tuple:
         except AgrinbError: pass
     return tuple(dict.fromkeys(names))
 
-# %% ../../nbs/10_tasks.pixels.ipynb #eaa83cb4
+# %% ../../nbs/10_tasks.pixels.ipynb #e9fd7946
 def _group_tasks(name, m, lat, lon, labels, is_crop, ids, x, min_per_class, balance_negatives, frac, rng)->list:
     "Crop-vs-non-crop and crop-vs-rest tasks of one group."
     out, xm = [], x[m]
@@ -345,7 +375,7 @@ def _group_tasks(name, m, lat, lon, labels, is_crop, ids, x, min_per_class, bala
         out.append(_make_task(f'{name}_{c}', xm[rows], y, gid[rows], TaskInfo(lat, lon, str(c)), frac, rng))
     return out
 
-# %% ../../nbs/10_tasks.pixels.ipynb #fec85a1c
+# %% ../../nbs/10_tasks.pixels.ipynb #343d5508
 def _check_labels(ds:PixelDataset):
     unknown = sorted(set(ds.labels[ds.is_crop]) - set(CROP_GROUPS))
     if unknown:
@@ -380,7 +410,7 @@ def build_tasks(ds:PixelDataset, # labelled pixel series (raw values, gaps allow
     tasks.stats, tasks.held_out = stats, held
     return tasks
 
-# %% ../../nbs/10_tasks.pixels.ipynb #827d92a3
+# %% ../../nbs/10_tasks.pixels.ipynb #d7248a56
 TEST_SPEC = [('Togo', 'crop'), ('Kenya', 'maize'), ('Brazil', 'coffee')]
 
 def _centre(ds:PixelDataset, region:str, m:np.ndarray)->tuple:
@@ -390,7 +420,7 @@ def _centre(ds:PixelDataset, region:str, m:np.ndarray)->tuple:
 
 
 
-# %% ../../nbs/10_tasks.pixels.ipynb #3b9149dd
+# %% ../../nbs/10_tasks.pixels.ipynb #793c7e40
 def test_tasks(ds:PixelDataset, # the dataset holding the test regions
                spec=TEST_SPEC, # (region, target) pairs; target 'crop' or a crop name
                n_train:int|None=None, # keep this many training samples (stratified; None = all)
@@ -425,7 +455,7 @@ def test_tasks(ds:PixelDataset, # the dataset holding the test regions
 
 test_tasks.__test__ = False  # a builder, not a test: keeps pytest from collecting it where it is imported
 
-# %% ../../nbs/10_tasks.pixels.ipynb #cbcef087
+# %% ../../nbs/10_tasks.pixels.ipynb #a553d264
 @dataclass
 class Benchmark:
     "Meta-training, validation and test tasks sharing one set of normalisation statistics."
@@ -452,7 +482,7 @@ def benchmark_tasks(ds:PixelDataset, # e.g. `make_dataset()`
     test = test_tasks(ds, spec, n_train=n_train, stats=tasks.stats, seed=seed, by=by)
     return Benchmark(train, val, test, tasks.stats)
 
-# %% ../../nbs/10_tasks.pixels.ipynb #00e66bba
+# %% ../../nbs/10_tasks.pixels.ipynb #9085b045
 @dataclass
 class TaskData:
     "A task checked and on the device: all its labelled series, their labels and sample ids, its task vector."
@@ -484,7 +514,7 @@ def draw_episodes(tasks:list, # TaskData
     qx = torch.stack([t.x[i] for t, i in zip(tasks, qi)]); qy = torch.stack([t.y[i] for t, i in zip(tasks, qi)])
     return sx, sy, qx, qy
 
-# %% ../../nbs/10_tasks.pixels.ipynb #9085b045
+# %% ../../nbs/10_tasks.pixels.ipynb #c67d15d3
 def toy_tasks(n_tasks:int=8, # number of tasks
               n:int=40, # series per task (half support, half query; classes alternate)
               T:int=12, B:int=18, # time steps, bands
