@@ -16,10 +16,10 @@ from ..core import AgrinbError, bad_input, suggest
 from ..data.pixels import PixelDataset, BandStats, NON_CROP, prepare_series
 
 # %% auto #0
-__all__ = ['FAO_GROUPS', 'CROP_GROUPS', 'NON_CROP_CLASSES', 'CROP_SYNONYMS', 'TEST_SPEC', 'check_series', 'check_labels',
-           'info_vector', 'register_crop', 'crop_name', 'TaskInfo', 'Task', 'draw_by_id', 'as_task', 'support_set',
-           'query_array', 'balanced_batches', 'TaskList', 'build_tasks', 'test_tasks', 'Benchmark', 'benchmark_tasks',
-           'TaskData', 'prepare_task', 'draw_episodes', 'toy_tasks']
+__all__ = ['FAO_GROUPS', 'CROP_GROUPS', 'NON_CROP_CLASSES', 'CROP_SYNONYMS', 'TASK_KINDS', 'TEST_SPEC', 'check_series',
+           'check_labels', 'info_vector', 'register_crop', 'crop_name', 'TaskInfo', 'Task', 'draw_by_id', 'as_task',
+           'support_set', 'query_array', 'balanced_batches', 'TaskList', 'build_tasks', 'test_tasks', 'Benchmark',
+           'benchmark_tasks', 'TaskData', 'prepare_task', 'draw_episodes', 'toy_tasks']
 
 # %% ../../nbs/10_tasks.pixels.ipynb #b04d8eb9
 def check_series(x, where, field, n_bands=None)->np.ndarray:
@@ -319,9 +319,11 @@ def _make_task(name, x, y, ids, info, frac, rng)->Task:
 # %% ../../nbs/10_tasks.pixels.ipynb #6c7102d7
 def _groups(ds:PixelDataset, by:str, held_out:tuple):
     "Yield (name, sample mask, centre lat, centre lon) per group."
-    if by == 'region':
-        for r in pd.unique(ds.regions):
-            m = ds.regions == r
+    if by in ('region', 'region_year'):
+        key = ds.regions.astype(str)
+        if by == 'region_year': key = np.char.add(np.char.add(key, '_'), ds.ds['year'].values.astype(str))
+        for r in pd.unique(key):
+            m = key == r
             yield str(r), m, float(np.mean(ds.lat[m])), float(np.mean(ds.lon[m]))
         return
     from agrinb.data.geo import countries
@@ -357,33 +359,60 @@ def _canonical(held_out)->tuple:
     return tuple(dict.fromkeys(names))
 
 # %% ../../nbs/10_tasks.pixels.ipynb #e9fd7946
-def _group_tasks(name, m, lat, lon, labels, is_crop, ids, x, min_per_class, balance_negatives, frac, rng)->list:
-    "Crop-vs-non-crop and crop-vs-rest tasks of one group."
-    out, xm = [], x[m]
+TASK_KINDS = ('crop', 'rest', 'non_crop')
+
+def _group_tasks(name, m, lat, lon, labels, is_crop, ids, x, min_per_class, balance_negatives, frac, rng,
+                 parts=None, kinds=('crop', 'rest'), targets=None, skipped=None)->list:
+    "Crop-vs-non-crop, crop-vs-rest and crop-vs-non-crop-only tasks of one group (positives: the exact label)."
+    out, xm, skipped = [], x[m], [] if skipped is None else skipped
+    def keep(tname, npos, nneg):
+        if min(npos, nneg) >= min_per_class: return True
+        if npos: skipped.append(dict(name=tname, positives=int(npos), negatives=int(nneg)))
     yc = is_crop[m].astype(np.int64)
-    if min(yc.sum(), len(yc) - yc.sum()) >= min_per_class:
+    if 'crop' in kinds and keep(f'{name}_crop', yc.sum(), len(yc) - yc.sum()):
         out.append(_make_task(f'{name}_crop', xm, yc, ids[m], TaskInfo(lat, lon, 'crop'), frac, rng))
     lab, crop, gid = labels[m], is_crop[m], ids[m]
-    names, counts = np.unique(lab[crop], return_counts=True)
-    for c in names[counts >= min_per_class]:
-        pos, other, non = np.flatnonzero(lab == c), np.flatnonzero(crop & (lab != c)), np.flatnonzero(~crop)
-        if len(other) + len(non) < min_per_class: continue
-        if balance_negatives and 0 < len(other) < len(non):
-            other = np.r_[other, rng.choice(other, len(non) - len(other))]
-        rows = np.r_[pos, other, non]
-        y = np.r_[np.ones(len(pos)), np.zeros(len(other) + len(non))].astype(np.int64)
-        out.append(_make_task(f'{name}_{c}', xm[rows], y, gid[rows], TaskInfo(lat, lon, str(c)), frac, rng))
+    pm = [(l,) for l in lab] if parts is None else [parts[i] for i in np.flatnonzero(m)]
+    names = pd.unique(lab[crop & (lab != '')]) if targets is None else [t for t in targets if (lab == t).any()]
+    for c in sorted(names):
+        pos = np.flatnonzero(lab == c)
+        if len(pos) and CROP_GROUPS.get(c) == NON_CROP: continue       # a non-crop class is not a crop target
+        if 'rest' in kinds:
+            free = np.array([c not in p for p in pm])                      # negatives never contain the crop
+            other, non = np.flatnonzero(free & crop), np.flatnonzero(free & ~crop)
+            if keep(f'{name}_{c}', len(pos), len(other) + len(non)):
+                if balance_negatives and 0 < len(other) < len(non):
+                    other = np.r_[other, rng.choice(other, len(non) - len(other))]
+                rows = np.r_[pos, other, non]
+                y = np.r_[np.ones(len(pos)), np.zeros(len(other) + len(non))].astype(np.int64)
+                out.append(_make_task(f'{name}_{c}', xm[rows], y, gid[rows], TaskInfo(lat, lon, str(c)), frac, rng))
+        if 'non_crop' in kinds:
+            non = np.flatnonzero(~crop)
+            if keep(f'{name}_{c}_vs_non_crop', len(pos), len(non)):
+                rows, y = np.r_[pos, non], np.r_[np.ones(len(pos)), np.zeros(len(non))].astype(np.int64)
+                out.append(_make_task(f'{name}_{c}_vs_non_crop', xm[rows], y, gid[rows], TaskInfo(lat, lon, str(c)), frac, rng))
     return out
 
 # %% ../../nbs/10_tasks.pixels.ipynb #343d5508
-def _check_labels(ds:PixelDataset):
-    unknown = sorted(set(ds.labels[ds.is_crop]) - set(CROP_GROUPS))
-    if unknown:
-        raise bad_input('PixelDataset', 'label', 'crop names known to CROP_GROUPS (add with register_crop(name, group))',
-                        repr(unknown[0]) + '.' + suggest(unknown[0], CROP_GROUPS))
+def _label_parts(ds:PixelDataset, sep:str|None)->tuple:
+    "(single, parts, is_crop): registry name of single-name labels ('' for mixed), names per sample, crop mask."
+    raw, given = ds.labels.astype(str), ds.is_crop.astype(bool)
+    table = {}
+    for u in pd.unique(raw):
+        ps = [p for p in (u.split(sep) if sep else [u]) if p.strip()]
+        if not given[raw == u].any(): table[u] = tuple(crop_name(p, strict=False) or _key(p) for p in ps); continue
+        try: table[u] = tuple(dict.fromkeys(crop_name(p) for p in ps))
+        except AgrinbError:
+            hint = f" (mixed labels: pass sep='{'-' if '-' in u else '/'}')" if sep is None and re.search(r'[-/+]', u) else ''
+            raise bad_input('PixelDataset', 'label', 'crop names known to CROP_GROUPS (add with register_crop(name, group))'
+                            + hint, repr(u) + '.' + suggest(_key(u), CROP_GROUPS)) from None
+    parts = [table[u] for u in raw]
+    single = np.array([p[0] if len(p) == 1 else '' for p in parts], dtype=object).astype(str)
+    crop = given & np.array([any(CROP_GROUPS.get(n, NON_CROP) != NON_CROP for n in p) for p in parts], bool)
+    return single, parts, crop
 
 def build_tasks(ds:PixelDataset, # labelled pixel series (raw values, gaps allowed)
-                by:str='country', # 'country' (CropHarvest boxes) or 'region' (the `region` column)
+                by:str='country', # 'country' (CropHarvest boxes), 'region' (the `region` column) or 'region_year' (and `year`)
                 min_per_class:int=14, # keep tasks with at least this many samples of each class
                 exclude_regions=None, # regions held out for testing (never in any returned task)
                 stats:BandStats|None=None, # normalisation statistics (default: from the non-held-out samples)
@@ -391,10 +420,19 @@ def build_tasks(ds:PixelDataset, # labelled pixel series (raw values, gaps allow
                 query_frac:float=0.3, # share of each task's samples in its query set
                 seed:int=0, # deterministic given the seed
                 progress:bool=True, # show a progress bar
+                kinds=('crop', 'rest'), # tasks per group: 'crop' vs non-crop, a crop vs the 'rest', a crop vs 'non_crop' only
+                sep:str|None=None, # separator of mixed labels ('wheat-rice'); None: every label is one name
+                targets=None, # crop names to build crop tasks for (default: every crop with enough samples)
                )->TaskList:
-    "Meta-training tasks from a `PixelDataset`, gap-filled and normalised; `.stats` and `.held_out` attached."
-    if by not in ('country', 'region'): raise bad_input('build_tasks', 'by', "'country' or 'region'", repr(by))
-    _check_labels(ds)
+    "Meta-training tasks from a `PixelDataset`, gap-filled and normalised; `.stats`, `.held_out`, `.skipped` attached."
+    if by not in ('country', 'region', 'region_year'):
+        raise bad_input('build_tasks', 'by', "'country', 'region' or 'region_year'", repr(by))
+    if by == 'region_year' and 'year' not in ds.ds:
+        raise bad_input('build_tasks', 'by', "a 'year' column for by='region_year' (from_dataframe(..., extra=['year']))", 'no year')
+    kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+    if not kinds or not set(kinds) <= set(TASK_KINDS): raise bad_input('build_tasks', 'kinds', f'some of {TASK_KINDS}', kinds)
+    single, parts, crop = _label_parts(ds, sep)
+    if targets is not None: targets = [crop_name(t) for t in ([targets] if isinstance(targets, str) else targets)]
     held = tuple(exclude_regions or ())
     out = _held_out_mask(ds, held, by)
     ids = np.flatnonzero(~out)
@@ -402,15 +440,16 @@ def build_tasks(ds:PixelDataset, # labelled pixel series (raw values, gaps allow
     train = ds[ids]
     stats = stats or train.compute_stats()
     x, rng, tasks = prepare_series(train.x, stats, ids), np.random.default_rng(seed), TaskList()
-    labels, is_crop = train.labels.astype(str), train.is_crop.astype(bool)
+    labels, is_crop, tparts, skipped = single[ids], crop[ids], [parts[i] for i in ids], []
     for name, m, lat, lon in tqdm(list(_groups(train, by, _canonical(held))), desc='tasks', disable=not progress):
-        tasks += _group_tasks(name, m, lat, lon, labels, is_crop, ids, x, min_per_class, balance_negatives, query_frac, rng)
+        tasks += _group_tasks(name, m, lat, lon, labels, is_crop, ids, x, min_per_class, balance_negatives, query_frac, rng,
+                              parts=tparts, kinds=kinds, targets=targets, skipped=skipped)
     leaked = [t.name for t in tasks if np.isin(ds.regions[t.ids], held).any()]
     if leaked: raise AssertionError(f'held-out regions leaked into tasks {leaked[:5]}')   # cannot happen; guards the rule
-    tasks.stats, tasks.held_out = stats, held
+    tasks.stats, tasks.held_out, tasks.skipped = stats, held, skipped
     return tasks
 
-# %% ../../nbs/10_tasks.pixels.ipynb #d7248a56
+# %% ../../nbs/10_tasks.pixels.ipynb #cbcef087
 TEST_SPEC = [('Togo', 'crop'), ('Kenya', 'maize'), ('Brazil', 'coffee')]
 
 def _centre(ds:PixelDataset, region:str, m:np.ndarray)->tuple:
@@ -420,7 +459,7 @@ def _centre(ds:PixelDataset, region:str, m:np.ndarray)->tuple:
 
 
 
-# %% ../../nbs/10_tasks.pixels.ipynb #793c7e40
+# %% ../../nbs/10_tasks.pixels.ipynb #00e66bba
 def test_tasks(ds:PixelDataset, # the dataset holding the test regions
                spec=TEST_SPEC, # (region, target) pairs; target 'crop' or a crop name
                n_train:int|None=None, # keep this many training samples (stratified; None = all)
@@ -455,7 +494,7 @@ def test_tasks(ds:PixelDataset, # the dataset holding the test regions
 
 test_tasks.__test__ = False  # a builder, not a test: keeps pytest from collecting it where it is imported
 
-# %% ../../nbs/10_tasks.pixels.ipynb #a553d264
+# %% ../../nbs/10_tasks.pixels.ipynb #d5bda87b
 @dataclass
 class Benchmark:
     "Meta-training, validation and test tasks sharing one set of normalisation statistics."
@@ -482,7 +521,7 @@ def benchmark_tasks(ds:PixelDataset, # e.g. `make_dataset()`
     test = test_tasks(ds, spec, n_train=n_train, stats=tasks.stats, seed=seed, by=by)
     return Benchmark(train, val, test, tasks.stats)
 
-# %% ../../nbs/10_tasks.pixels.ipynb #9085b045
+# %% ../../nbs/10_tasks.pixels.ipynb #df4f754a
 @dataclass
 class TaskData:
     "A task checked and on the device: all its labelled series, their labels and sample ids, its task vector."
@@ -514,7 +553,7 @@ def draw_episodes(tasks:list, # TaskData
     qx = torch.stack([t.x[i] for t, i in zip(tasks, qi)]); qy = torch.stack([t.y[i] for t, i in zip(tasks, qi)])
     return sx, sy, qx, qy
 
-# %% ../../nbs/10_tasks.pixels.ipynb #c67d15d3
+# %% ../../nbs/10_tasks.pixels.ipynb #107b14b1
 def toy_tasks(n_tasks:int=8, # number of tasks
               n:int=40, # series per task (half support, half query; classes alternate)
               T:int=12, B:int=18, # time steps, bands
