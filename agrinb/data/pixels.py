@@ -244,7 +244,8 @@ def _parse_columns(cols, pattern=None)->tuple:
         else: rest.append(c)
     return found, rest
 
-def _check_wide(found:dict, df:pd.DataFrame, bands, explicit:bool)->dict:
+def _check_wide(found:dict, df:pd.DataFrame, bands)->dict:
+    "The value columns of `found` kept by `bands`, refusing mixed kinds, duplicates and non-numeric columns."
     kinds = {}
     for c, (k, b, t) in found.items(): kinds.setdefault('date' if isinstance(t, pd.Timestamp) else k, []).append(c)
     if len(kinds) > 1:
@@ -323,7 +324,7 @@ def from_dataframe(cls:PixelDataset, df:pd.DataFrame, # one row per sample
     if value_columns is not None and rest:
         raise bad_input(where, 'value_columns', 'names with a band and a time (or pass pattern=)', f'unparsed {rest[:5]}')
     if not found: raise bad_input(where, 'columns', "value columns named like 'NDVI_t03', 'X17' or 'B2_20190301'", list(df.columns)[:10])
-    found = _check_wide(found, df, bands, value_columns is not None)
+    found = _check_wide(found, df, bands)
     bnames = list(dict.fromkeys(b for _, b, _ in found.values())); times = _times_axis(t for _, _, t in found.values())
     x = np.full((len(df), len(times), len(bnames)), np.nan, dtype=np.float32)
     ti = {t: i for i, t in enumerate(times.tolist())}; bi = {b: i for i, b in enumerate(bnames)}

@@ -91,6 +91,7 @@ def register_crop(name:str, # crop or land-cover name as it appears in your labe
                             repr(group) + '.' + suggest(group, FAO_GROUPS + list(CROP_GROUPS)))
         CROP_SYNONYMS[key] = known; return
     CROP_SYNONYMS.pop(key, None); CROP_GROUPS[key] = group
+    if str(name) != key: CROP_GROUPS[str(name)] = group          # TaskInfo(target=name) as written works too
 
 for _c in NON_CROP_CLASSES: CROP_GROUPS.setdefault(_c, NON_CROP)
 
