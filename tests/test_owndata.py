@@ -125,3 +125,19 @@ def test_real_series_through_a_wide_csv(tmp_path):
     d = PixelDataset.from_dataframe(pd.read_csv(tmp_path/'t.csv'), non_crop=['fallow'])
     assert d.bands == ['B4', 'NDVI'] and str(d.ds.time.values[0])[:10] == '2019-01-01' and d.n_time == 12
     np.testing.assert_allclose(d.x, x, rtol=1e-6); assert (d.is_crop == (np.arange(200) % 3 > 0)).all()
+
+names = st.text(st.sampled_from('XBt_-0123456789a'), min_size=1, max_size=12)
+cells = st.one_of(st.floats(allow_nan=True, allow_infinity=False, width=32), st.sampled_from(['x', '', None]))
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(names, min_size=1, max_size=6, unique=True), st.data())
+def test_any_table_reads_or_says_why(cols, data):
+    "Arbitrary column names and cells: a PixelDataset whose values are the table's, or an AgrinbError, never another exception."
+    n = data.draw(st.integers(1, 4))
+    df = pd.DataFrame({c: data.draw(st.lists(cells, min_size=n, max_size=n)) for c in cols})
+    df = df.assign(lat=0., lon=0., label=data.draw(st.lists(st.sampled_from(['maize', None, 'fallow']), min_size=n, max_size=n)))
+    try: d = PixelDataset.from_dataframe(df)
+    except AgrinbError: return
+    assert len(d) == n and d.labels.tolist() == df.label.tolist()
+    num = df[[c for c in cols if pd.api.types.is_numeric_dtype(df[c])]].to_numpy(np.float32)
+    assert set(d.x[~np.isnan(d.x)].tolist()) <= set(num[~np.isnan(num)].tolist())   # every value read is a cell of the table
