@@ -406,7 +406,7 @@ def _label_parts(ds:PixelDataset, sep:str|None)->tuple:
         except AgrinbError:
             hint = f" (mixed labels: pass sep='{'-' if '-' in u else '/'}')" if sep is None and re.search(r'[-/+]', u) else ''
             raise bad_input('PixelDataset', 'label', 'crop names known to CROP_GROUPS (add with register_crop(name, group))'
-                            + hint, repr(u) + '.' + suggest(_key(u), CROP_GROUPS)) from None
+                            + hint, repr(str(u)) + '.' + suggest(_key(u), CROP_GROUPS)) from None
     parts = [table[u] for u in raw]
     single = np.array([p[0] if len(p) == 1 else '' for p in parts], dtype=object).astype(str)
     crop = given & np.array([any(CROP_GROUPS.get(n, NON_CROP) != NON_CROP for n in p) for p in parts], bool)
