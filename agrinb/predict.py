@@ -160,7 +160,7 @@ def write_map(m:xr.DataArray, # lazy (y, x) or (class, y, x) map from `map_chunk
     c = max(16, min(m.data.chunksize[-2:]) // 16 * 16)
     if client is not None:
         from distributed import Lock
-        lock = Lock(f'agrinb-{out.name}', client=client)
+        lock = Lock(f'agrinb-{out.name}')   # held across the client's workers
     else: lock = threading.Lock()
     with atomic_path(out) as tmp:
         job = m.rio.to_raster(tmp, driver='GTiff', tiled=True, blockxsize=c, blockysize=c, compress='DEFLATE',
