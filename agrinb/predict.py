@@ -4,13 +4,14 @@
 
 # %% ../nbs/52_predict.ipynb #695395ff
 from __future__ import annotations
-import inspect, threading
+import contextlib, inspect, threading
 from pathlib import Path
 import numpy as np
 import torch
 import xarray as xr
 import dask
 import dask.array as da
+from dask.callbacks import Callback
 from tqdm.auto import tqdm
 from .core import AgrinbError, bad_input, atomic_path, get_device
 from .data.pixels import BandStats, prepare_series, CROPHARVEST_BANDS
@@ -120,6 +121,7 @@ def predict_raster(predictor, # `learner.adapt(...)`'s predictor (LSTM / MAML / 
                    num_workers:int|None=None, # threads of the threaded scheduler (None: dask's default)
                    device=None, # where the predictor's batches go
                    progress:bool=True, # tqdm bar of chunks
+                   callback=None, # called as callback(done, total) after each chunk (threaded scheduler)
                   )->xr.DataArray|Path: # the written path, or the (y, x) / (class, y, x) map
     "Map every pixel of `raster` chunk by chunk; stream the probabilities into a tiled, compressed GeoTIFF."
     if not hasattr(predictor, 'predict_proba'):
@@ -134,26 +136,33 @@ def predict_raster(predictor, # `learner.adapt(...)`'s predictor (LSTM / MAML / 
     if stats is not None and len(stats.mean) != r.sizes['band']:
         raise bad_input('predict_raster', 'stats', f"statistics for {r.sizes['band']} bands", len(stats.mean))
     m = map_chunks(predictor, r, stats, batch_size, device)
-    if out is None: return _compute(m, client, num_workers, progress)
-    return write_map(m, out, client, num_workers, progress)
+    if out is None: return _compute(m, client, num_workers, progress, callback)
+    return write_map(m, out, client, num_workers, progress, callback)
 
 # %% ../nbs/52_predict.ipynb #cbed2701
-def _run(thing, client, num_workers, progress, desc='map'):
+class _Chunks(Callback):
+    "Calls callback(done, total) as the map's chunks finish."
+    def __init__(self, name:str, total:int, callback): super().__init__(); self.name, self.total, self.cb, self.done = name, total, callback, 0
+    def _posttask(self, key, result, dsk, state, worker_id):
+        if isinstance(key, tuple) and key[0] == self.name: self.done += 1; self.cb(self.done, self.total)
+
+def _run(thing, client, num_workers, progress, desc='map', callback=None, m=None):
     if client is not None:
         from distributed import progress as dprogress
         fut = client.compute(thing)
         if progress: dprogress(fut)
         return fut.result()
     from tqdm.dask import TqdmCallback
-    with TqdmCallback(desc=desc, disable=not progress, leave=False, tqdm_class=tqdm):
+    count = _Chunks(m.data.name, m.data.npartitions, callback) if callback and m is not None else contextlib.nullcontext()
+    with TqdmCallback(desc=desc, disable=not progress, leave=False, tqdm_class=tqdm), count:
         return dask.compute(thing, scheduler='threads', num_workers=num_workers)[0]
 
-def _compute(m:xr.DataArray, client, num_workers, progress)->xr.DataArray:
-    return m.copy(data=_run(m.data, client, num_workers, progress))
+def _compute(m:xr.DataArray, client, num_workers, progress, callback=None)->xr.DataArray:
+    return m.copy(data=_run(m.data, client, num_workers, progress, callback=callback, m=m))
 
 def write_map(m:xr.DataArray, # lazy (y, x) or (class, y, x) map from `map_chunks`
               out, # GeoTIFF path
-              client=None, num_workers:int|None=None, progress:bool=True,
+              client=None, num_workers:int|None=None, progress:bool=True, callback=None,
              )->Path: # `out`
     "Stream a lazy map into a tiled DEFLATE GeoTIFF, atomically."
     out = Path(out)
@@ -165,5 +174,5 @@ def write_map(m:xr.DataArray, # lazy (y, x) or (class, y, x) map from `map_chunk
     with atomic_path(out) as tmp:
         job = m.rio.to_raster(tmp, driver='GTiff', tiled=True, blockxsize=c, blockysize=c, compress='DEFLATE',
                               lock=lock, compute=False)
-        _run(job, client, num_workers, progress, desc=f'write {out.name}')
+        _run(job, client, num_workers, progress, f'write {out.name}', callback, m)
     return out
