@@ -94,7 +94,7 @@ def _rows(raster, y0:int, y1:int)->np.ndarray: # (rows * x, time, band) raw seri
     return raster.values[:, :, y0:y1].transpose(2, 3, 0, 1).reshape(-1, T, B)
 
 @patch
-def _stats(self:LabelingSession, rows:int=256)->BandStats:
+def _stats(self:LabelingSession, rows:int=32)->BandStats:
     "The statistics pixels are normalised with: the learner's, or the raster's own, `rows` rows at a time."
     T, B, H, W = self.raster.shape
     if not isinstance(self.stats, str): st = self.stats
@@ -275,7 +275,7 @@ def adapt(self:LabelingSession, steps:int|None=None, # SGD steps (None: the sess
 def predict(self:LabelingSession, batch_size:int=16384, # pixels per predict_proba call
             progress:bool|None=None, # progress bar (default: the session's setting, shown above 4 chunks)
             callback=None, # called as callback(done, total) after each chunk
-            chunk:int=256, # pixels per chunk side
+            chunk:int=128, # pixels per chunk side (128: ~14 MB of float32 series per chunk)
            )->xr.DataArray: # P(target) per pixel, (y, x)
     "Probability of the target class for every pixel, chunk by chunk (`agrinb.predict.predict_raster`)."
     if self.predictor is None: raise bad_input('predict', 'adapt', 'adapt() to be called first', 'no adapted model')

@@ -49,7 +49,7 @@ def test_memory_bounded(tmp_path):
 
 def test_identical_to_in_memory(tmp_path):
     "The streamed GeoTIFF holds, bit for bit, the map of the same raster computed in memory in one piece."
-    S = 256
+    S = 128
     r = _run(S, tmp_path / 'p.tif', 64, 'file', timeout=300); assert r.returncode == 0, r.stderr
     m = _run(S, tmp_path / 'mem.npy', 64, 'memory', timeout=300); assert m.returncode == 0, m.stderr
     with rasterio.open(tmp_path / 'p.tif') as f:
@@ -90,3 +90,28 @@ def test_bad_inputs(small, tmp_path):
     with pytest.raises(AgrinbError, match="missing"): predict_raster(pred, cube.sel(band=cube.band[:5]), stats=st, progress=False)
     with pytest.raises(AgrinbError, match='a writable folder'):
         predict_raster(pred, cube, '/proc/nope/p.tif', st, chunk=16, progress=False)
+
+SESSION = textwrap.dedent('''
+    import resource, sys, numpy as np, pandas as pd, torch
+    torch.set_num_threads(1)
+    from agrinb.data.synthetic import make_datacube
+    from agrinb.meta.maml import MAML
+    from agrinb.app import LabelingSession
+    S = int(sys.argv[1])
+    s = LabelingSession(make_datacube('Togo', size=(S, S), seed=0), learner=MAML(hidden=32, seed=0, device='cpu'),
+                        stats='raster', progress=False, device='cpu', adapt_steps=5)
+    s.labels = pd.DataFrame({'lat': [0.] * 4, 'lon': [0.] * 4, 'row': [1, 2, S - 3, S - 5], 'col': [1, 5, 4, S - 7],
+                             'cls': ['crop', 'crop', 'non_crop', 'non_crop']})
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    p = s.adapt().predict()
+    assert p.shape == (S, S) and np.isfinite(p.values).all()
+    print(s.raster.size * 4, base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+''')
+
+def test_session_adapt_predict_memory():
+    "LabelingSession.adapt + predict on a 300 x 300 raster (74 MB) grows RSS by under 3x the raster (was ~14x)."
+    env = {**os.environ, 'PYTHONPATH': str(REPO), 'OMP_NUM_THREADS': '1'}
+    r = subprocess.run([sys.executable, "-c", SESSION, "300"], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    size, base, peak = (int(v) for v in r.stdout.split()[-3:])
+    assert peak - base < 3 * size, f'adapt + predict grew RSS by {(peak - base) / size:.1f}x the raster'
