@@ -94,12 +94,13 @@ def map_chunks(predictor, raster:xr.DataArray, # dask-backed (time, band, y, x) 
               )->xr.DataArray: # lazy (y, x) or (class, y, x) float32 with the raster's CRS
     "The lazy probability map of `raster`, one dask task per chunk."
     T, B = raster.sizes['time'], raster.sizes['band']
-    probe = predict_pixels(predictor, np.zeros((1, T, B), np.float32), stats, device=device)
-    n_out = None if probe.ndim == 1 else probe.shape[1]
     lonlat = None
     if _takes(predictor, 'lat'):
         ys, xs = raster.y.values, raster.x.values
         lonlat = lambda sy, sx: _lonlat_of(raster, ys[sy], xs[sx])
+    one = lonlat(slice(0, 1), slice(0, 1)) if lonlat else (None, None)   # one pixel tells the output's classes
+    probe = predict_pixels(predictor, np.zeros((1, T, B), np.float32), stats, 1, *one, device)
+    n_out = None if probe.ndim == 1 else probe.shape[1]
     d = raster.data
     kw = dict(drop_axis=[0, 1]) if n_out is None else dict(drop_axis=[0], chunks=((n_out,),) + d.chunks[2:])
     m = da.map_blocks(_block, d, predictor, stats, batch_size, device, lonlat, n_out, dtype=np.float32, **kw)
