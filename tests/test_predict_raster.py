@@ -120,11 +120,14 @@ def test_presto_probe_path():
     "A PrestoProbe predictor gets raw series and each pixel's lat/lon; the chunked map equals the in-memory one."
     from agrinb.meta.presto import PrestoProbe
     from agrinb.predict import _lonlat_of
-    cube = make_datacube('Togo', size=(32, 16), seed=0)
+    big = make_datacube('Togo', size=(64, 64), seed=0)
+    x = big.values.transpose(2, 3, 0, 1).reshape(-1, 12, 18)
+    lat, lon = _lonlat_of(big, big.y.values, big.x.values)
+    y = big.is_crop.values.ravel().astype(int); idx = np.r_[np.flatnonzero(y)[:3], np.flatnonzero(1 - y)[:3]]
+    pred = PrestoProbe(device='cpu', progress=False).adapt(x[idx], y[idx], lat=lat[idx], lon=lon[idx])
+    cube = big.isel(y=slice(0, 32), x=slice(0, 16))
     x = cube.values.transpose(2, 3, 0, 1).reshape(-1, 12, 18)
     lat, lon = _lonlat_of(cube, cube.y.values, cube.x.values)
-    y = cube.is_crop.values.ravel().astype(int); idx = np.r_[np.flatnonzero(y)[:3], np.flatnonzero(1 - y)[:3]]
-    pred = PrestoProbe(device='cpu', progress=False).adapt(x[idx], y[idx], lat=lat[idx], lon=lon[idx])
     m = predict_raster(pred, cube, None, None, chunk=16, progress=False)
     np.testing.assert_array_equal(m.values, predict_pixels(pred, x, None, lat=lat, lon=lon).reshape(32, 16))
     assert m.values.std() > 0
