@@ -33,7 +33,7 @@ _FACE = {
     'Pretrained': '.meta.baselines', 'RandomInit': '.meta.baselines', 'RandomForest': '.meta.baselines',
     'ProtoNet': '.meta.baselines', 'PrestoProbe': '.meta.presto', 'PrestoEnsemble': '.meta.presto',
     'TileLearner': '.meta.tiles', 'pretrained_timl': '.meta.pretrained',
-    'run_benchmark': '.eval', 'results_table': '.eval', 'run_demo': '.demo',
+    'run_benchmark': '.eval', 'results_table': '.eval', 'run_demo': '.demo', 'predict_raster': '.predict',
     'LabelingSession': '.app', 'MapLabeler': '.app',
 }
 __getattr__, __dir__, __all__ = _lazy(__name__, _FACE)

@@ -89,15 +89,38 @@ def contains(self:LabelingSession, lat:float, lon:float)->bool:
     return bool(self._cell(self.raster.x.values, x) is not None and self._cell(self.raster.y.values, y) is not None)
 
 # %% ../nbs/60_app.ipynb #945e91ff
+def _rows(raster, y0:int, y1:int)->np.ndarray: # (rows * x, time, band) raw series of rows y0:y1
+    T, B = raster.sizes['time'], raster.sizes['band']
+    return raster.values[:, :, y0:y1].transpose(2, 3, 0, 1).reshape(-1, T, B)
+
+@patch
+def _stats(self:LabelingSession, rows:int=32)->BandStats:
+    "The statistics pixels are normalised with: the learner's, or the raster's own, `rows` rows at a time."
+    T, B, H, W = self.raster.shape
+    if not isinstance(self.stats, str): st = self.stats
+    else:
+        st = BandStats.empty(B)
+        for y0 in range(0, H, rows): st.update(_rows(self.raster, y0, y0 + rows))
+    if len(st.mean) != B: raise bad_input('LabelingSession', 'stats', f'statistics for {B} bands', len(st.mean))
+    return st
+
+@patch
+def _series(self:LabelingSession, rows, cols)->np.ndarray: # (n, time, band) prepared series of pixels (rows, cols)
+    x = self.raster.values[:, :, np.asarray(rows, int), np.asarray(cols, int)].transpose(2, 0, 1)
+    return prepare_series(x, self._stats(), allow_empty=True)
+
 @patch
 def features(self:LabelingSession)->np.ndarray:
     "Gap-filled, normalised series of every pixel, (y * x, time, band) float32, row by row."
     if self._x is None:
+        import psutil
+        need, free = 3 * self.raster.size * 4, psutil.virtual_memory().available
+        if need > free:
+            raise bad_input('LabelingSession.features', 'raster', f'{need / 2**30:.1f} GiB free for every pixel\'s '
+                            'series at once (predict() and adapt() work in chunks and need no such array)',
+                            f'{free / 2**30:.1f} GiB available')
         T, B, H, W = self.raster.shape
-        x = self.raster.values.transpose(2, 3, 0, 1).reshape(H * W, T, B)
-        stats = BandStats.empty(B).update(x) if isinstance(self.stats, str) else self.stats
-        if len(stats.mean) != B: raise bad_input('LabelingSession', 'stats', f'statistics for {B} bands', len(stats.mean))
-        self._x = prepare_series(x, stats, allow_empty=True)
+        self._x = prepare_series(_rows(self.raster, 0, H), self._stats(), allow_empty=True)
     return self._x
 
 # %% ../nbs/60_app.ipynb #a38974f4
@@ -227,8 +250,7 @@ def _support(self:LabelingSession, min_per_class:int=2)->tuple:
     if few:
         raise bad_input('adapt', 'labels', f'at least {min_per_class} labels of each class {list(self.classes)}',
                         ', '.join(f'{k} {c}' for c, k in n.items()))
-    idx = self.labels.row.values * self.raster.sizes['x'] + self.labels.col.values
-    return self.features()[idx], (self.labels.cls.values == self.classes[0]).astype(np.int64)
+    return self._series(self.labels.row.values, self.labels.col.values), (self.labels.cls.values == self.classes[0]).astype(np.int64)
 
 @patch
 def _task_info(self:LabelingSession):
@@ -250,23 +272,20 @@ def adapt(self:LabelingSession, steps:int|None=None, # SGD steps (None: the sess
 
 # %% ../nbs/60_app.ipynb #d46a8fa0
 @patch
-def predict(self:LabelingSession, batch_size:int=16384, # pixels per batch
-            progress:bool|None=None, # progress bar (default: the session's setting, shown above 4 batches)
-            callback=None, # called as callback(done, total) after each batch
+def predict(self:LabelingSession, batch_size:int=16384, # pixels per predict_proba call
+            progress:bool|None=None, # progress bar (default: the session's setting, shown above 4 chunks)
+            callback=None, # called as callback(done, total) after each chunk
+            chunk:int=128, # pixels per chunk side (128: ~14 MB of float32 series per chunk)
            )->xr.DataArray: # P(target) per pixel, (y, x)
-    "Probability of the target class for every pixel."
+    "Probability of the target class for every pixel, chunk by chunk (`agrinb.predict.predict_raster`)."
     if self.predictor is None: raise bad_input('predict', 'adapt', 'adapt() to be called first', 'no adapted model')
-    x = self.features()
-    starts = range(0, len(x), batch_size)
-    show = (self.progress if progress is None else progress) and len(starts) > 4
-    out = np.empty(len(x), np.float32)
-    for i, s0 in enumerate(tqdm(starts, desc='predict', disable=not show, leave=False)):
-        out[s0:s0 + batch_size] = self.predictor.predict_proba(x[s0:s0 + batch_size])
-        if callback: callback(i + 1, len(starts))
+    from agrinb.predict import predict_raster
     H, W = self.raster.sizes['y'], self.raster.sizes['x']
-    p = xr.DataArray(out.reshape(H, W), dims=('y', 'x'), name='proba',
-                     coords={'y': self.raster.y.values, 'x': self.raster.x.values},
-                     attrs={'target': self.target, 'long_name': f'P({self.target})'})
+    show = (self.progress if progress is None else progress) and -(-H // chunk) * -(-W // chunk) > 4
+    p = predict_raster(self.predictor, self.raster.drop_vars(['lat', 'lon'], errors='ignore'), None, self._stats(),
+                       bands=None, n_time=None, chunk=chunk, batch_size=batch_size, device=self.device,
+                       progress=show, callback=callback)
+    p = p.assign_attrs(target=self.target, long_name=f'P({self.target})')
     self.proba = p.rio.write_crs(self.raster.rio.crs)
     return self.proba
 
