@@ -246,3 +246,34 @@ def load(cls:ProtoNet, path, device=None):
     ck = load_checkpoint(path, cls.kind)
     obj = cls(seed=ck['meta'].pop('seed'), device=device, **ck['meta'])
     obj.model.load_state_dict(ck['state']); obj.model.eval(); return obj
+
+# %% ../../nbs/33_meta.baselines.ipynb #c57a779f
+def _task_seeds(seed, n:int, own)->list:
+    "One forest seed per task: from `seed`, else the learner's `own`, else numpy's global generator (like `adapt`)."
+    base = seed if seed is not None else own
+    if base is None: return [int(s) for s in np.random.randint(2**31 - 1, size=n)]
+    return [int(s) for s in np.random.default_rng([int(base), 7]).integers(0, 2**31 - 1, n)]
+
+@patch
+def adapt_many(self:RandomForest, tasks:list, # Tasks (their support sets)
+               steps=None, seed:int|None=None, device=None)->list: # ForestPredictor per task, in order
+    "One forest per task's support set."
+    tasks = [as_task(t, 'RandomForest.adapt_many') for t in tasks]
+    return [self.adapt(t, seed=s) for t, s in zip(tasks, _task_seeds(seed, len(tasks), self.seed))]
+
+@patch
+def adapt_many(self:ProtoNet, tasks:list, steps=None, seed=None, device=None)->list: # ProtoPredictor per task
+    "Prototypes of every task's support set, all embedded in one batched pass of the LSTM."
+    if device is not None: self.to(device)
+    ts = [support_set(t, None, None, 'ProtoNet.adapt_many', self.hp['in_features']) for t in tasks]
+    if not ts: return []
+    x = torch.as_tensor(np.concatenate([t.support_x for t in ts]), device=self.device)
+    self.model.eval()
+    with torch.inference_mode():
+        z = torch.cat([self.model.lstm(x[i:i + 4096]) for i in range(0, len(x), 4096)])
+    out, at = [], 0
+    for t in ts:
+        zt, yt = z[at:at + len(t.support_y)], torch.as_tensor(t.support_y, device=self.device); at += len(t.support_y)
+        out.append(ProtoPredictor(self.model.lstm, torch.stack([zt[yt == 0].mean(0), zt[yt == 1].mean(0)]),
+                                  t.support_x.shape[1:], self.device))
+    return out
