@@ -11,7 +11,7 @@ from ..core import bad_input, get_device, save_checkpoint, load_checkpoint
 from ..tasks.pixels import Task, TaskInfo, as_task, support_set, query_array
 
 # %% auto #0
-__all__ = ['log', 'ForestPredictor', 'RandomForest', 'RandomInit', 'Pretrained', 'ProtoPredictor', 'ProtoNet']
+__all__ = ['log', 'FINETUNE_GRID', 'ForestPredictor', 'RandomForest', 'RandomInit', 'Pretrained', 'ProtoPredictor', 'ProtoNet']
 
 # %% ../../nbs/33_meta.baselines.ipynb #2ebd7616
 class ForestPredictor:
@@ -148,6 +148,32 @@ def meta_fit(self:Pretrained, train_tasks:list, # meta-training Tasks
     return self
 
 # %% ../../nbs/33_meta.baselines.ipynb #1cf83621
+FINETUNE_GRID = ((0.01, 50), (0.01, 250), (0.03, 50), (0.03, 250), (0.1, 50), (0.1, 250)) # (lr, steps) tried
+
+def _choose_finetuning(self, task, seed, grid=FINETUNE_GRID)->dict:
+    "The (lr, steps) of `grid` with the best held-out AUC inside the support set of `task` (None: no split possible)."
+    from sklearn.metrics import roc_auc_score
+    from agrinb.eval import calibration_split
+    rng = np.random.default_rng([0 if seed is None else int(seed), 11])
+    split = calibration_split(task, rng)
+    if split is None: return dict(lr=None, steps=None, auc=None, how='default (support too small to split)')
+    fit, hx, hy = split
+    aucs = [roc_auc_score(hy, MAML.adapt(self, fit, steps=st, lr=lr, seed=seed).predict_proba(hx)) for lr, st in grid]
+    i = int(np.argmax(aucs))
+    return dict(lr=grid[i][0], steps=grid[i][1], auc=float(aucs[i]), how=f'best of {len(grid)} on {len(hy)} held-back support labels')
+
+def _adapt_chosen(self, support_x, support_y=None, info=None, steps=None, seed=None, device=None, lr=None, **kw):
+    "MAML's `adapt`; with neither `steps` nor `lr` given, both chosen on the support set (`learner.chosen`)."
+    if steps is not None or lr is not None: return MAML.adapt(self, support_x, support_y, info, steps, seed, device, lr, **kw)
+    if device is not None: self.to(device)
+    t = support_set(support_x, support_y, info, f'{self.name}.adapt')
+    seed = int(torch.randint(0, 2**31 - 1, ())) if seed is None else int(seed)
+    self.chosen = _choose_finetuning(self, t, seed)
+    return MAML.adapt(self, t, steps=self.chosen['steps'], seed=seed, lr=self.chosen['lr'], **kw)
+
+RandomInit.adapt = Pretrained.adapt = _adapt_chosen
+
+# %% ../../nbs/33_meta.baselines.ipynb #16cc115b
 from ..models.lstm import LSTMClassifier
 
 class ProtoPredictor:
@@ -163,7 +189,7 @@ class ProtoPredictor:
 def _proto_logits(z, protos): # (n, H), (2, H) -> (n, 2) negative squared distances
     return -torch.cdist(z, protos) ** 2
 
-# %% ../../nbs/33_meta.baselines.ipynb #16cc115b
+# %% ../../nbs/33_meta.baselines.ipynb #e783ea5d
 class ProtoNet:
     "Prototypical network on the LSTM embedding, meta-trained on episodes."
     kind = name = 'ProtoNet'
@@ -189,7 +215,7 @@ class ProtoNet:
         "Move the network to `device`."
         self.device = get_device(device); self.model.to(self.device); return self
 
-# %% ../../nbs/33_meta.baselines.ipynb #895591ed
+# %% ../../nbs/33_meta.baselines.ipynb #388f5224
 @patch
 def meta_fit(self:ProtoNet, train_tasks:list, val_tasks:list|None=None,
              steps:int=1000, # Adam steps (one meta-batch of episodes each)
@@ -218,7 +244,7 @@ def meta_fit(self:ProtoNet, train_tasks:list, val_tasks:list|None=None,
     self.model.eval(); self.history, self.val_loss = out['history'], out['best_val']
     return self
 
-# %% ../../nbs/33_meta.baselines.ipynb #113dd2a3
+# %% ../../nbs/33_meta.baselines.ipynb #c50816c4
 @patch
 def adapt(self:ProtoNet, support_x, # (n, T, B) series or a Task
           support_y=None, # (n,) labels (None when `support_x` is a Task)
@@ -247,7 +273,7 @@ def load(cls:ProtoNet, path, device=None):
     obj = cls(seed=ck['meta'].pop('seed'), device=device, **ck['meta'])
     obj.model.load_state_dict(ck['state']); obj.model.eval(); return obj
 
-# %% ../../nbs/33_meta.baselines.ipynb #c57a779f
+# %% ../../nbs/33_meta.baselines.ipynb #6eb8536e
 def _task_seeds(seed, n:int, own)->list:
     "One forest seed per task: from `seed`, else the learner's `own`, else numpy's global generator (like `adapt`)."
     base = seed if seed is not None else own
