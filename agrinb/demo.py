@@ -93,8 +93,8 @@ def cache_embeddings(probe):
     def cached(x, lat=None, lon=None, info=None, month=None, device=None):
         x = np.asarray(x)
         if x.ndim != 3: return embed(x, lat, lon, info, month, device)
-        where = tuple(np.asarray(v, np.float64).tobytes() for v in (lat, lon, month) if v is not None) + \
-                ((info.lat, info.lon) if info is not None else ())
+        if lat is None and lon is None and info is not None: lat, lon = info.lat, info.lon   # one key however located
+        where = tuple(np.asarray(v, np.float64).tobytes() for v in (lat, lon, month) if v is not None)
         rows = np.ascontiguousarray(x, np.float32).reshape(len(x), -1)
         keys = [(where, r.tobytes()) for r in rows]
         todo = [i for i, k in enumerate(keys) if k not in cache]
