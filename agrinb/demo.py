@@ -14,11 +14,13 @@ from .tasks import TEST_SPEC
 from . import eval as ev
 
 # %% auto #0
-__all__ = ['MODEL_NAMES', 'FULL', 'QUICK', 'COMPARISONS', 'DemoConfig', 'demo_config', 'demo_tasks', 'demo_learners',
-           'fit_learners', 'FineTuning', 'demo_comparisons', 'DemoResult', 'run_demo', 'format_report', 'demo_json']
+__all__ = ['MODEL_NAMES', 'PRESTO_NAMES', 'FULL', 'QUICK', 'COMPARISONS', 'DemoConfig', 'demo_config', 'demo_tasks',
+           'demo_learners', 'cache_embeddings', 'fit_learners', 'FineTuning', 'demo_comparisons', 'DemoResult',
+           'run_demo', 'format_report', 'demo_json']
 
 # %% ../nbs/41_demo.ipynb #78b7aa90
 MODEL_NAMES = ('TIML', 'MAML', 'MAML+info', 'Pretrained', 'Random', 'Random forest', 'ProtoNet')
+PRESTO_NAMES = ('Presto probe', 'Presto + forest', 'PrestoTIML') # `agrinb.meta.presto`'s learners, when `presto`
 
 @dataclasses.dataclass(frozen=True)
 class DemoConfig:
@@ -38,10 +40,14 @@ class DemoConfig:
     finetune_lr:float = 0.03 # their learning rate, the same for every deep learner
     n_runs:int = 5 # runs per test task and setting
     shots:tuple = (5, 10, 20) # k-shot settings (k per class), besides the whole support set
+    presto:bool = True # add the Presto learners (frozen encoder: every test series embedded once, cached)
+    presto_tasks:int = 16 # PrestoTIML meta-trains on this many training tasks ...
+    presto_rows:int = 64 # ... of at most this many series each (embedding is the cost on a CPU)
+    presto_steps:int = 100 # PrestoTIML outer steps
 
 FULL = DemoConfig()
 QUICK = DemoConfig(n_samples=8000, meta_steps=40, pretrain_steps=150, proto_steps=40, eval_every=10,
-                   finetune_steps=60, n_runs=2, shots=(10,))
+                   finetune_steps=60, n_runs=2, shots=(10,), presto_tasks=8, presto_steps=30)
 
 # %% ../nbs/41_demo.ipynb #633326e8
 def demo_config(config=None, # None, a DemoConfig, a .yaml / .py path or a dict of DemoConfig fields
@@ -74,6 +80,40 @@ def demo_learners(config:DemoConfig=FULL, device=None, seed:int=0)->dict:
     out = {'TIML': TIML(**kw), 'MAML': MAML(**kw), 'MAML+info': MAMLInfo(**kw), 'Pretrained': Pretrained(**kw),
            'Random': RandomInit(**kw), 'Random forest': RandomForest(), 'ProtoNet': ProtoNet(**kw)}
     assert tuple(out) == MODEL_NAMES
+    if config.presto:
+        from agrinb.meta.presto import PrestoProbe, PrestoEnsemble, PrestoTIML
+        probe = cache_embeddings(PrestoProbe(device=device))       # one encoder and one cache for the three
+        timl = PrestoTIML(device=device, seed=seed); timl.probe = probe
+        out.update(zip(PRESTO_NAMES, (probe, PrestoEnsemble(probe, seed=seed, device=device), timl)))
+    return out
+
+def cache_embeddings(probe):
+    "`probe` (a `PrestoProbe`) whose `embed` remembers every series it embedded (by location, month and values)."
+    embed, cache = probe.embed, {}
+    def cached(x, lat=None, lon=None, info=None, month=None, device=None):
+        x = np.asarray(x)
+        if x.ndim != 3: return embed(x, lat, lon, info, month, device)
+        if lat is None and lon is None and info is not None: lat, lon = info.lat, info.lon   # one key however located
+        where = tuple(np.asarray(v, np.float64).tobytes() for v in (lat, lon, month) if v is not None)
+        rows = np.ascontiguousarray(x, np.float32).reshape(len(x), -1)
+        keys = [(where, r.tobytes()) for r in rows]
+        todo = [i for i, k in enumerate(keys) if k not in cache]
+        if todo:
+            sub = lambda v: v[todo] if v is not None and np.ndim(v) and len(v) == len(x) else v
+            for i, z in zip(todo, embed(x[todo], sub(lat), sub(lon), info, sub(month), device)): cache[keys[i]] = z
+        return np.stack([cache[k] for k in keys]) if keys else np.zeros((0, 128), np.float32)
+    probe.embed, probe.embed_cache = cached, cache
+    return probe
+
+def _few_rows(tasks, n:int, seed:int)->list:
+    "Each task cut to at most `n` series (`draw_by_id`, class ratio kept), split half support, half query."
+    from agrinb.tasks.pixels import draw_by_id
+    out = []
+    for i, t in enumerate(tasks):
+        idx = draw_by_id(t.y, t.ids, np.random.default_rng([seed, i]), size=min(n, len(np.unique(t.ids))))[0]
+        idx = np.random.default_rng([seed, i, 1]).permutation(idx); h = len(idx) // 2; x, y, ids = t.x, t.y, t.ids
+        out.append(dataclasses.replace(t, support_x=x[idx[:h]], support_y=y[idx[:h]], query_x=x[idx[h:]], query_y=y[idx[h:]],
+                                       support_ids=ids[idx[:h]], query_ids=ids[idx[h:]]))
     return out
 
 def fit_learners(learners:dict, bench, config:DemoConfig=FULL, seed:int=0, progress:bool=True)->dict:
@@ -92,6 +132,9 @@ def fit_learners(learners:dict, bench, config:DemoConfig=FULL, seed:int=0, progr
             l.meta_fit(bench.train, bench.val, steps=c.meta_steps, meta_batch=c.meta_batch, inner_lr=c.inner_lr,
                        inner_steps=c.inner_steps, outer_lr=c.outer_lr, first_order=c.first_order,
                        val_every=c.eval_every, progress=progress, seed=seed)
+        elif type(l).__name__ == 'PrestoTIML':
+            l.meta_fit(_few_rows(bench.train[:c.presto_tasks], c.presto_rows, seed), steps=c.presto_steps,
+                       meta_batch=min(c.meta_batch, c.presto_tasks), progress=progress, seed=seed)
         else: l.meta_fit(bench.train)
         out[name] = time.perf_counter() - t0
     return out
@@ -107,8 +150,16 @@ class FineTuning:
         seed = int(np.random.randint(2**31 - 1)) if seed is None else seed
         return self.learner.adapt(support_x, support_y, info=info, steps=self.steps if steps is None else steps,
                                   seed=seed, device=device, lr=self.lr)
+    def adapt_many(self, tasks:list, steps:int|None=None, seed:int|None=None, device=None)->list:
+        "The learner's batched `adapt_many` with the demo's steps and learning rate when it has one, else `adapt` per task."
+        import inspect
+        many = getattr(self.learner, 'adapt_many', None)
+        if many is None or 'lr' not in inspect.signature(many).parameters:
+            return [self.adapt(t, steps=steps, device=device) for t in tasks]
+        seed = int(np.random.randint(2**31 - 1)) if seed is None else seed
+        return many(tasks, steps=self.steps if steps is None else steps, seed=seed, device=device, lr=self.lr)
 
-# %% ../nbs/41_demo.ipynb #21a246f1
+# %% ../nbs/41_demo.ipynb #32395166
 COMPARISONS = (('TIML', 'MAML'), ('MAML+info', 'Random'), ('Pretrained', 'Random'))
 
 def demo_comparisons(runs:pd.DataFrame, shots=(), reference:str=ev.RF_NAME)->pd.DataFrame:
@@ -124,7 +175,7 @@ def demo_comparisons(runs:pd.DataFrame, shots=(), reference:str=ev.RF_NAME)->pd.
                          'diff': c['diff'], 'se': c['se'], 'holds': c['beats']})
     return pd.DataFrame(rows)
 
-# %% ../nbs/41_demo.ipynb #bce7c9f7
+# %% ../nbs/41_demo.ipynb #ebeff497
 @dataclasses.dataclass
 class DemoResult:
     "Everything one demo run produced."
@@ -158,7 +209,7 @@ def run_demo(quick:bool=False, # the QUICK budget instead of FULL
     return DemoResult(ev.summarize(runs), runs, demo_comparisons(runs, cfg.shots), time.perf_counter() - t0,
                       str(dev), fit_s, cfg, torch.get_num_threads())
 
-# %% ../nbs/41_demo.ipynb #7be7919f
+# %% ../nbs/41_demo.ipynb #3db1695b
 def format_report(r:DemoResult)->str:
     "The tables `agrinb demo` prints."
     c = r.config

@@ -18,8 +18,8 @@ from .meta.tiles import TileLearner
 
 # %% auto #0
 __all__ = ['METRICS', 'RF_NAME', 'binary_metrics', 'best_threshold', 'standard_error', 'subsample_support', 'calibration_split',
-           'calibrated_threshold', 'benchmark_runs', 'summarize', 'run_benchmark', 'paired_difference', 'results_table',
-           'rf_table', 'evaluate_shots', 'choose_adaptation', 'confusion', 'metrics_from_confusion',
+           'calibrated_threshold', 'adapt_all', 'benchmark_runs', 'summarize', 'run_benchmark', 'paired_difference',
+           'results_table', 'rf_table', 'evaluate_shots', 'choose_adaptation', 'confusion', 'metrics_from_confusion',
            'segmentation_scores', 'evaluate_segmentation']
 
 # %% ../nbs/40_eval.ipynb #957cd376
@@ -153,26 +153,66 @@ def _settings(task, shots, sizes):
     return out
 
 # %% ../nbs/40_eval.ipynb #328bbe70
-def _evaluate(name, learner, task, subs, splits, setting, k)->list:
-    "Adapt `learner` to every run's support (and calibration part), score the query set; one row per run."
+def adapt_all(learner, # a learner (`adapt`, optionally `adapt_many`)
+              tasks:list, # Tasks whose support sets are adapted to
+              seed:int|None=None, device=None)->list:
+    "Predictors for `tasks`, in order: one batched `learner.adapt_many` when it has one, else `adapt` per task."
+    if hasattr(learner, 'adapt_many'):
+        preds = list(learner.adapt_many(list(tasks), seed=seed, device=device))
+        if len(preds) != len(tasks):
+            raise bad_input(f'{type(learner).__name__}.adapt_many', 'return', f'{len(tasks)} predictors', len(preds))
+        return preds
+    return [learner.adapt(t, device=device) for t in tasks]
+
+def _evaluate(name, learner, items, setting, k)->list:
+    "Adapt `learner` to every run's support (and calibration part) of every (task, subs, splits) of `items` in one batch."
     t0 = time.perf_counter()
-    fits = [s[0] for s in splits or [] if s is not None]
-    preds = [learner.adapt(t) for t in list(subs) + fits]
-    probas = [p.predict_proba(np.asarray(task.query_x)) for p in preds[:len(subs)]]
-    cal, rows = iter(preds[len(subs):]), []
-    for r, (sub, proba) in enumerate(zip(subs, probas)):
-        m = binary_metrics(task.query_y, proba)
-        if splits is not None:        # a support that cannot be split keeps the 0.5 threshold
-            split = splits[r]
-            thr = 0.5 if split is None else best_threshold(split[2], next(cal).predict_proba(split[1]))
-            m['f1_calibrated'], m['threshold'] = float(skm.f1_score(task.query_y, proba >= thr, zero_division=0)), thr
-        rows.append({'model': name, 'task': task.name, 'setting': setting, 'shots': k, 'size': len(sub.support_y),
-                     'run': r, **m})
-    secs = (time.perf_counter() - t0) / len(subs)
+    todo = [s for _, subs, splits in items for s in list(subs) + [c[0] for c in splits or [] if c is not None]]
+    preds, rows = iter(adapt_all(learner, todo)), []
+    for task, subs, splits in items:
+        mine = [next(preds) for _ in subs]
+        cal = iter([next(preds) for c in splits or [] if c is not None])
+        for r, (sub, p) in enumerate(zip(subs, mine)):
+            proba = p.predict_proba(np.asarray(sub.query_x)); m = binary_metrics(sub.query_y, proba)
+            if splits is not None:        # a support that cannot be split keeps the 0.5 threshold
+                split = splits[r]
+                thr = 0.5 if split is None else best_threshold(split[2], next(cal).predict_proba(split[1]))
+                m['f1_calibrated'], m['threshold'] = float(skm.f1_score(sub.query_y, proba >= thr, zero_division=0)), thr
+            rows.append({'model': name, 'task': task.name, 'setting': setting, 'shots': k, 'size': len(sub.support_y),
+                         'run': r, **m})
+    secs = (time.perf_counter() - t0) / max(len(rows), 1)
     for row in rows: row['seconds'] = secs
     return rows
 
 # %% ../nbs/40_eval.ipynb #674cf313
+def _fixed_runs(task:Task, pairs, where:str)->list:
+    "One task per user-given (support positions, query positions) pair, positions into `task.x` (support, then query)."
+    pairs = list(pairs) if isinstance(pairs, (list, tuple)) else None
+    if not pairs: raise bad_input(where, 'splits', 'a non-empty list of (support, query) position arrays', pairs)
+    out, x, y, ids = [], task.x, task.y, task.ids
+    for r, pq in enumerate(pairs):
+        w = f'{where}[{r}]'
+        if not (isinstance(pq, (list, tuple)) and len(pq) == 2): raise bad_input(w, 'splits', 'a (support, query) pair', repr(pq)[:60])
+        s, q = (np.asarray(a) for a in pq)
+        for side, a in (('support', s), ('query', q)):
+            if a.ndim != 1 or not len(a) or not np.issubdtype(a.dtype, np.integer) or a.min() < 0 or a.max() >= len(task):
+                raise bad_input(w, side, f'a non-empty 1-D array of integer positions in 0..{len(task) - 1}', repr(a)[:60])
+        if both := set(ids[s]) & set(ids[q]):
+            raise bad_input(w, 'query', 'no sample on both sides', f'{len(both)} sample ids in support and query')
+        out.append(_check_task(dataclasses.replace(task, support_x=x[s], support_y=y[s], query_x=x[q], query_y=y[q],
+                                                   support_ids=ids[s], query_ids=ids[q])))
+    return out
+
+def _check_splits(splits, tasks)->dict:
+    "The user's fixed (support, query) sets as {task name: [Task per run]}, checked once."
+    if splits is None: return {}
+    if not isinstance(splits, dict): raise bad_input('benchmark_runs', 'splits', 'a dict: task name -> list of pairs', type(splits).__name__)
+    by = {t.name: t for t in tasks}
+    if unknown := [k for k in splits if k not in by]:
+        raise bad_input('benchmark_runs', 'splits', f'names of test tasks {sorted(by)}', unknown)
+    return {k: _fixed_runs(by[k], v, f'splits[{k!r}]') for k, v in splits.items()}
+
+# %% ../nbs/40_eval.ipynb #3e74f1ce
 def benchmark_runs(learners:dict, # name -> meta-fitted learner
                    test_tasks:list, # held-out Tasks
                    n_runs:int=10, # runs per task and setting
@@ -181,31 +221,40 @@ def benchmark_runs(learners:dict, # name -> meta-fitted learner
                    seed:int=0,
                    calibrate:bool=True, # also report F1 at a threshold chosen from the support set
                    progress:bool=True,
+                   splits:dict|None=None, # task name -> [(support positions, query positions), ...] into `task.x`: setting 'fixed'
                   )->pd.DataFrame:
     "One row per model, task, setting and run: the metrics of each learner on the same support subsets."
     if not learners: raise bad_input('benchmark_runs', 'learners', 'at least one learner')
     if n_runs < 1: raise bad_input('benchmark_runs', 'n_runs', 'n_runs >= 1', n_runs)
     if not test_tasks: raise bad_input('benchmark_runs', 'test_tasks', 'at least one task', 'an empty list')
     test_tasks = [_check_task(t) for t in test_tasks]
-    learners = dict(learners)
+    fixed, learners = _check_splits(splits, test_tasks), dict(learners)
     if _reference_name(learners) is None:
         from agrinb.meta.baselines import RandomForest
         learners[RF_NAME] = RandomForest()
-    jobs = [(ti, t, st) for ti, t in enumerate(test_tasks) for st in _settings(t, shots, sizes)]
+    groups = {}                                 # (setting, shots, size) -> [(ti, task)]: one batch per learner
+    for ti, task in enumerate(test_tasks):
+        for st in [('fixed', None, None)] if task.name in fixed else _settings(task, shots, sizes):
+            groups.setdefault(st, []).append((ti, task))
     rows = []
-    with tqdm(total=len(jobs) * len(learners), desc='benchmark', disable=not progress) as bar:
-        for ti, task, (setting, k, n) in jobs:
-            sid = {'all': 0, 'shots': 1, 'size': 2}[setting] * 100000 + (k or n or 0)
-            subs = [subsample_support(task, np.random.default_rng([seed, ti, sid, r]), shots=k, size=n) for r in range(n_runs)]
-            splits = [calibration_split(s, np.random.default_rng([seed, ti, sid, r, 1])) for r, s in enumerate(subs)] \
-                     if calibrate else None
+    with tqdm(total=len(groups) * len(learners), desc='benchmark', disable=not progress) as bar:
+        for (setting, k, n), jobs in groups.items():
+            sid = {'all': 0, 'shots': 1, 'size': 2, 'fixed': 3}[setting] * 100000 + (k or n or 0)
+            items = []
+            for ti, task in jobs:
+                subs = fixed[task.name] if setting == 'fixed' else \
+                       [subsample_support(task, np.random.default_rng([seed, ti, sid, r]), shots=k, size=n) for r in range(n_runs)]
+                cal = [calibration_split(s, np.random.default_rng([seed, ti, sid, r, 1])) for r, s in enumerate(subs)] \
+                      if calibrate else None
+                items.append((task, subs, cal))
             for li, (name, learner) in enumerate(learners.items()):
-                seed_everything(int(np.random.default_rng([seed, ti, sid, li]).integers(2**31)))
-                rows += _evaluate(name, learner, task, subs, splits, setting, k)
+                seed_everything(int(np.random.default_rng([seed, sid, li]).integers(2**31)))
+                rows += _evaluate(name, learner, items, setting, k)
                 bar.update()
-    return pd.DataFrame(rows)
+    order = {t.name: i for i, t in enumerate(test_tasks)}
+    return pd.DataFrame(rows).sort_values('task', key=lambda c: c.map(order), kind='stable', ignore_index=True)
 
-# %% ../nbs/40_eval.ipynb #8a812c36
+# %% ../nbs/40_eval.ipynb #74afbd52
 _KEYS = ('model', 'task', 'setting', 'shots', 'size')
 
 def summarize(runs:pd.DataFrame, # rows from `benchmark_runs`, `evaluate_shots` or `evaluate_segmentation`
@@ -237,7 +286,7 @@ def summarize(runs:pd.DataFrame, # rows from `benchmark_runs`, `evaluate_shots` 
     out.insert(0, 'n_runs', g.size())
     return out.reset_index()
 
-# %% ../nbs/40_eval.ipynb #74afbd52
+# %% ../nbs/40_eval.ipynb #7fbe85ab
 def run_benchmark(learners:dict, # name -> meta-fitted learner
                   test_tasks:list, # held-out Tasks
                   n_runs:int=10, # runs per task and setting (mean ± s.e. over these)
@@ -247,15 +296,16 @@ def run_benchmark(learners:dict, # name -> meta-fitted learner
                   calibrate:bool=True, # F1 at a threshold chosen from the support set too
                   progress:bool=True,
                   device=None, # moves learners that have `.to(device)`; None leaves them where they are
+                  splits:dict|None=None, # fixed (support, query) positions per task name (`benchmark_runs`)
                  )->pd.DataFrame:
     "Mean ± standard error per model, task, setting and metric, with the paired AUC difference to the random forest."
     if device is not None:
         for l in learners.values():
             if hasattr(l, 'to'): l.to(device)
-    runs = benchmark_runs(learners, test_tasks, n_runs, shots, sizes, seed, calibrate, progress)
+    runs = benchmark_runs(learners, test_tasks, n_runs, shots, sizes, seed, calibrate, progress, splits)
     return summarize(runs, _reference_name(learners) or RF_NAME)
 
-# %% ../nbs/40_eval.ipynb #7fbe85ab
+# %% ../nbs/40_eval.ipynb #34e17308
 def paired_difference(runs:pd.DataFrame, # rows from `benchmark_runs`
                       a:str, b:str, # model names: the result is a - b
                       metric:str='auc_roc',
@@ -272,7 +322,7 @@ def paired_difference(runs:pd.DataFrame, # rows from `benchmark_runs`
     return {'a': a, 'b': b, 'metric': metric, 'setting': setting, 'shots': shots, 'diff': mean, 'se': se,
             'beats': bool(mean > 2 * se) if not math.isnan(se) else bool(mean > 0)}
 
-# %% ../nbs/40_eval.ipynb #34e17308
+# %% ../nbs/40_eval.ipynb #16fcf544
 def _pm(m, s, signed=False):
     if pd.isna(m): return ''
     f = '{:+.3f}' if signed else '{:.3f}'
@@ -302,7 +352,7 @@ def rf_table(summary:pd.DataFrame, reference:str=RF_NAME)->pd.DataFrame:
     s['cell'] = [_pm(m, e, True) + ('' if pd.isna(e) else mark(m, e)) for m, e in zip(s.auc_minus_rf, s.auc_minus_rf_se)]
     return s.pivot(index='model', columns='col', values='cell').reindex(list(dict.fromkeys(s.model)))[list(dict.fromkeys(s.col))]
 
-# %% ../nbs/40_eval.ipynb #6a86e5e2
+# %% ../nbs/40_eval.ipynb #05cbe004
 def evaluate_shots(learner:TileLearner, tasks:list, # test tasks, all with the same n_way and k_max shots
                    shots=range(0, 11), # numbers of support tiles per class
                    hp:dict|None=None, # shot -> (lr, steps); default the learner's own
@@ -318,7 +368,7 @@ def evaluate_shots(learner:TileLearner, tasks:list, # test tasks, all with the s
                              kappa=float(skm.cohen_kappa_score(t.query_y, p, labels=t.ways))))
     return pd.DataFrame(rows)
 
-# %% ../nbs/40_eval.ipynb #8bfbe0fa
+# %% ../nbs/40_eval.ipynb #7bc58f51
 def choose_adaptation(learner:TileLearner, val_tasks:list, shots=range(1, 11),
                       lrs=(0.01, 0.05, 0.1, 0.4, 1.0), steps=(1, 5, 10), # the grid
                       metric:str='accuracy', seed:int=0, progress:bool=False)->dict: # shot -> (lr, steps)
@@ -330,7 +380,7 @@ def choose_adaptation(learner:TileLearner, val_tasks:list, shots=range(1, 11),
         best[k] = max(scores, key=scores.get)
     return best
 
-# %% ../nbs/40_eval.ipynb #4204fd86
+# %% ../nbs/40_eval.ipynb #06bb4f20
 def confusion(pred:torch.Tensor, label:torch.Tensor, num_classes:int, ignore_index:int=-1)->torch.Tensor:
     "(K, K) counts, rows = true class, columns = predicted."
     ok = label != ignore_index
@@ -349,7 +399,7 @@ def metrics_from_confusion(cm, class_names=None)->dict:
             'mFscore': float(np.nanmean(f)) if np.isfinite(f).any() else 0.0,
             'aAcc': float(tp.sum() / max(cm.sum(), 1)), 'pixels': int(cm.sum())}
 
-# %% ../nbs/40_eval.ipynb #067a4d03
+# %% ../nbs/40_eval.ipynb #3aa038dc
 def segmentation_scores(pred:np.ndarray, target:np.ndarray, n_classes:int)->tuple: # (mIoU, pixel accuracy)
     "mIoU over the classes present in target or prediction, and pixel accuracy (target -1 is ignored; NaN for no labelled pixel)."
     cm = confusion(torch.as_tensor(np.asarray(pred)).long(), torch.as_tensor(np.asarray(target)).long(), n_classes)

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 MODELS = ['TIML', 'MAML', 'MAML+info', 'Pretrained', 'Random', 'Random forest', 'ProtoNet']
+MODELS += ['Presto probe', 'Presto + forest', 'PrestoTIML']           # agrinb.meta.presto's learners (issue 13)
 TASKS = ['Togo', 'Kenya', 'Brazil']
 FIELDS = ['model', 'task', 'auc_roc', 'auc_roc_se', 'f1', 'f1_se', 'f1_calibrated', 'f1_calibrated_se',
           'auc_minus_rf', 'auc_minus_rf_se']
