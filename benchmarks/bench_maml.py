@@ -11,6 +11,11 @@ with torch.cuda.max_memory_allocated on CUDA.
     python benchmarks/bench_maml.py                 # CPU (or CUDA when available), table
     python benchmarks/bench_maml.py --device cpu --threads 2 --json bench.json
     python benchmarks/bench_maml.py --threads 1 --ops --no-memory   # op counts, CPU times
+    python benchmarks/bench_maml.py --threads 1 --no-memory --many 100   # adapt_many vs 100 adapt calls
+
+`adapt_many` (100 support sets of 20 labels, 250 steps each, one task-batched pass) is timed against 100 `adapt`
+calls with the same seed, and the machine's float32 matmul rate (1024 x 1024) is measured in the same run, so
+figures from different machines can be read side by side.
 """
 import argparse, json, os, platform, resource, statistics, subprocess, sys, time
 import numpy as np
@@ -22,6 +27,7 @@ from agrinb.core import get_device
 from agrinb.models.lstm import LSTMClassifier
 from agrinb.meta.maml import MAML
 from agrinb.meta.core import meta_backward, task_losses
+from agrinb.tasks.pixels import toy_tasks
 
 
 def make_batch(K, n_s, n_q, device, seed=0):
@@ -111,10 +117,28 @@ def peak_memory(variant, device, K, threads):
     return int(out.stdout.strip().splitlines()[-1])
 
 
+def matmul_gflops(device, n=1024, repeats=5):
+    "float32 matmul rate of this machine, now (GFLOP/s, median of `repeats`)."
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    ts, _ = timeit(lambda: a @ b, device, repeats, 2)
+    return 2 * n ** 3 / statistics.median(ts) / 1e9
+
+
+def bench_many(learner, device, n_tasks, repeats):
+    "adapt_many on `n_tasks` Tasks of 20 support (+ 20 query) series vs one adapt call per task, same seed and steps."
+    tasks = toy_tasks(n_tasks, n=40, seed=3)
+    many = lambda: learner.adapt_many(tasks, steps=250, seed=0, device=device)
+    loop = lambda: [learner.adapt(t, steps=250, seed=0, device=device) for t in tasks]
+    tm, _ = timeit(many, device, repeats, 1); tl, _ = timeit(loop, device, repeats, 0)
+    return dict(n_tasks=n_tasks, support=len(tasks[0].support_y), adapt_many_s=statistics.median(tm),
+                adapt_loop_s=statistics.median(tl), many_speedup=statistics.median(tl) / statistics.median(tm))
+
+
 def bench(args):
     device = get_device(args.device)
     res = dict(device=str(device), threads=torch.get_num_threads(), torch=torch.__version__, cpu=platform.processor() or platform.machine(),
                tasks=args.tasks, support=20, query=8, hidden=128, time_steps=12, repeats=args.repeats)
+    res['matmul_gflops'] = matmul_gflops(device)
     model, params, data = setup(device, args.tasks)
     # interleave the two variants so that background load hits both alike
     ts, cs = {'agrinb': [], 'loop': []}, {'agrinb': [], 'loop': []}
@@ -139,8 +163,12 @@ def bench(args):
     learner = MAML(device=device)
     r = np.random.default_rng(0)
     x = r.normal(size=(20, 12, 18)).astype(np.float32); y = np.arange(20) % 2
-    ad, adc = timeit(lambda: learner.adapt(x, y), device, args.repeats, 1)
+    ad, adc = timeit(lambda: learner.adapt(x, y, steps=250), device, args.repeats, 1)
     res['adapt_250_steps_s'], res['adapt_250_steps_cpu_s'] = statistics.median(ad), statistics.median(adc)
+    if hasattr(learner, 'adapt_many'):      # also the default: steps chosen on folds of the support set
+        ad, adc = timeit(lambda: learner.adapt(x, y), device, args.repeats, 1)
+        res['adapt_default_s'], res['adapt_default_cpu_s'] = statistics.median(ad), statistics.median(adc)
+        if args.many: res['many'] = bench_many(learner, device, args.many, args.many_repeats)
     # batched prediction throughput (numpy in, numpy out, as a user calls it)
     pred = learner.adapt(x, y, steps=1)
     X = r.normal(size=(args.predict_n, 12, 18)).astype(np.float32)
@@ -159,6 +187,12 @@ def table(res):
              f"{m.get('loop', float('nan')):8.1f} MB", f"{ops.get('loop', '')}"),
             ('speed-up (loop / agrinb)', f"{res['speedup']:9.2f} x", f"{res['speedup_cpu']:9.2f} x", '', ''),
             ('adapt: 250 steps, 20 labels', f"{res['adapt_250_steps_s'] * 1e3:9.1f} ms", f"{res['adapt_250_steps_cpu_s'] * 1e3:9.1f} ms", '', ''),
+            *([('adapt: default (steps chosen)', f"{res['adapt_default_s'] * 1e3:9.1f} ms", f"{res['adapt_default_cpu_s'] * 1e3:9.1f} ms", '', '')]
+              if 'adapt_default_s' in res else []),
+            *([(f"adapt_many: {mn['n_tasks']} x {mn['support']} labels", f"{mn['adapt_many_s']:9.2f} s ", '', '', ''),
+               (f"{mn['n_tasks']} adapt calls", f"{mn['adapt_loop_s']:9.2f} s ", '', '', ''),
+               ('speed-up (calls / adapt_many)', f"{mn['many_speedup']:9.2f} x", '', '', '')] if (mn := res.get('many')) else []),
+            ('matmul float32 1024^2 (GFLOP/s)', f"{res['matmul_gflops']:12.1f}", '', '', ''),
             ('predict_proba (series/s)', f"{res['predict_series_per_s']:12.0f}", f"{res['predict_series_per_cpu_s']:12.0f}", '', '')]
     head = (f"agrinb MAML benchmark on {res['device']} ({res['threads']} threads, torch {res['torch']}): second-order outer "
             f"step, LSTM 18->128 x 12 steps, {res['tasks']} tasks x (20 support + 8 query), 1 inner step; "
@@ -176,6 +210,8 @@ def main(argv=None):
     ap.add_argument('--repeats', type=int, default=7)
     ap.add_argument('--warmup', type=int, default=2)
     ap.add_argument('--predict-n', type=int, default=100_000)
+    ap.add_argument('--many', type=int, default=100, help='tasks for adapt_many vs adapt calls (0: skip)')
+    ap.add_argument('--many-repeats', type=int, default=1)
     ap.add_argument('--no-memory', action='store_true', help='skip the peak-memory subprocesses')
     ap.add_argument('--ops', action='store_true', help='also count aten operator calls per outer step (profiler)')
     ap.add_argument('--json', metavar='PATH', help='also write the results as JSON (- for stdout)')

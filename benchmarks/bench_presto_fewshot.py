@@ -11,19 +11,19 @@ the held-out region's tasks. Test tasks are those with >= 25 samples of each cla
 (support draws with other seeds than the evaluation's) is >= 0.6: the learnable ones. That choice favours the forest.
 Synthetic tasks: crop / non-crop per region of `make_dataset`, regions split into 4 folds (meta-train on 3, test on 1).
 Every support draw is k positives + k negatives; the query set is the rest of the task's samples."""
-import argparse, os, time
+import argparse, os, sys, time
 from pathlib import Path
 import numpy as np
 import torch
-from sklearn.cluster import KMeans
 from sklearn.metrics import roc_auc_score
-from agrinb.data.geo import to_sphere
 from agrinb.data.synthetic import make_dataset
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from agrinb.eval import standard_error
 from agrinb.meta.baselines import RandomForest
 from agrinb.meta.presto import PrestoProbe, PrestoTIML, PrestoEnsemble, EmbeddedTask, FiLMHead
 from agrinb.models.presto import pretrained
 from agrinb.tasks.pixels import TaskInfo, draw_by_id
+from realtasks import shared_data, algae_arrays, algae_tasks, synthetic_tasks, support_draw
 
 p = argparse.ArgumentParser()
 p.add_argument('--threads', type=int, default=1); p.add_argument('--reps', type=int, default=10)
@@ -33,15 +33,9 @@ p.add_argument('--shared', default=str(Path(__file__).resolve().parent.parent / 
 p.add_argument('--skip-synthetic', action='store_true'); p.add_argument('--skip-algae', action='store_true')
 a = p.parse_args()
 torch.set_num_threads(a.threads)
-shared = Path(a.shared) if Path(a.shared).exists() else Path('/work/shared/data')
+shared = shared_data(a.shared)
 SHOTS = [int(s) for s in a.shots.split(',')]
 encoder = pretrained('cpu')
-
-
-def threshold_info(lat, lon, t):
-    "Task vector: the region's unit-sphere position, then a one-hot of the severity threshold in the 10 group slots."
-    v = np.zeros(13, np.float32); v[:3] = to_sphere(lat, lon); v[3 + t - 2] = 1
-    return v
 
 
 def evaluate(test, learners, reps, seed0=0):
@@ -51,8 +45,7 @@ def evaluate(test, learners, reps, seed0=0):
         for k in SHOTS:
             if min(t.y.sum(), len(t.y) - t.y.sum()) < k + 5: continue
             for r in range(reps):
-                s, _ = draw_by_id(t.y, np.arange(len(t.y)), seed0 + 1000 * k + r, k)
-                q = np.setdiff1d(np.arange(len(t.y)), s); seed = seed0 + 1000 * k + r
+                s, q = support_draw(t.y, k, seed0 + 1000 * k + r); seed = seed0 + 1000 * k + r
                 for name, fn in learners.items():
                     rows.append(dict(task=t.name, k=k, rep=r, learner=name,
                                      auc=roc_auc_score(t.y[q], fn(t, x, s, q, seed))))
@@ -90,28 +83,19 @@ def report(title, rows):
 
 t_all = time.perf_counter()
 # ---------------------------------------------------------------------------------------------------------- algae
-algae = shared / 'presto_algae_blooms'
-if algae.exists() and not a.skip_algae:
-    ld = lambda n: np.load(algae / f'{n}.npy')
-    X, ll, mo, dwa, sev = ld('s1_s2_era5_srtm').astype(np.float32), ld('latlon'), ld('month'), ld('dynamic_world'), ld('target')
+arr = algae_arrays(shared)
+if arr is not None and not a.skip_algae:
+    X, ll, mo, dwa, sev = arr['x'], arr['latlon'], arr['month'], arr['dynamic_world'], arr['target']
     t0 = time.perf_counter()
     Z = encoder.embed(X, ll[:, 0], ll[:, 1], month=mo, dynamic_world=dwa, progress=False)
     print(f'algae: {len(X)} samples embedded once in {time.perf_counter() - t0:.1f} s; severity counts 1..5: {np.bincount(sev)[1:].tolist()}')
-    reg = KMeans(8, random_state=0, n_init=10).fit_predict(ll)
-    tasks = {}
-    for r in range(8):
-        m = np.flatnonzero(reg == r)
-        for th in (2, 3, 4):
-            y = (sev[m] >= th).astype(int)
-            if min(y.sum(), len(y) - y.sum()) < 5: continue
-            c = ll[m].mean(0)
-            tasks[r, th] = (EmbeddedTask(f'region{r}>={th}', Z[m], y, threshold_info(c[0], c[1], th)), X[m])
+    tasks = {key: (EmbeddedTask(t['name'], Z[t['idx']], t['y'], t['info']), X[t['idx']]) for key, t in algae_tasks(arr).items()}
     pilot, test_keys = {}, []
     for key, (t, x) in tasks.items():
         if min(t.y.sum(), len(t.y) - t.y.sum()) < 25: continue
         aucs = []
         for r in range(5):
-            s, _ = draw_by_id(t.y, np.arange(len(t.y)), 10_000 + r, 20); q = np.setdiff1d(np.arange(len(t.y)), s)
+            s, q = support_draw(t.y, 20, 10_000 + r)
             aucs.append(roc_auc_score(t.y[q], RandomForest().adapt(x[s], t.y[s], seed=10_000 + r).predict_proba(x[q])))
         pilot[t.name] = float(np.mean(aucs))
         if pilot[t.name] >= 0.6: test_keys.append(key)
@@ -135,11 +119,7 @@ if not a.skip_synthetic:
     t0 = time.perf_counter(); Z = encoder.embed_dataset(ds, progress=False)
     print(f'\nsynthetic: {len(ds.x)} series embedded once in {time.perf_counter() - t0:.1f} s')
     regions = np.array(sorted(set(ds.regions))); fold = np.random.default_rng(0).permutation(len(regions)) % 4
-    tasks = {}
-    for r in regions:
-        m = np.flatnonzero(ds.regions == r); y = ds.is_crop[m].astype(int)
-        if min(y.sum(), len(y) - y.sum()) < 5: continue
-        tasks[r] = (EmbeddedTask(str(r), Z[m], y, TaskInfo(float(ds.lat[m].mean()), float(ds.lon[m].mean()))), ds.x[m])
+    tasks = {r: (EmbeddedTask(t['name'], Z[t['idx']], t['y'], t['info']), ds.x[t['idx']]) for r, t in synthetic_tasks(ds).items()}
     rows = []
     for f in range(4):
         held = set(regions[fold == f])

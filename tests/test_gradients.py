@@ -32,7 +32,8 @@ def loop_meta_grads(model, params, sx, sy, qx, qy, lr, steps, films=None, wrt=No
         for _ in range(steps):
             g = torch.autograd.grad(_loss(functional_call(model, p, (sx[k], *extra)), sy[k]), list(p.values()),
                                     create_graph=not first_order)
-            p = {n: v - lr * gi for (n, v), gi in zip(p.items(), g)}
+            lrs = lr if isinstance(lr, (list, tuple)) else [lr] * len(g)   # one step size per tensor, or one for all
+            p = {n: v - a * gi for (n, v), gi, a in zip(p.items(), g, lrs)}
         total = total + _loss(functional_call(model, p, (qx[k], *extra)), qy[k]) / K
     return torch.autograd.grad(total, wrt if wrt is not None else list(params.values()))
 
@@ -46,6 +47,35 @@ def batch(K=6, k=10, q=4, seed=0):
     sx, sy, qx, qy = draw_episodes(td, k, q, np.random.default_rng(seed))
     info = torch.stack([t.info for t in td])
     return sx.double(), sy, qx.double(), qy, info.double()
+
+
+@pytest.mark.parametrize('route', ['lstm', 'vmap'])
+def test_learned_step_sizes_second_order_match_loop(route):
+    "Per-tensor step sizes (tensors the outer loop learns): gradients to θ and to each step size equal the loop's."
+    torch.manual_seed(0)
+    model = (LSTMClassifier(18, 32, dropout=0.0) if route == 'lstm' else
+             torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12 * 18, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1)))
+    model = model.double().eval(); params = dict(model.named_parameters())
+    sx, sy, qx, qy, _ = batch()
+    lrs = [torch.tensor(0.02 * (i + 1), dtype=torch.float64, requires_grad=True) for i in range(len(params))]
+    wrt = list(params.values()) + lrs
+    ref = loop_meta_grads(model, params, sx, sy, qx, qy, lrs, 2, wrt=wrt)
+    model.zero_grad()
+    meta_backward(model, params, sx, sy, qx, qy, inner_lr=lrs, inner_steps=2)
+    for i, (t, r) in enumerate(zip(wrt, ref)):
+        assert rel_err(t.grad, r) < 1e-6, (i, rel_err(t.grad, r))
+    assert all(float(a.grad.abs()) > 0 for a in lrs)
+
+
+def test_meta_fit_learns_step_sizes():
+    "The outer step moves the learned log step sizes; learn_lr=False leaves the fixed inner_lr."
+    tasks = toy_tasks(6)
+    lrn = MAML(hidden=8, dropout=0.0).meta_fit(tasks, steps=3, meta_batch=3, inner_lr=0.05, progress=False)
+    got = np.array(lrn.step_sizes())
+    assert got.shape == (len(list(lrn.model.parameters())),) and np.abs(got - 0.05).max() > 1e-4
+    fixed = MAML(hidden=8).meta_fit(tasks, steps=2, meta_batch=3, inner_lr=0.05, learn_lr=False, progress=False)
+    assert fixed.step_sizes() == 0.05
+    assert torch.allclose(fixed.step_size.log_lr.exp(), torch.tensor(0.05))   # not trained
 
 
 @pytest.mark.parametrize('inner_steps', [1, 2])

@@ -110,27 +110,55 @@ def _clip(grads:list, clip:float)->list:
     return [g * scale.view(-1, *[1] * (g.dim() - 1)) for g in grads]
 
 # %% ../../nbs/30_meta.core.ipynb #333bf88a
+def _step_sizes(lr, names:list, where:str='inner_loop'):
+    "`lr` as a float, or as one step size per weight tensor (a list in `names`' order; floats or 0-dim tensors)."
+    if isinstance(lr, (int, float)) and not isinstance(lr, bool): return float(lr)
+    if isinstance(lr, dict):
+        missing = [k for k in names if k not in lr]
+        if missing: raise bad_input(where, 'lr', 'a step size for every adapted tensor', f'none for {missing[:4]}')
+        lr = [lr[k] for k in names]
+    if not isinstance(lr, (list, tuple)) or len(lr) != len(names):
+        raise bad_input(where, 'lr', f'a float, or {len(names)} step sizes (one per tensor, as a list or dict)', lr)
+    return list(lr)
+
+def _sgd(ps:list, grads:list, lr, inplace:bool)->list:
+    "p - lr * g for each tensor: a float for all, or one step size per tensor (tensors keep the graph to them)."
+    if isinstance(lr, float):
+        if inplace: torch._foreach_add_(ps, grads, alpha=-lr); return ps
+        return torch._foreach_add(ps, grads, alpha=-lr)
+    upd = [g * a for g, a in zip(grads, lr)]
+    if inplace: torch._foreach_sub_(ps, upd); return ps
+    return torch._foreach_sub(ps, upd)
+
+# %% ../../nbs/30_meta.core.ipynb #8c39a831
 def inner_loop(model:nn.Module, params:dict, # per-task weights (K, ...), or shared ones with `shared=True`
                x:torch.Tensor, y:torch.Tensor, # support set (K, n, ...), (K, n, ...)
                *extra, # per-task extra inputs (e.g. FiLM), not adapted
-               lr:float=1e-3, # inner SGD step size
+               lr:float|list|dict=1e-3, # inner SGD step size: one float, or one per tensor (list in `params` order, or dict)
                steps:int=1, # inner SGD steps
                first_order:bool=False, # detach the inner gradients
                loss_fn=task_losses, # (logits, y) -> (K,) losses
                shared:bool=False, # `params` are shared by all tasks (no leading K yet)
-               batches=None, # (steps, b) indices into the support sets: step s uses x[:, batches[s]] (None: all)
+               batches=None, # (steps, b) indices, or (K, steps, b) per task: step s uses those of x (None: all)
                grad_clip:float|None=None, # clip each task's gradient norm at every step (None: no clipping)
+               callback=None, # called as `callback(step)` after each step (step counts from 1)
               )->dict: # adapted per-task weights (K, ...)
     "THE adaptation primitive: SGD on each task's support set, all tasks at once (one task is K = 1)."
     names, fast = list(params), fast_path(model, loss_fn)
+    lr = _step_sizes(lr, names)
     if shared and not fast: params = stack_params(params, x.shape[0])
-    if batches is not None: xb, yb = x[:, batches].transpose(0, 1), y[:, batches].transpose(0, 1)   # gathered once
+    if batches is not None:                              # gathered once: (steps, K, b, ...)
+        if batches.dim() == 2: xb, yb = x[:, batches].transpose(0, 1), y[:, batches].transpose(0, 1)
+        else:
+            kk = torch.arange(x.shape[0], device=x.device)[:, None, None]
+            xb, yb = x[kk, batches].transpose(0, 1), y[kk, batches].transpose(0, 1)
     for s in range(steps):
         xs, ys = (x, y) if batches is None else (xb[s], yb[s])
         grads = _step_grads(model, params, names, xs, ys, extra, fast, first_order, loss_fn)
         if grad_clip is not None: grads = _clip(grads, grad_clip)
-        if s and not torch.is_grad_enabled(): torch._foreach_add_([params[k] for k in names], grads, alpha=-lr)  # ours: in place
-        else: params = dict(zip(names, torch._foreach_add([params[k] for k in names], grads, alpha=-lr)))
+        inplace = bool(s) and not torch.is_grad_enabled()      # ours after the first step: in place
+        params = dict(zip(names, _sgd([params[k] for k in names], grads, lr, inplace)))
+        if callback is not None: callback(s + 1)
     return params
 
 def query_losses(model:nn.Module, params:dict, # shared weights θ (name -> tensor), e.g. dict(model.named_parameters())
@@ -146,7 +174,7 @@ def query_losses(model:nn.Module, params:dict, # shared weights θ (name -> tens
     if fast_path(model, loss_fn): return model.query_loss(adapted, qx, qy, *extra)
     return loss_fn(batched_forward(model, adapted, qx, *extra), qy)
 
-# %% ../../nbs/30_meta.core.ipynb #2aea64ce
+# %% ../../nbs/30_meta.core.ipynb #8032d680
 def meta_backward(model:nn.Module, params:dict, sx, sy, qx, qy, # θ and the meta-batch (leading K)
                   extra_fn=None, # idx -> tuple of per-task extra inputs (or None)
                   chunk_size:int|None=None, # tasks per chunk (None = all at once)
@@ -162,7 +190,7 @@ def meta_backward(model:nn.Module, params:dict, sx, sy, qx, qy, # θ and the met
         total += float(losses.detach().sum())
     return total / K
 
-# %% ../../nbs/30_meta.core.ipynb #ba0eb2c8
+# %% ../../nbs/30_meta.core.ipynb #9804cf77
 def _copy_state(obj):
     "Detached copies of the tensors in a nested dict/list (so later training does not change a kept state)."
     if torch.is_tensor(obj): return obj.detach().clone()
@@ -185,7 +213,7 @@ def _set_rng_state(st:dict):
     torch.set_rng_state(st['torch'])
     if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st['cuda'])
 
-# %% ../../nbs/30_meta.core.ipynb #9804cf77
+# %% ../../nbs/30_meta.core.ipynb #06021a64
 def _check_resume(ck, saved:dict, meta:dict):
     "A resumed run must have the settings it was started with."
     diff = {k: (saved.get(k), meta.get(k)) for k in sorted(set(saved) | set(meta)) if saved.get(k) != meta.get(k)}
@@ -199,7 +227,7 @@ def _check_loss(loss, step:int, where:str)->float:
                         f'{loss} at step {step}')
     return loss
 
-# %% ../../nbs/30_meta.core.ipynb #06021a64
+# %% ../../nbs/30_meta.core.ipynb #72fc2697
 def fit_loop(step, # (step:int, rng:np.random.Generator) -> float: one optimiser step, returns its training loss
              steps:int, # total steps, counting resumed ones
              state, # () -> dict of everything a resume needs (module and optimiser state dicts, ...)

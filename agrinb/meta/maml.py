@@ -22,7 +22,7 @@ from ..tasks.pixels import (info_vector, check_series, check_labels, TaskData, p
                                  balanced_batches, support_set, query_array)
 
 # %% auto #0
-__all__ = ['MODEL_VERSION', 'Predictor', 'MAML', 'adapt_dropout']
+__all__ = ['MODEL_VERSION', 'STEP_GRID', 'Predictor', 'StepSizes', 'MAML', 'adapt_dropout']
 
 # %% ../../nbs/31_meta.maml.ipynb #9126a901
 class Predictor:
@@ -51,6 +51,14 @@ class Predictor:
 # %% ../../nbs/31_meta.maml.ipynb #ce689328
 MODEL_VERSION = 1
 
+class StepSizes(nn.Module):
+    "One inner step size per weight tensor, learned in the outer loop as its logarithm (Meta-SGD per tensor)."
+    def __init__(self, n:int, lr:float=1e-2):
+        super().__init__(); self.log_lr = nn.Parameter(torch.full((n,), math.log(lr)))
+    def reset(self, lr:float):
+        with torch.no_grad(): self.log_lr.fill_(math.log(lr))
+    def forward(self)->list: return list(self.log_lr.exp().unbind())   # differentiable, one 0-dim tensor per weight tensor
+
 class MAML:
     "Model-agnostic meta-learning on pixel time series, all tasks of a meta-batch in one batch."
     kind, name, info_size = 'MAML', 'MAML', None
@@ -68,6 +76,7 @@ class MAML:
                             custom_model=model is not None)
         torch.manual_seed(seed)
         self.model = (model if model is not None else self._build_model()).to(self.device)
+        self.step_size = StepSizes(len(list(self.model.parameters()))).to(self.device)
         self.fit_config = dict(inner_lr=1e-3, inner_steps=1)
         self.history, self.best_val = [], None
 
@@ -75,7 +84,7 @@ class MAML:
         h = self.hparams
         return LSTMClassifier(h['in_features'] + self._extra_bands(), h['hidden'], h['n_out'], h['dropout'])
     def _extra_bands(self): return 0
-    def _modules(self)->dict: return {'model': self.model}
+    def _modules(self)->dict: return {'model': self.model, 'step_size': self.step_size}
     def _inputs(self, x, info): return x        # x (..., n, T, B), info (..., 13) or None
     def _extra(self, info, train:bool): return ()   # extra per-task inputs of the model
     def __repr__(self): return f"{type(self).__name__}({self.hparams}, device={self.device})"
@@ -100,6 +109,7 @@ def state(self:MAML)->dict:
 def load_state(self:MAML, state:dict, where='state'):
     "Load module states, naming any missing, unexpected or differently shaped tensors."
     for k, m in self._modules().items():
+        if k == 'step_size' and k not in state: continue     # saved before step sizes were learned: fixed inner_lr
         if k not in state: raise bad_input(where, k, f'the state of the {k}', f'only {sorted(state)}')
         own, got = m.state_dict(), state[k]
         diff = [f'missing {n}' for n in own if n not in got] + [f'unexpected {n}' for n in got if n not in own]
@@ -153,6 +163,12 @@ def _check_fit_args(self:MAML, train_tasks, steps, meta_batch, k_support, k_quer
     if int(k_query) < 1: raise bad_input(f'{self.name}.meta_fit', 'k_query', 'at least 1 query example per class (an empty query set gives no meta-loss)', k_query)
 
 @patch
+def step_sizes(self:MAML, differentiable:bool=False)->float|list:
+    "Inner step sizes: one per weight tensor when learned (`meta_fit(learn_lr=True)`), else the fixed `inner_lr`."
+    if not self.fit_config.get('learn_lr'): return float(self.fit_config['inner_lr'])
+    return self.step_size() if differentiable else self.step_size.log_lr.detach().exp().tolist()
+
+@patch
 def _info(self:MAML, tasks:list, noise:float=0.0, rng=None):
     "Stacked task vectors (K, 13) with optional Gaussian noise, or None."
     if self.info_size is None: return None
@@ -171,7 +187,7 @@ def _val_loss(self:MAML, val:list, episodes, chunk:int)->float:
             ix = None if info is None else info[i]
             with torch.enable_grad():
                 l = query_losses(self.model, self._shared(), self._inputs(sx[i], ix), sy[i], self._inputs(qx[i], ix), qy[i],
-                                 *self._extra(ix, False), inner_lr=self.fit_config['inner_lr'],
+                                 *self._extra(ix, False), inner_lr=self.step_sizes(),
                                  inner_steps=self.fit_config['inner_steps'], first_order=True)
             total += float(l.detach().sum()); n += l.shape[0]
     return total / max(n, 1)
@@ -198,11 +214,14 @@ def _outer_step(self:MAML, train, opt, rng, trng, meta_batch, k, q, inner_lr, in
 # %% ../../nbs/31_meta.maml.ipynb #3e8355b5
 @patch
 def meta_fit(self:MAML, train_tasks:list, # Tasks to meta-train on
-             val_tasks:list|None=None, # Tasks for validation (best state kept); None = keep the last state
+             val_tasks:list|None=None, # Tasks for validation (best state kept); None = hold out `val_frac` of `train_tasks`
              steps:int=1000, # outer steps (in total, counting resumed ones)
              meta_batch:int=32, # tasks per outer step
              k_support:int=10, k_query:int=4, # positive (and negative) examples per support / query set
-             inner_lr:float=1e-3, inner_steps:int=1, # inner SGD
+             inner_lr:float=1e-2, inner_steps:int=1, # inner SGD (with `learn_lr`: the step sizes' initial value)
+             learn_lr:bool=True, # learn one inner step size per weight tensor (False: the paper's fixed `inner_lr`)
+             step_size_lr:float=1e-2, # outer Adam learning rate of the log step sizes
+             val_frac:float=0.1, # share of `train_tasks` held out for validation when `val_tasks` is None (and >= 10 tasks)
              outer_lr:float=1e-3, # outer Adam learning rate
              first_order:bool=False, # first-order MAML (no second derivatives)
              val_every:int=50, # validate every this many steps
@@ -219,14 +238,21 @@ def meta_fit(self:MAML, train_tasks:list, # Tasks to meta-train on
     self._check_fit_args(train_tasks, steps, meta_batch, k_support, k_query, inner_steps)
     if device is not None: self.to(device)
     seed_everything(seed); dev = self.device
+    if val_tasks is None and val_frac > 0 and len(train_tasks) >= 10:       # a validation split by default
+        order = np.random.default_rng(seed).permutation(len(train_tasks)); n_val = max(1, round(val_frac * len(train_tasks)))
+        val_tasks, train_tasks = [train_tasks[i] for i in order[:n_val]], [train_tasks[i] for i in order[n_val:]]
     train, val = ([prepare_task(t, dev, self.n_bands, self.info_size, k_support + k_query) for t in ts]
                   for ts in (train_tasks, val_tasks or []))
     self.fit_config.update(inner_lr=inner_lr, inner_steps=inner_steps, k_support=k_support, k_query=k_query,
-                           first_order=first_order, outer_lr=outer_lr, meta_batch=meta_batch)
+                           first_order=first_order, outer_lr=outer_lr, meta_batch=meta_batch, learn_lr=learn_lr)
+    self.step_size.reset(inner_lr)
     vrng, n_ep = np.random.default_rng(seed + 1), max(1, math.ceil(64 / max(len(val), 1)))
     episodes = [(val, draw_episodes(val, k_support, k_query, vrng)) for _ in range(n_ep)] if val else []
-    opt, trng = torch.optim.Adam(self._outer_params(), lr=outer_lr), torch.Generator(device=dev).manual_seed(seed)  # noise
-    def step(s, rng): return self._outer_step(train, opt, rng, trng, meta_batch, k_support, k_query, inner_lr,
+    lrp = set(map(id, self.step_size.parameters()))
+    groups = [{'params': [p for p in self._outer_params() if id(p) not in lrp]}] + (
+             [{'params': list(self.step_size.parameters()), 'lr': step_size_lr}] if learn_lr else [])
+    opt, trng = torch.optim.Adam(groups, lr=outer_lr), torch.Generator(device=dev).manual_seed(seed)  # noise
+    def step(s, rng): return self._outer_step(train, opt, rng, trng, meta_batch, k_support, k_query, self.step_sizes(True),
                                               inner_steps, first_order, chunk_size, grad_clip, info_noise)
     def state(): return dict(self.state(), optimizer=opt.state_dict(), noise_rng=trng.get_state())
     def load(st): self.load_state(st, f'{self.name} checkpoint'); opt.load_state_dict(st['optimizer']); trng.set_state(st['noise_rng'])
@@ -271,33 +297,113 @@ def _film(self:MAML, v): return None   # fixed per-task extra inputs for a singl
 
 # %% ../../nbs/31_meta.maml.ipynb #fa3ead67
 @patch
+def _adapt_batch(self:MAML, sup:list, # [(x (n, T, B), y (n,), v or None)]: checked support sets (`_support`)
+                 keep:list, # the step whose weights each task keeps
+                 seed:int, lr, batch_per_class:int=10, dropout=None, grad_clip=None,
+                 marks=(), at=None, # also call `at(step, params, extra)` after these steps
+                 progress=None, # a callable (done, total) after every step
+                )->tuple: # [name -> weights] per task, FiLM per task, stacked task vectors (or None)
+    "Adapt K support sets in one task-batched `inner_loop` pass (padded to the largest; batches index real series)."
+    K, total = len(sup), max(max(keep), max(marks, default=0)); n = max(len(y) for _, y, _ in sup); x0, y0 = sup[0][:2]
+    X, Y = x0.new_zeros(K, n, *x0.shape[1:]), y0.new_zeros(K, n)
+    for i, (x, y, _) in enumerate(sup): X[i, :len(y)], Y[i, :len(y)] = x, y
+    V = None if sup[0][2] is None else torch.stack([v for *_, v in sup])
+    for m in self._modules().values(): m.eval()
+    films = [self._film(v) for *_, v in sup]; xin = self._inputs(X, V)
+    extra = () if films[0] is None else ({k: torch.stack([f[k] for f in films]) for k in films[0]},)
+    b = np.stack([balanced_batches(y.cpu().numpy(), total, batch_per_class, np.random.default_rng(seed)) for _, y, _ in sup])
+    batches, p, done, out = torch.as_tensor(b, device=X.device), {k: t.detach() for k, t in self._shared().items()}, 0, [None] * K
+    # the dropout masks follow `seed`, without resetting the caller's global generator
+    with torch.random.fork_rng(devices=[X.device] if X.device.type == 'cuda' else []), torch.no_grad(), \
+         adapt_dropout(self.model, self.hparams['dropout'] if dropout is None else dropout):
+        torch.manual_seed(seed)
+        for stop in sorted(set(keep) | set(marks)):
+            cb = None if progress is None else (lambda s, d=done: progress(d + s, total))
+            p = inner_loop(self.model, p, xin, Y, *extra, lr=lr, steps=stop - done, first_order=True, shared=done == 0,
+                           batches=batches[:, done:stop], grad_clip=grad_clip, callback=cb)
+            done = stop
+            for i in range(K):
+                if keep[i] == stop: out[i] = {k: t[i].clone() for k, t in p.items()}
+            if at is not None and stop in marks: at(stop, p, extra)
+    return out, films, V
+
+# %% ../../nbs/31_meta.maml.ipynb #1fee0f1f
+STEP_GRID = (1, 3, 10, 30, 100, 250)    # adaptation steps `adapt(steps=None)` chooses from
+
+def _folds(y:np.ndarray, n:int, rng)->np.ndarray:
+    "Fold of each example: every class dealt round-robin over `n` folds in random order."
+    fold = np.empty(len(y), int)
+    for c in np.unique(y): idx = np.flatnonzero(y == c); fold[rng.permutation(idx)] = np.arange(len(idx)) % n
+    return fold
+
+@patch
+def _choose_steps(self:MAML, sup:list, seed:int, lr, batch_per_class=10, dropout=None, grad_clip=None)->list:
+    "Steps of `STEP_GRID` with the lowest held-out loss over up to 3 class-stratified folds of each support set."
+    chosen, folds, owner = [STEP_GRID[-1]] * len(sup), [], []   # a class with one example: no fold, the most steps
+    for i, (x, y, v) in enumerate(sup):
+        yn = y.cpu().numpy(); nf = min(3, int(np.bincount(yn).min()))
+        if nf < 2: continue
+        fold = torch.as_tensor(_folds(yn, nf, np.random.default_rng(seed)), device=x.device)
+        for f in range(nf): folds.append(((x[fold != f], y[fold != f], v), x[fold == f], y[fold == f])); owner.append(i)
+    if not folds: return chosen
+    nh = max(len(hy) for *_, hy in folds); K = len(folds)
+    HX, HY, HM = folds[0][1].new_zeros(K, nh, *folds[0][1].shape[1:]), folds[0][2].new_zeros(K, nh), torch.zeros(K, nh, device=folds[0][1].device)
+    for j, (_, hx, hy) in enumerate(folds): HX[j, :len(hy)], HY[j, :len(hy)], HM[j, :len(hy)] = hx, hy, 1
+    V = None if folds[0][0][2] is None else torch.stack([a[2] for a, *_ in folds]); hin = self._inputs(HX, V); losses = {}
+    def at(step, p, extra):
+        with adapt_dropout(self.model, 0.0): z = batched_forward(self.model, p, hin, *extra)[..., 0]
+        l = F.binary_cross_entropy_with_logits(z, HY.to(z.dtype), reduction='none')
+        losses[step] = (l * HM).sum(1) / HM.sum(1)
+    self._adapt_batch([a for a, *_ in folds], [STEP_GRID[-1]] * K, seed, lr, batch_per_class, dropout, grad_clip, STEP_GRID, at)
+    L, own = torch.stack([losses[s] for s in STEP_GRID], 1), torch.as_tensor(owner)
+    for i in set(owner): chosen[i] = STEP_GRID[int(L[own == i].mean(0).argmin())]
+    return chosen
+
+# %% ../../nbs/31_meta.maml.ipynb #022f78c6
+@patch
+def _adapt_tasks(self:MAML, sup:list, steps, seed, lr, batch_per_class, dropout, grad_clip, progress)->list:
+    "Predictors of checked support sets `sup`, all adapted at once (`steps` None: chosen on each support set)."
+    lr = self.step_sizes() if lr is None else lr
+    keep = self._choose_steps(sup, seed, lr, batch_per_class, dropout, grad_clip) if steps is None else [int(steps)] * len(sup)
+    out, films, V = self._adapt_batch(sup, keep, seed, lr, batch_per_class, dropout, grad_clip, progress=progress)
+    preds = [Predictor(self, p, f, None if V is None else V[i]) for i, (p, f) in enumerate(zip(out, films))]
+    for pr, k in zip(preds, keep): pr.steps = k
+    return preds
+
+def _check_steps(where, steps):
+    if steps is not None and int(steps) < 1:
+        raise bad_input(where, 'steps', 'a positive number of SGD steps, or None to choose them (learner.predictor() for none)', steps)
+
+@patch
 def adapt(self:MAML, support_x, # (n, T, B) support series, or a Task (its support set and info)
           support_y=None, # (n,) labels in {0, 1} (None when `support_x` is a Task)
           info=None, # the task's TaskInfo / vector (task-informed learners; default: the task's own)
-          steps:int|None=None, # SGD steps (None = 250)
+          steps:int|None=None, # SGD steps (None: chosen from `STEP_GRID` by held-out folds of the support set)
           seed:int|None=None, # None: drawn from torch's global generator (seed_everything makes runs repeatable)
           device=None, # adapt on this device (None: the learner's); the learner moves there
-          lr:float|None=None, # SGD learning rate (None = the inner learning rate of meta-training)
+          lr:float|list|None=None, # SGD step size(s) (None: those meta-training learned, or its fixed inner_lr)
           batch_per_class:int=10, # examples of each class per step
           dropout:float|None=None, # dropout while adapting (None = the model's)
           grad_clip:float|None=None, # clip each step's gradient norm
+          progress=None, # a callable (done, total) called after every SGD step
          )->Predictor:
-    "Fine-tune the meta-learned weights on a support set."
-    steps = 250 if steps is None else steps
-    if int(steps) < 1: raise bad_input(f'{self.name}.adapt', 'steps', 'a positive number of SGD steps (use learner.predictor() for no adaptation)', steps)
+    "Fine-tune the meta-learned weights on a support set (the predictor's `steps` says how many steps it took)."
+    _check_steps(f'{self.name}.adapt', steps)
     if device is not None: self.to(device)
-    x, y, v = self._support(support_x, support_y, info)
-    lr = self.fit_config['inner_lr'] if lr is None else lr
-    for m in self._modules().values(): m.eval()
-    film = self._film(v); xin = self._inputs(x, v)
-    p = {k: t.detach() for k, t in self._shared().items()}
+    sup = [self._support(support_x, support_y, info)]
     seed = int(torch.randint(0, 2**31 - 1, ())) if seed is None else int(seed)
-    batches = torch.as_tensor(balanced_batches(y.cpu().numpy(), steps, batch_per_class, np.random.default_rng(seed)), device=x.device)
-    extra = () if film is None else ({k: t[None] for k, t in film.items()},)
-    # the dropout masks follow `seed`, without resetting the caller's global generator
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == 'cuda' else []), torch.no_grad(), \
-         adapt_dropout(self.model, self.hparams['dropout'] if dropout is None else dropout):
-        torch.manual_seed(seed)
-        p = inner_loop(self.model, p, xin[None], y[None], *extra, lr=lr, steps=steps, first_order=True, shared=True,
-                       batches=batches, grad_clip=grad_clip)
-    return Predictor(self, {k: t[0] for k, t in p.items()}, film, v)
+    return self._adapt_tasks(sup, steps, seed, lr, batch_per_class, dropout, grad_clip, progress)[0]
+
+@patch
+def adapt_many(self:MAML, tasks:list, # Tasks (their support sets and info)
+               steps:int|None=None, # as in `adapt`
+               seed:int|None=None, # as in `adapt`: each task gets what `adapt(task, seed=seed)` would
+               device=None,
+              )->list: # a Predictor per task, in order
+    "`adapt` for many tasks in one task-batched `inner_loop` pass (K = number of tasks)."
+    _check_steps(f'{self.name}.adapt_many', steps)
+    if not len(tasks): raise bad_input(f'{self.name}.adapt_many', 'tasks', 'at least one Task', 'none')
+    if device is not None: self.to(device)
+    sup = [self._support(t) for t in tasks]
+    seed = int(torch.randint(0, 2**31 - 1, ())) if seed is None else int(seed)
+    return self._adapt_tasks(sup, steps, seed, None, 10, None, None, None)
