@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from pathlib import Path
 from .maml import MAML, MODEL_VERSION
 from .core import fit_loop
+from .distributed import shard, average_grads, mean_over_ranks
 
 class RandomInit(MAML):
     "The paper's 'Random' baseline: fine-tuning (MAML's `adapt`) from randomly initialised weights."
@@ -94,8 +95,10 @@ def meta_fit(self:Pretrained, train_tasks:list, # meta-training Tasks
     opt = torch.optim.Adam(self.model.parameters(), lr=lr)
     def step(s, rng):
         self.model.train(); b = torch.as_tensor(rng.integers(0, len(x), batch_size), device=self.device)
+        b = b[shard(len(b), 'Pretrained.meta_fit')]   # this rank's share of the batch (all of it on one process)
         loss = F.binary_cross_entropy_with_logits(self.model(x[b])[:, 0], y[b].float())
-        opt.zero_grad(); loss.backward(); opt.step(); return float(loss.detach())
+        opt.zero_grad(); loss.backward(); average_grads(self.model.parameters(), len(b)); opt.step()
+        return mean_over_ranks(loss.detach(), len(b))
     def val():
         self.model.eval()
         with torch.no_grad():
