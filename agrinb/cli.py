@@ -37,6 +37,22 @@ def overrides(sets:list)->dict:
         except yaml.YAMLError: raise bad_input('--set', k, 'a YAML value', repr(v)) from None
     return out
 
+# %% ../nbs/70_cli.ipynb #47e50b92
+def _distributed(p:argparse.ArgumentParser)->argparse.ArgumentParser:
+    p.add_argument('--distributed', action='store_true', help='join the torch.distributed group torchrun starts '
+                   '(torchrun --nproc_per_node=N -m agrinb.cli ...); rank 0 alone writes and prints')
+    return p
+
+def _join(a, dev=None):
+    "With `--distributed`, join torchrun's process group and return this rank's device; else `dev` unchanged."
+    if not getattr(a, 'distributed', False): return dev
+    from agrinb.meta.distributed import init_distributed
+    return init_distributed(dev)
+
+def _main_rank()->bool:
+    from agrinb.meta.distributed import is_main
+    return is_main()
+
 # %% ../nbs/70_cli.ipynb #2ce1d85b
 def demo_parser()->argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='agrinb demo', description='Meta-train TIML and the baselines on the embedded '
@@ -45,15 +61,16 @@ def demo_parser()->argparse.ArgumentParser:
     p.add_argument('--json', metavar='PATH', help='also write the results as JSON to PATH')
     p.add_argument('--config', default=None, help='a .yaml / .py file of DemoConfig fields (budgets, hyper-parameters)')
     p.add_argument('--seed', type=int, default=0, help='seed of the dataset, the learners and the runs')
-    return _options(p, config=False)
+    return _distributed(_options(p, config=False))
 
 def demo(a)->int:
     "`agrinb demo`: run the demo, print its tables, write its JSON."
     from agrinb.core import get_device, atomic_path
     from agrinb.demo import demo_config, run_demo, format_report, demo_json
-    dev = get_device(a.device, field='--device')
+    dev = _join(a, get_device(a.device, field='--device'))
     cfg = demo_config(a.config, a.quick, overrides(a.set))
-    r = run_demo(seed=a.seed, device=dev, progress=not a.no_progress, config=cfg)
+    r = run_demo(seed=a.seed, device=dev, progress=not a.no_progress and _main_rank(), config=cfg)
+    if not _main_rank(): return 0   # rank 0 alone prints and writes
     print(format_report(r))
     if a.json:
         with atomic_path(a.json) as tmp: Path(tmp).write_text(json.dumps(demo_json(r), indent=1, allow_nan=False))
@@ -64,14 +81,15 @@ def train_parser()->argparse.ArgumentParser:
     p = _options(argparse.ArgumentParser(prog='agrinb train', description='Train a multi-source crop mapper.'))
     p.add_argument('--work-dir', required=True, help='checkpoints and history.json')
     p.add_argument('--no-resume', action='store_true', help='start over even if work-dir holds a checkpoint')
-    return p
+    return _distributed(p)
 
 def train(a)->int:
     "`agrinb train`: train and report the best checkpoint."
     from agrinb.core import get_device
     from agrinb.mapping import train
-    dev = get_device(a.device, field='--device') if a.device else None
-    r = train(a.config, a.work_dir, dev, not a.no_resume, not a.no_progress, overrides(a.set))
+    dev = _join(a, get_device(a.device, field='--device') if a.device else None)
+    r = train(a.config, a.work_dir, dev, not a.no_resume, not a.no_progress and _main_rank(), overrides(a.set))
+    if not _main_rank(): return 0   # rank 0 alone prints
     print(f"best val mFscore {r['best_mFscore']:.4f} -> {r['best_checkpoint']}")
 
 CKPT_HELP = 'checkpoint written by `agrinb train` (WORK_DIR/MultiSourceMapper.pt is the best by val mFscore)'

@@ -19,6 +19,7 @@ from .data.h5maps import (MappingDataset, read_data_list, compute_stats, normali
 from .data.raster import load_raster
 from .models.swin3d import MultiSourceMapper
 from .meta.core import fit_loop, inner_loop, task_losses
+from .meta.distributed import shard, average_grads, mean_over_ranks, is_main
 from .eval import confusion, metrics_from_confusion
 
 # %% auto #0
@@ -129,9 +130,10 @@ def _end_epoch(run:dict, epoch:int, model, va, cfg, dev, work:Path, stats:dict, 
         rec.update(val_mIoU=m['mIoU'], val_mFscore=m['mFscore'], val_aAcc=m['aAcc'])
         if m['mFscore'] > run['best']:
             run['best'] = m['mFscore']
-            save_checkpoint(work / f'{KIND}.pt', KIND, {'model': model.state_dict()}, config=cfg, stats=_plain_stats(stats),
+            if is_main(): save_checkpoint(work / f'{KIND}.pt', KIND, {'model': model.state_dict()}, config=cfg, stats=_plain_stats(stats),
                             epoch=epoch + 1, metrics=m)
     run['history'].append(rec); run['seconds'] = seconds
+    if not is_main(): return   # rank 0 alone writes and logs
     with atomic_path(work / 'history.json') as tmp: tmp.write_text(json.dumps(run['history'], indent=1))
     if progress: tqdm.write(' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in rec.items()))
 
@@ -169,14 +171,17 @@ def train(config, # config name, path or dict
     def step(s, rng):
         epoch, b = divmod(s, per_epoch)
         if clock['first'] is None: clock['first'] = s
-        elif b == 0 and t['max_minutes'] is not None and seconds() > 60 * t['max_minutes']: raise _TimeUp
+        elif b == 0 and t['max_minutes'] is not None and mean_over_ranks(seconds() > 60 * t['max_minutes'], 1) > 0: raise _TimeUp  # all ranks stop together
         tr.rng = rng   # augmentation draws from the loop's checkpointed generator
         x, y = _to(_batch(tr, _epoch_order(len(tr), t['seed'], epoch)[b * bs:(b + 1) * bs]), dev)
+        mine = shard(len(y), 'train.batch_size'); x, y = {k: v[mine] for k, v in x.items()}, y[mine]   # this rank's share (all of it on one process)
+        n = int((y != d['ignore_index']).sum())   # the loss is a mean over labelled pixels: weight the ranks by them
         for grp in opt.param_groups: grp['lr'] = _lr(cfg, s, total)
         model.train(); loss = loss_fn(model(x, out_size=y.shape[-2:]), y)
-        opt.zero_grad(); loss.backward(); opt.step(); run['losses'].append(loss.item()); run['step'] = s + 1
+        opt.zero_grad(); loss.backward(); average_grads(model.parameters(), n); opt.step()
+        loss = mean_over_ranks(loss.item(), n); run['losses'].append(loss); run['step'] = s + 1
         if b == per_epoch - 1: _end_epoch(run, epoch, model, va, cfg, dev, work, stats, seconds(), progress)
-        return loss.item()
+        return loss
     def state(): return {'model': model.state_dict(), 'optimizer': opt.state_dict(), 'run': json.loads(json.dumps(run))}
     def load(st):
         model.load_state_dict(st['model']); opt.load_state_dict(st['optimizer']); run.update(st['run'])

@@ -4,4 +4,4 @@ __getattr__, __dir__, __all__ = _lazy(__name__, {
     'Learner': '.core', 'Predictor': '.core', 'fit_loop': '.core', 'inner_loop': '.core',
     'MAML': '.maml', 'TIML': '.timl', 'MAMLInfo': '.timl', 'Pretrained': '.baselines', 'RandomInit': '.baselines',
     'RandomForest': '.baselines', 'ProtoNet': '.baselines', 'PrestoProbe': '.presto', 'PrestoEnsemble': '.presto',
-    'TileLearner': '.tiles', 'pretrained_timl': '.pretrained'})
+    'TileLearner': '.tiles', 'pretrained_timl': '.pretrained', 'init_distributed': '.distributed'})

@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from pathlib import Path
 from .maml import MAML, MODEL_VERSION
 from .core import fit_loop
+from .distributed import shard, average_grads, mean_over_ranks
 
 class RandomInit(MAML):
     "The paper's 'Random' baseline: fine-tuning (MAML's `adapt`) from randomly initialised weights."
@@ -128,8 +129,10 @@ def meta_fit(self:Pretrained, train_tasks:list, # meta-training Tasks
         return heads(self.model.lstm(x[b])).gather(1, h[b][:, None])[:, 0]
     def step(s, rng):
         self.model.train(); b = torch.as_tensor(rng.integers(0, len(x), batch_size), device=self.device)
+        b = b[shard(len(b), 'Pretrained.meta_fit')]   # this rank's share of the batch (all of it on one process)
         loss = F.binary_cross_entropy_with_logits(logits(b), y[b].float())
-        opt.zero_grad(); loss.backward(); opt.step(); return float(loss.detach())
+        opt.zero_grad(); loss.backward(); average_grads([p for m in mods.values() for p in m.parameters()], len(b)); opt.step()
+        return mean_over_ranks(loss.detach(), len(b))
     def val():
         self.model.eval()
         with torch.no_grad():
@@ -202,6 +205,7 @@ class ProtoNet:
     def _episode_loss(self, tasks, k, q, rng):
         "Prototype cross-entropy of `meta_batch` episodes (`Task.episode`: by sample id) of `tasks` (checked `Task`s)."
         eps = [tasks[i].episode(k, q, rng) for i in rng.choice(len(tasks), self._mb, replace=len(tasks) < self._mb)]
+        if self.model.training: eps = eps[shard(len(eps), 'ProtoNet')]   # in training, this rank's share (all on one process)
         x = torch.as_tensor(np.concatenate([np.concatenate([e.support_x, e.query_x]) for e in eps]), device=self.device)
         z = self.model.lstm(x).view(len(eps), 2 * k + 2 * q, -1)
         zs, zq = z[:, :2 * k], z[:, 2 * k:]
@@ -234,8 +238,8 @@ def meta_fit(self:ProtoNet, train_tasks:list, val_tasks:list|None=None,
         with torch.no_grad(): return float(np.mean([self._episode_loss(vals, k, q, np.random.default_rng(s)).item() for s in val_seeds]))
     opt = torch.optim.Adam(self.model.parameters(), lr=lr)
     def step(s, rng):
-        self.model.train(); loss = self._episode_loss(train, k, q, rng)
-        opt.zero_grad(); loss.backward(); opt.step(); return float(loss.detach())
+        self.model.train(); loss = self._episode_loss(train, k, q, rng); n = len(range(meta_batch)[shard(meta_batch, 'ProtoNet')])
+        opt.zero_grad(); loss.backward(); average_grads(self.model.parameters(), n); opt.step(); return mean_over_ranks(loss.detach(), n)
     def load(st): self.model.load_state_dict(st['model']); opt.load_state_dict(st['optimizer'])
     out = fit_loop(step, steps, lambda: {'model': self.model.state_dict(), 'optimizer': opt.state_dict()}, load, self.kind,
                    val=val if vals else None, val_every=eval_every, checkpoint_dir=checkpoint_dir, checkpoint_every=eval_every,

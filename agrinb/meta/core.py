@@ -14,6 +14,7 @@ from torch import nn
 import torch.nn.functional as F
 from torch.func import functional_call, vmap
 from ..core import bad_input, save_checkpoint, load_checkpoint
+from .distributed import is_main, barrier
 
 # %% auto #0
 __all__ = ['Predictor', 'Learner', 'stack_params', 'batched_forward', 'task_losses', 'TaskForward', 'TaskBatched', 'fast_path',
@@ -248,14 +249,14 @@ def fit_loop(step, # (step:int, rng:np.random.Generator) -> float: one optimiser
         if not isinstance(v, (int, np.integer)) or v < 1: raise bad_input(where, n, 'a positive whole number', v)
     meta = dict(meta or {}); rng = np.random.default_rng(seed); torch.manual_seed(seed)
     ck = Path(checkpoint_dir) / f'{kind}.pt' if checkpoint_dir is not None else None
-    if ck is not None and ck.parent.exists(): _remove_orphans(ck)
+    if ck is not None and is_main() and ck.parent.exists(): _remove_orphans(ck)   # rank 0 alone writes (and cleans up)
     start, history, best_val, best_step, best = 0, [], None, None, None
     if resume and ck is not None and ck.exists():
         obj = load_checkpoint(ck, kind); m, st = obj['meta'], obj['state']
         _check_resume(ck, m['meta'], meta)
         load(st['fit']); _set_rng_state(st['rng']); rng.bit_generator.state = m['np_rng']
         start, history, best_val, best_step, best = m['step'], list(m['history']), m['best_val'], m['best_step'], st['best'] or None
-    bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress, desc=where)
+    bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress or not is_main(), desc=where)
     for s in bar:
         rec = {'step': s + 1, 'train_loss': _check_loss(step(s, rng), s + 1, where)}
         last = s + 1 == steps
@@ -263,8 +264,9 @@ def fit_loop(step, # (step:int, rng:np.random.Generator) -> float: one optimiser
             rec['val_loss'] = v = float(val())
             if best_val is None or v < best_val: best_val, best_step, best = v, s + 1, _copy_state(state())
         history.append(rec); bar.set_postfix(loss=f"{rec['train_loss']:.3f}", refresh=False)
-        if ck is not None and ((s + 1) % checkpoint_every == 0 or last):
+        if ck is not None and is_main() and ((s + 1) % checkpoint_every == 0 or last):
             save_checkpoint(ck, kind, {'fit': state(), 'best': best or {}, 'rng': _rng_state()}, step=s + 1,
                             history=history, best_val=best_val, best_step=best_step, np_rng=rng.bit_generator.state, meta=meta)
+    if ck is not None: barrier()   # every rank returns once the last checkpoint is written
     if best is not None: load(best)
     return dict(history=history, best_val=best_val, best_step=best_step, steps=steps)

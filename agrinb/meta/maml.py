@@ -15,6 +15,7 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 from fastcore.basics import patch
 from ..core import AgrinbError, bad_input, get_device, seed_everything, save_checkpoint, load_checkpoint
+from .distributed import shard, average_grads, mean_over_ranks
 from ..models.lstm import LSTMClassifier, GateLSTM
 from .core import (stack_params, batched_forward, task_losses, fast_path, inner_loop, query_losses,
                               meta_backward, fit_loop)
@@ -202,14 +203,17 @@ def _outer_step(self:MAML, train, opt, rng, trng, meta_batch, k, q, inner_lr, in
     tasks = [train[i] for i in pick]
     sx, sy, qx, qy = draw_episodes(tasks, k, q, rng)
     info = self._info(tasks, info_noise, trng)
+    mine = shard(len(tasks), self.name); n = len(range(len(tasks))[mine])   # this rank's share (all of it on one process)
+    sx, sy, qx, qy, info = (None if a is None else a[mine] for a in (sx, sy, qx, qy, info))
     ix = lambda i: None if info is None else info[i]
     sxi, qxi = self._inputs(sx, info), self._inputs(qx, info)
     opt.zero_grad(set_to_none=True)
     loss = meta_backward(self.model, self._shared(), sxi, sy, qxi, qy, extra_fn=lambda i: self._extra(ix(i), True),
                          chunk_size=chunk_size, inner_lr=inner_lr, inner_steps=inner_steps, first_order=first_order)
+    average_grads(self._outer_params(), n)   # the mean over every rank's tasks, before clipping
     if grad_clip is not None: torch.nn.utils.clip_grad_norm_(self._outer_params(), grad_clip)
     opt.step()
-    return loss
+    return mean_over_ranks(loss, n)
 
 # %% ../../nbs/31_meta.maml.ipynb #3e8355b5
 @patch

@@ -173,6 +173,7 @@ from dataclasses import dataclass
 from ..models.lstm import TaskEncoder
 from ..tasks.pixels import TaskInfo, TaskData, info_vector, draw_episodes
 from .core import stack_params, inner_loop, query_losses, meta_backward, fit_loop
+from .distributed import shard, average_grads, mean_over_ranks
 
 class FiLMHead(nn.Module):
     "Embeddings (K, n, dim) -> logits (K, n, 1): an MLP whose input and hidden vectors are FiLM-modulated per task."
@@ -306,9 +307,10 @@ def meta_fit(self:PrestoTIML, tasks:list, # Tasks of raw series (located by thei
     def step(s, rng):
         self.encoder.train(); opt.zero_grad(set_to_none=True)
         pick, eps = self._episode(train, meta_batch, k_support, k_query, rng)
+        mine = shard(len(pick), 'PrestoTIML.meta_fit'); pick, eps = pick[mine], tuple(e[mine] for e in eps)  # this rank's share
         loss = self._losses(pick, eps, inner_steps, first_order, info_noise, gen).mean()
-        loss.backward(); torch.nn.utils.clip_grad_norm_(params, 10.0); opt.step()
-        return float(loss.detach())
+        loss.backward(); average_grads(params, len(pick)); torch.nn.utils.clip_grad_norm_(params, 10.0); opt.step()
+        return mean_over_ranks(loss.detach(), len(pick))
     def val_loss():
         self.encoder.eval()
         with torch.enable_grad(): return float(np.mean([self._losses(p, e, inner_steps, True).mean().item() for p, e in val_eps]))

@@ -17,6 +17,7 @@ from ..tasks.tiles import TileTask, sample_tile_task, deepglobe_task, stack_task
 from ..models.cnn import TileCNN, UNet
 from .core import stack_params, batched_forward, task_losses, inner_loop, query_losses
 from .core import fit_loop, Learner, Predictor
+from .distributed import shard, average_grads, mean_over_ranks
 from torch.func import functional_call
 
 # %% auto #0
@@ -91,8 +92,10 @@ def meta_fit(self:TileLearner, sample, # rng -> TileTask (a meta-train task), or
     opt = torch.optim.Adam(theta.values(), outer_lr); self.net.train()
     def step(s, rng):
         k = None if shots is None else int(rng.choice(shots))
-        b = self.batch([sample(rng) if k is None else sample(rng, k) for _ in range(meta_batch)])
-        opt.zero_grad(); loss = self._loss(b, theta, first_order); loss.backward(); opt.step(); return loss.item()
+        ts = [sample(rng) if k is None else sample(rng, k) for _ in range(meta_batch)]
+        ts = ts[shard(len(ts), f'{self.kind} fit')]   # this rank's share of the meta-batch (all of it on one process)
+        opt.zero_grad(); loss = self._loss(self.batch(ts), theta, first_order); loss.backward()
+        average_grads(theta.values(), len(ts)); opt.step(); return mean_over_ranks(loss.item(), len(ts))
     def state(): return {'theta': {k: v.detach() for k, v in theta.items()}, 'opt': opt.state_dict()}
     def load(st):
         with torch.no_grad():
