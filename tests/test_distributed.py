@@ -30,12 +30,12 @@ def _meta_grad(batch=BATCH):
     ps = lr._outer_params(); opt = torch.optim.SGD(ps, lr=0.0)
     loss = lr._outer_step(train, opt, np.random.default_rng(0), torch.Generator().manual_seed(0), batch, K, Q, 0.1, 1,
                           False, None, None, 0.0)
-    return [p.grad.clone() for p in ps], loss
+    return [p.grad.clone() for p in lr.model.parameters()], loss   # (step sizes: fixed 0.1 here, no gradient)
 
 def _fit(steps, ck, resume=False):
     lr = _learner()
     lr.meta_fit(_tasks(12), steps=steps, meta_batch=8, k_support=K, k_query=Q, inner_lr=0.1, checkpoint_dir=ck,
-                checkpoint_every=2, resume=resume, progress=False, seed=5, grad_clip=1.0)
+                checkpoint_every=2, resume=resume, progress=False, seed=5, grad_clip=1.0, val_frac=0)   # no validation: the last state
     return {k: v.clone() for k, v in lr.model.state_dict().items()}, [r['train_loss'] for r in lr.history]
 
 def _worker(rank, world, store, out, phase):
