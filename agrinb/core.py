@@ -120,7 +120,7 @@ def check_finite(x, # array-like of numbers
     if bad.any():
         idx = np.argwhere(bad)[:3].tolist(); v = a[bad][:3].tolist()
         raise bad_input(where, field, f"finite values{' (NaN for gaps)' if allow_nan else ''} within ±{big:.3g}",
-                        f'{int(bad.sum())} value(s) such as {v} at {idx}')
+                        f'{int(bad.sum())} value(s) such as {v}' + (f' at {idx}' if a.ndim else ''))
     return a.astype(dtype)
 
 def check_lat_lon(lat, lon, # degrees, broadcastable

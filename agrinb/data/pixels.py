@@ -62,6 +62,7 @@ class BandStats:
     def _check(self, x, where)->np.ndarray:
         x = np.asarray(x)
         B = self.mean.shape[0]
+        if B == 0: raise bad_input(f'BandStats.{where}', 'n_bands', 'at least one band', 0)
         if x.ndim == 0 or not -x.ndim <= self.axis < x.ndim or x.shape[self.axis] != B:
             raise bad_input(f'BandStats.{where}', 'x', f'{B} bands on axis {self.axis}', x.shape)
         return x
