@@ -12,8 +12,8 @@ import torch
 
 # %% auto #0
 __all__ = ['CHECKPOINT_VERSION', 'MAX_YAML_ALIASES', 'AgrinbError', 'bad_input', 'suggest', 'get_device', 'seed_everything',
-           'make_folder', 'atomic_path', 'check_finite', 'check_lat_lon', 'save_checkpoint', 'tensor_checksum',
-           'load_checkpoint', 'config_names', 'merge_config', 'read_config']
+           'make_folder', 'atomic_path', 'check_finite', 'check_lat_lon', 'safe_name', 'save_checkpoint',
+           'tensor_checksum', 'load_checkpoint', 'config_names', 'merge_config', 'read_config']
 
 # %% ../nbs/00_core.ipynb #9cf2e53f
 class AgrinbError(ValueError):
@@ -135,6 +135,17 @@ def check_lat_lon(lat, lon, # degrees, broadcastable
     return la, lo
 
 # %% ../nbs/00_core.ipynb #a535a386
+def safe_name(name, # a name read from a file, to be used as a file name
+              where, # the file it came from (named in the error)
+              field:str, # the field or line it came from
+             )->str:
+    "`name` as a string if it is one path component (no '/', '\\', '..', NUL, leading '.' or empty)."
+    s = str(name)
+    if not s.strip() or s in ('.', '..') or s.startswith('.') or any(c in s for c in '/\\\0') or Path(s).is_absolute():
+        raise bad_input(where, field, 'a plain name (no /, \\, .., leading dot or empty)', repr(s))
+    return s
+
+# %% ../nbs/00_core.ipynb #e4ea630e
 CHECKPOINT_VERSION = 1
 
 def save_checkpoint(path, # destination file
@@ -179,6 +190,10 @@ def load_checkpoint(path, # checkpoint file
                         f"{type(ex).__name__}: {(str(ex).splitlines() or ['(no message)'])[0][:200]}") from None
     if not isinstance(obj, dict) or 'agrinb_checkpoint' not in obj:
         raise bad_input(path, 'agrinb_checkpoint', 'an agrinb checkpoint', 'a file without that marker')
+    lost = [k for k in ('kind', 'state', 'meta') if k not in obj]
+    if lost or not isinstance(obj['state'], dict):
+        raise bad_input(path, lost[0] if lost else 'state', 'an agrinb checkpoint with kind, state (a dict) and meta',
+                        f'keys {sorted(map(str, obj))} (the file is corrupt)')
     if obj['agrinb_checkpoint'] != CHECKPOINT_VERSION:
         raise bad_input(path, 'agrinb_checkpoint', f'format version {CHECKPOINT_VERSION}', obj['agrinb_checkpoint'])
     if kind is not None and obj['kind'] != kind:
@@ -190,7 +205,7 @@ def load_checkpoint(path, # checkpoint file
             raise bad_input(path, f'state{k}', 'finite weights', f'{int((~torch.isfinite(t)).sum())} NaN/inf value(s)')
     return obj
 
-# %% ../nbs/00_core.ipynb #f57d75a4
+# %% ../nbs/00_core.ipynb #99867d33
 def config_names()->list:
     "Names of the configs shipped with agrinb (`agrinb/configs/*.yaml`)."
     return sorted(f.name[:-5] for f in resources.files('agrinb').joinpath('configs').iterdir() if f.name.endswith('.yaml'))
@@ -219,7 +234,7 @@ def _read_file(p:Path)->dict:
     if not isinstance(user, dict): raise bad_input(p, 'contents', 'a mapping of sections to settings', type(user).__name__)
     return user
 
-# %% ../nbs/00_core.ipynb #99867d33
+# %% ../nbs/00_core.ipynb #61edcaef
 def _check_type(where, key:str, default, value):
     "A value must have its default's type (None defaults take anything; an int is a float)."
     if default is None: return
@@ -249,7 +264,7 @@ def merge_config(base:dict, # the defaults (or a complete config)
         else: _check_type(where, key, base[k], v); out[k] = v
     return out
 
-# %% ../nbs/00_core.ipynb #61edcaef
+# %% ../nbs/00_core.ipynb #7999e2ee
 def read_config(config, # a shipped name (see `config_names`), a .yaml / .yml / .py path, or a dict
                 defaults:dict, # every key the command knows, with its default
                 overrides:dict|None=None, # dotted keys: {'train.epochs': 1}
