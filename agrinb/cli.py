@@ -51,6 +51,8 @@ def demo(a)->int:
     "`agrinb demo`: run the demo, print its tables, write its JSON."
     from agrinb.core import get_device, atomic_path
     from agrinb.demo import demo_config, run_demo, format_report, demo_json
+    from agrinb.core import check_output_path
+    if a.json: check_output_path(a.json, '--json')     # before the run, not after it
     dev = get_device(a.device, field='--device')
     cfg = demo_config(a.config, a.quick, overrides(a.set))
     r = run_demo(seed=a.seed, device=dev, progress=not a.no_progress, config=cfg)
@@ -88,6 +90,8 @@ def test(a)->int:
     "`agrinb test`: evaluate a checkpoint and print its per-class metrics."
     from agrinb.core import get_device
     from agrinb.mapping import evaluate_checkpoint, format_metrics
+    from agrinb.core import check_output_path
+    if a.json: check_output_path(a.json, '--json')
     dev = get_device(a.device, field='--device')
     print(format_metrics(evaluate_checkpoint(a.config, a.ckpt, a.json, a.split, dev, not a.no_progress, overrides(a.set))))
 

@@ -12,8 +12,8 @@ import torch
 
 # %% auto #0
 __all__ = ['CHECKPOINT_VERSION', 'MAX_YAML_ALIASES', 'AgrinbError', 'bad_input', 'suggest', 'get_device', 'seed_everything',
-           'make_folder', 'atomic_path', 'check_finite', 'check_lat_lon', 'safe_name', 'save_checkpoint',
-           'tensor_checksum', 'load_checkpoint', 'config_names', 'merge_config', 'read_config']
+           'make_folder', 'atomic_path', 'check_finite', 'check_lat_lon', 'safe_name', 'check_output_path',
+           'save_checkpoint', 'tensor_checksum', 'load_checkpoint', 'config_names', 'merge_config', 'read_config']
 
 # %% ../nbs/00_core.ipynb #9cf2e53f
 class AgrinbError(ValueError):
@@ -146,6 +146,20 @@ def safe_name(name, # a name read from a file, to be used as a file name
     return s
 
 # %% ../nbs/00_core.ipynb #e4ea630e
+def check_output_path(path, # a file the caller will write later
+                      field:str='path', # the argument named in the error (e.g. '--json')
+                     )->Path:
+    "`path` if it can be written: not an existing folder, and every existing parent a folder."
+    path = Path(path)
+    if path.is_dir(): raise bad_input(path, field, 'a file name', 'an existing folder')
+    for q in path.parents:
+        if q.exists():
+            if not q.is_dir(): raise bad_input(path, field, 'a path whose parents are folders', f'{q} is a file')
+            if not os.access(q, os.W_OK | os.X_OK): raise bad_input(path, field, 'a path in a writable folder', f'{q} is not writable')
+            break
+    return path
+
+# %% ../nbs/00_core.ipynb #f57d75a4
 CHECKPOINT_VERSION = 1
 
 def save_checkpoint(path, # destination file
@@ -205,7 +219,7 @@ def load_checkpoint(path, # checkpoint file
             raise bad_input(path, f'state{k}', 'finite weights', f'{int((~torch.isfinite(t)).sum())} NaN/inf value(s)')
     return obj
 
-# %% ../nbs/00_core.ipynb #99867d33
+# %% ../nbs/00_core.ipynb #61edcaef
 def config_names()->list:
     "Names of the configs shipped with agrinb (`agrinb/configs/*.yaml`)."
     return sorted(f.name[:-5] for f in resources.files('agrinb').joinpath('configs').iterdir() if f.name.endswith('.yaml'))
@@ -234,7 +248,7 @@ def _read_file(p:Path)->dict:
     if not isinstance(user, dict): raise bad_input(p, 'contents', 'a mapping of sections to settings', type(user).__name__)
     return user
 
-# %% ../nbs/00_core.ipynb #61edcaef
+# %% ../nbs/00_core.ipynb #7999e2ee
 def _check_type(where, key:str, default, value):
     "A value must have its default's type (None defaults take anything; an int is a float)."
     if default is None: return
@@ -264,7 +278,7 @@ def merge_config(base:dict, # the defaults (or a complete config)
         else: _check_type(where, key, base[k], v); out[k] = v
     return out
 
-# %% ../nbs/00_core.ipynb #7999e2ee
+# %% ../nbs/00_core.ipynb #69b257e6
 def read_config(config, # a shipped name (see `config_names`), a .yaml / .yml / .py path, or a dict
                 defaults:dict, # every key the command knows, with its default
                 overrides:dict|None=None, # dotted keys: {'train.epochs': 1}
