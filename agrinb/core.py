@@ -189,7 +189,7 @@ def tensor_checksum(state)->str:
     for k, t in _tensors(state):
         t = t.detach().cpu().contiguous()
         h.update(f'{k}|{t.dtype}|{tuple(t.shape)}|'.encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b'')
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b'')
     return h.hexdigest()
 
 def load_checkpoint(path, # checkpoint file
