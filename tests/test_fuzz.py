@@ -7,7 +7,7 @@ import os, collections, io, contextlib
 import numpy as np, pytest, torch, yaml
 from hypothesis import given, settings, strategies as st, HealthCheck, assume
 from hypothesis.extra.numpy import arrays
-from agrinb.core import AgrinbError, read_config, load_checkpoint, save_checkpoint, check_finite, check_lat_lon
+from agrinb.core import AgrinbError, read_config, load_checkpoint, save_checkpoint, safe_name, check_output_path
 from agrinb.data.pixels import PixelDataset, BandStats, fill_gaps, concat_datasets
 from agrinb.data.geo import to_sphere, country_of
 from agrinb.tasks.pixels import Task, TaskInfo, as_task
@@ -115,7 +115,7 @@ def test_read_config(tmp_path, text):
 @given(st.integers(0, 10_000), st.integers(0, 255), st.sampled_from(['flip', 'truncate', 'garbage']))
 def test_load_checkpoint_corrupt(tmp_path, pos, byte, how):
     p = tmp_path / 'ok.pt'
-    if not p.exists(): save_checkpoint(p, 'MAML', {'w': torch.arange(64.), 'b': torch.ones(3)}, step=1)
+    if not p.exists(): save_checkpoint(p, 'MAML', {'w': torch.arange(64.), 'b': torch.ones(3), 'n': torch.tensor(5)}, step=1)
     raw = bytearray(p.read_bytes()); q = tmp_path / 'bad.pt'
     if how == 'flip': i = pos % len(raw); raw[i] ^= (byte or 1)
     elif how == 'truncate': raw = raw[:pos % len(raw)]
@@ -146,3 +146,24 @@ def test_cli(tmp_path, cmd, args):
         except SystemExit as ex: rc = ex.code   # argparse's usage errors exit 2
     assert rc in (0, 2), (argv, rc, err.getvalue()[-500:])
     assert 'Traceback' not in err.getvalue(), (argv, err.getvalue()[-800:])
+
+@fuzz(60)
+@given(st.integers(0, 100_000), st.integers(1, 255), st.sampled_from(['flip', 'truncate']))
+def test_read_sample_corrupt(tmp_path, pos, byte, how):
+    from agrinb.data.h5maps import write_sample, read_sample
+    p = tmp_path / 'ok.h5'
+    if not p.exists(): write_sample(p, {'S2': np.arange(48, dtype=np.float32).reshape(1, 3, 4, 4)}, np.zeros((4, 4)))
+    raw = bytearray(p.read_bytes())
+    if how == 'flip': raw[pos % len(raw)] ^= byte
+    else: raw = raw[:pos % len(raw)]
+    q = tmp_path / 'bad.h5'; q.write_bytes(bytes(raw))
+    r = clean('h5maps.read_sample', read_sample, q)
+    if r is not None: assert all(np.isfinite(v[~np.isnan(v)]).all() for v in r[0].values())
+
+@fuzz(100)
+@given(st.text(max_size=20))
+def test_names_from_data(tmp_path, name):
+    s = clean('safe_name', safe_name, name, 'list.txt', 'line 1')
+    if s is not None:
+        assert (tmp_path / s).resolve().parent == tmp_path.resolve()     # stays in its folder
+    clean('check_output_path', check_output_path, tmp_path / name)

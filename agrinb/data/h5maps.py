@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 import xarray as xr
 import rioxarray  # registers the .rio accessor
-from ..core import bad_input, suggest, atomic_path, check_finite, safe_name
+from ..core import AgrinbError, bad_input, suggest, atomic_path, check_finite, safe_name
 from .pixels import BandStats
 from .raster import check_raster, load_raster
 
@@ -115,17 +115,17 @@ def read_sample(path, sources=None)->tuple[dict, np.ndarray]:
     "Read (data dict, label) from one H5 sample (all sources when `sources` is None)."
     path = Path(path)
     if not path.exists(): raise bad_input(path, 'path', 'an existing H5 sample', 'no such file')
-    try: f = h5py.File(path, 'r')
-    except OSError as ex: raise bad_input(path, 'contents', 'a readable H5 sample', f'{type(ex).__name__}: {ex}'[:200]) from None
-    with f:
-        names = [k for k in f.keys() if k != 'label'] if sources is None else list(sources)
-        missing = [k for k in names if k not in f]
-        if missing: raise bad_input(path, missing[0], f'a dataset named {missing[0]!r} (a source in the config)',
-                                    f"datasets {sorted(f.keys())}." + suggest(missing[0], f.keys()))
-        if 'label' not in f: raise bad_input(path, 'label', 'an integer label dataset (H, W)', 'none')
-        try: data, label = {k: f[k][()] for k in names}, f['label'][()]
-        except (OSError, KeyError, ValueError) as ex:
-            raise bad_input(path, 'contents', 'readable datasets', f'{type(ex).__name__}: {ex}'[:200]) from None
+    try:
+        with h5py.File(path, 'r') as f:
+            names = [k for k in f.keys() if k != 'label'] if sources is None else list(sources)
+            missing = [k for k in names if k not in f]
+            if missing: raise bad_input(path, missing[0], f'a dataset named {missing[0]!r} (a source in the config)',
+                                        f"datasets {sorted(f.keys())}." + suggest(missing[0], f.keys()))
+            if 'label' not in f: raise bad_input(path, 'label', 'an integer label dataset (H, W)', 'none')
+            data, label = {k: f[k][()] for k in names}, f['label'][()]
+    except AgrinbError: raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as ex:   # h5py's errors on a damaged file
+        raise bad_input(path, 'contents', 'a readable H5 sample', f'{type(ex).__name__}: {ex}'[:200]) from None
     for k, v in data.items(): check_finite(v, path, k, allow_nan=True, dtype=v.dtype if v.dtype.kind == 'f' else np.float64)
     return data, label
 
