@@ -53,7 +53,9 @@ def read_array(path, # a features/arrays/{index}_{dataset}.h5 file
               )->tuple[np.ndarray, dict]: # (array (12, 18) as stored, attributes)
     "One CropHarvest feature array and its attributes."
     with _open_h5(path, 'CropHarvest feature array') as f:
-        return _dataset(f, path, 'array', (N_TIME, N_BANDS), 'time x band'), {k: _attr(v) for k, v in f.attrs.items()}
+        a, attrs = _dataset(f, path, 'array', (N_TIME, N_BANDS), 'time x band'), {k: _attr(v) for k, v in f.attrs.items()}
+    check_finite(a, path, 'array', allow_nan=True, dtype=a.dtype if a.dtype.kind == 'f' else np.float64)   # NaN = gap, inf refused
+    return a, attrs
 
 # %% ../../nbs/02_data.cropharvest.ipynb #7296820b
 def write_array(path, # destination .h5
