@@ -37,7 +37,7 @@ def overrides(sets:list)->dict:
         except yaml.YAMLError: raise bad_input('--set', k, 'a YAML value', repr(v)) from None
     return out
 
-# %% ../nbs/70_cli.ipynb #47e50b92
+# %% ../nbs/70_cli.ipynb #2ce1d85b
 def _distributed(p:argparse.ArgumentParser)->argparse.ArgumentParser:
     p.add_argument('--distributed', action='store_true', help='join the torch.distributed group torchrun starts '
                    '(torchrun --nproc_per_node=N -m agrinb.cli ...); rank 0 alone writes and prints')
@@ -53,7 +53,7 @@ def _main_rank()->bool:
     from agrinb.meta.distributed import is_main
     return is_main()
 
-# %% ../nbs/70_cli.ipynb #2ce1d85b
+# %% ../nbs/70_cli.ipynb #c5fb23f8
 def demo_parser()->argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='agrinb demo', description='Meta-train TIML and the baselines on the embedded '
                                 'dataset; print AUC ROC / F1 per model and held-out task, and AUC minus a random forest.')
@@ -67,6 +67,8 @@ def demo(a)->int:
     "`agrinb demo`: run the demo, print its tables, write its JSON."
     from agrinb.core import get_device, atomic_path
     from agrinb.demo import demo_config, run_demo, format_report, demo_json
+    from agrinb.core import check_output_path
+    if a.json: check_output_path(a.json, '--json')     # before the run, not after it
     dev = _join(a, get_device(a.device, field='--device'))
     cfg = demo_config(a.config, a.quick, overrides(a.set))
     r = run_demo(seed=a.seed, device=dev, progress=not a.no_progress and _main_rank(), config=cfg)
@@ -76,7 +78,7 @@ def demo(a)->int:
         with atomic_path(a.json) as tmp: Path(tmp).write_text(json.dumps(demo_json(r), indent=1, allow_nan=False))
         print(f'results written to {a.json}')
 
-# %% ../nbs/70_cli.ipynb #0887c5b0
+# %% ../nbs/70_cli.ipynb #e9eebf6c
 def train_parser()->argparse.ArgumentParser:
     p = _options(argparse.ArgumentParser(prog='agrinb train', description='Train a multi-source crop mapper.'))
     p.add_argument('--work-dir', required=True, help='checkpoints and history.json')
@@ -106,10 +108,12 @@ def test(a)->int:
     "`agrinb test`: evaluate a checkpoint and print its per-class metrics."
     from agrinb.core import get_device
     from agrinb.mapping import evaluate_checkpoint, format_metrics
+    from agrinb.core import check_output_path
+    if a.json: check_output_path(a.json, '--json')
     dev = get_device(a.device, field='--device')
     print(format_metrics(evaluate_checkpoint(a.config, a.ckpt, a.json, a.split, dev, not a.no_progress, overrides(a.set))))
 
-# %% ../nbs/70_cli.ipynb #01907b4c
+# %% ../nbs/70_cli.ipynb #e4e478be
 def infer_parser()->argparse.ArgumentParser:
     p = _options(argparse.ArgumentParser(prog='agrinb infer', description='Probability and class maps (GeoTIFF + PNG) '
                  'of the --input rasters (on their grid and CRS), or without --input of the samples of a split.'))
@@ -136,7 +140,7 @@ def infer(a)->int:
     w = infer(a.config, a.ckpt, a.out, inputs or None, dev, a.tile, a.overlap, not a.no_progress, ov)
     print(f'wrote {len(w)} map(s) to {a.out}')
 
-# %% ../nbs/70_cli.ipynb #e4e478be
+# %% ../nbs/70_cli.ipynb #613824e3
 DEMO_DATA = 'data/tiny_samples'   # the data.root of the shipped 'tiny' config
 
 def make_demo_data_parser()->argparse.ArgumentParser:
@@ -157,7 +161,7 @@ def make_demo_data(a)->int:
     hint = '' if Path(a.dir) == Path(DEMO_DATA) else f' --set data.root={a.dir}'
     print(f'next: agrinb train tiny --work-dir work_dirs/tiny{hint}')
 
-# %% ../nbs/70_cli.ipynb #613824e3
+# %% ../nbs/70_cli.ipynb #85250148
 def tutorials_source()->Path:
     "The folder of tutorial notebooks: agrinb/tutorials in an installed wheel, nbs/tutorials in a source checkout."
     from agrinb.core import bad_input
@@ -183,7 +187,7 @@ def copy_tutorials(dest, # folder to copy into (created if needed)
         else: shutil.copyfile(have[n], t); copied.append(t)
     return copied, kept
 
-# %% ../nbs/70_cli.ipynb #2edf40a0
+# %% ../nbs/70_cli.ipynb #f14b9485
 def tutorials_parser()->argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='agrinb tutorials', description='Copy the tutorial notebooks (label_and_adapt: '
                                 'the map; few-shot land cover; CropHarvest; multi-source mapping; why meta-learning) into DIR.')
@@ -200,7 +204,7 @@ def tutorials(a)->int:
     for p in kept: print(f'kept   {p} (already there; --overwrite replaces it)')
     print(f'open them with: jupyter lab {a.dir}   (needs pip install "agrinb[app]"), or run: agrinb label {a.dir}')
 
-# %% ../nbs/70_cli.ipynb #5581cc84
+# %% ../nbs/70_cli.ipynb #de8ccd35
 def label_command(folder='.', # where the notebook is copied and JupyterLab runs
                   port:int|None=None, # JupyterLab's port (default: its own, 8888 or the next free one)
                   browser:bool=True, # open a browser tab
@@ -235,7 +239,7 @@ def label(a)->int:
     try: return subprocess.call(cmd, cwd=cwd)
     except KeyboardInterrupt: return 130   # Ctrl-C stops JupyterLab too; no traceback
 
-# %% ../nbs/70_cli.ipynb #f795fe56
+# %% ../nbs/70_cli.ipynb #9a912f8f
 COMMANDS = {
     'demo':  (demo_parser, demo, 'meta-train TIML and baselines on the embedded data; print the results table'),
     'train': (train_parser, train, 'train a multi-source crop-mapping model from a config'),
@@ -246,7 +250,7 @@ COMMANDS = {
     'label': (label_parser, label, 'the map: JupyterLab on the label-and-adapt notebook (pip install "agrinb[app]")'),
 }
 
-# %% ../nbs/70_cli.ipynb #9a912f8f
+# %% ../nbs/70_cli.ipynb #329d4738
 def run_command(name:str, # a key of `COMMANDS`
                 argv:list, # the command's arguments
                )->int: # exit status
@@ -264,7 +268,7 @@ def run_command(name:str, # a key of `COMMANDS`
         print(f"agrinb {name}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
 
-# %% ../nbs/70_cli.ipynb #329d4738
+# %% ../nbs/70_cli.ipynb #ad089226
 def usage()->str:
     "The top-level help text."
     lines = [f'agrinb {agrinb.__version__}: few-shot crop and land-cover mapping', '',
@@ -288,6 +292,6 @@ def main(argv:list|None=None)->int:
         return 2
     return run_command(argv[0], argv[1:])
 
-# %% ../nbs/70_cli.ipynb #ad089226
+# %% ../nbs/70_cli.ipynb #19f3647d
 #| eval: false
 if __name__ == '__main__': sys.exit(main())

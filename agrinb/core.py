@@ -11,8 +11,9 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['CHECKPOINT_VERSION', 'AgrinbError', 'bad_input', 'suggest', 'get_device', 'seed_everything', 'make_folder',
-           'atomic_path', 'save_checkpoint', 'load_checkpoint', 'config_names', 'merge_config', 'read_config']
+__all__ = ['CHECKPOINT_VERSION', 'MAX_YAML_ALIASES', 'AgrinbError', 'bad_input', 'suggest', 'get_device', 'seed_everything',
+           'make_folder', 'atomic_path', 'check_finite', 'check_lat_lon', 'safe_name', 'check_output_path',
+           'save_checkpoint', 'tensor_checksum', 'load_checkpoint', 'config_names', 'merge_config', 'read_config']
 
 # %% ../nbs/00_core.ipynb #9cf2e53f
 class AgrinbError(ValueError):
@@ -85,12 +86,80 @@ def atomic_path(path, # final destination
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~mask)
+        _fsync(tmp)                      # the data is on disk before the name points at it
         os.replace(tmp, path)
+        _fsync(parent, folder=True)      # and the rename itself survives a power cut
     except BaseException:
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
 
+def _fsync(path, folder:bool=False):
+    "Flush `path` (a file, or a folder's entries) to disk; folders that cannot be opened (Windows) are skipped."
+    try: fd = os.open(path, os.O_RDONLY | (getattr(os, 'O_DIRECTORY', 0) if folder else 0))
+    except OSError:
+        if folder: return
+        raise
+    try: os.fsync(fd)
+    except OSError:
+        if not folder: raise
+    finally: os.close(fd)
+
 # %% ../nbs/00_core.ipynb #878224f7
+def check_finite(x, # array-like of numbers
+                 where, # the file or object named in the error
+                 field:str, # the field named in the error
+                 allow_nan:bool=False, # NaN marks a gap here
+                 dtype=np.float32, # the dtype the values will be stored as
+                )->np.ndarray: # `x` as `dtype`
+    "`x` as `dtype`, refusing ±inf (and NaN unless `allow_nan`), including values that overflow `dtype`."
+    try: a = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as ex: raise bad_input(where, field, 'numbers', f'{type(ex).__name__}: {ex}') from None
+    big = np.finfo(dtype).max
+    with np.errstate(invalid='ignore'): bad = np.isinf(a) | (np.abs(a) > big)
+    if not allow_nan: bad |= np.isnan(a)
+    if bad.any():
+        idx = np.argwhere(bad)[:3].tolist(); v = a[bad][:3].tolist()
+        raise bad_input(where, field, f"finite values{' (NaN for gaps)' if allow_nan else ''} within ±{big:.3g}",
+                        f'{int(bad.sum())} value(s) such as {v}' + (f' at {idx}' if a.ndim else ''))
+    return a.astype(dtype)
+
+def check_lat_lon(lat, lon, # degrees, broadcastable
+                  where, # the file or object named in the error
+                 )->tuple: # (lat, lon) float64 arrays, longitudes as given
+    "Latitudes in [-90, 90] and longitudes in [-360, 360], all finite."
+    la, lo = check_finite(lat, where, 'lat', dtype=np.float64), check_finite(lon, where, 'lon', dtype=np.float64)
+    for name, a, lim in (('lat', la, 90), ('lon', lo, 360)):
+        off = np.abs(a) > lim
+        if off.any(): raise bad_input(where, name, f'degrees within ±{lim}', f'{int(off.sum())} value(s) such as {a[off][:3].tolist()}'
+                                      + (' (projected metres? reproject to EPSG:4326)' if np.abs(a[off]).max() > 1000 else ''))
+    return la, lo
+
+# %% ../nbs/00_core.ipynb #a535a386
+def safe_name(name, # a name read from a file, to be used as a file name
+              where, # the file it came from (named in the error)
+              field:str, # the field or line it came from
+             )->str:
+    "`name` as a string if it is one path component (no '/', '\\', '..', NUL, leading '.' or empty)."
+    s = str(name)
+    if not s.strip() or s in ('.', '..') or s.startswith('.') or any(c in s for c in '/\\\0') or Path(s).is_absolute():
+        raise bad_input(where, field, 'a plain name (no /, \\, .., leading dot or empty)', repr(s))
+    return s
+
+# %% ../nbs/00_core.ipynb #e4ea630e
+def check_output_path(path, # a file the caller will write later
+                      field:str='path', # the argument named in the error (e.g. '--json')
+                     )->Path:
+    "`path` if it can be written: not an existing folder, and every existing parent a folder."
+    path = Path(path)
+    if path.is_dir(): raise bad_input(path, field, 'a file name', 'an existing folder')
+    for q in path.parents:
+        if q.exists():
+            if not q.is_dir(): raise bad_input(path, field, 'a path whose parents are folders', f'{q} is a file')
+            if not os.access(q, os.W_OK | os.X_OK): raise bad_input(path, field, 'a path in a writable folder', f'{q} is not writable')
+            break
+    return path
+
+# %% ../nbs/00_core.ipynb #f57d75a4
 CHECKPOINT_VERSION = 1
 
 def save_checkpoint(path, # destination file
@@ -98,10 +167,30 @@ def save_checkpoint(path, # destination file
                     state:dict, # tensors and plain python values
                     **meta, # plain metadata (hyper-parameters, step, ...)
                    )->Path:
-    "Write a checkpoint atomically."
-    obj = {'agrinb_checkpoint': CHECKPOINT_VERSION, 'kind': kind, 'state': state, 'meta': meta}
+    "Write a checkpoint atomically, with a checksum of its tensors."
+    if Path(path).is_dir(): raise bad_input(path, 'path', 'a file name for the checkpoint', 'an existing folder')
+    obj = {'agrinb_checkpoint': CHECKPOINT_VERSION, 'kind': kind, 'state': state, 'meta': meta,
+           'checksum': tensor_checksum(state)}
     with atomic_path(path) as tmp: torch.save(obj, tmp)
     return Path(path)
+
+def _tensors(obj, key=''):
+    "(dotted key, tensor) pairs of every tensor in nested dicts / lists, in a fixed order."
+    if isinstance(obj, torch.Tensor): yield key, obj
+    elif isinstance(obj, dict):
+        for k in sorted(obj, key=str): yield from _tensors(obj[k], f'{key}.{k}')
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj): yield from _tensors(v, f'{key}.{i}')
+
+def tensor_checksum(state)->str:
+    "SHA-256 of every tensor's name, dtype, shape and bytes in `state`."
+    import hashlib
+    h = hashlib.sha256()
+    for k, t in _tensors(state):
+        t = t.detach().cpu().contiguous()
+        h.update(f'{k}|{t.dtype}|{tuple(t.shape)}|'.encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b'')
+    return h.hexdigest()
 
 def load_checkpoint(path, # checkpoint file
                     kind:str|None=None, # expected kind (None accepts any)
@@ -112,25 +201,41 @@ def load_checkpoint(path, # checkpoint file
     try: obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as ex:
         raise bad_input(path, 'contents', 'an agrinb checkpoint holding only tensors and plain values',
-                        f'{type(ex).__name__}: {str(ex).splitlines()[0][:200]}') from None
+                        f"{type(ex).__name__}: {(str(ex).splitlines() or ['(no message)'])[0][:200]}") from None
     if not isinstance(obj, dict) or 'agrinb_checkpoint' not in obj:
         raise bad_input(path, 'agrinb_checkpoint', 'an agrinb checkpoint', 'a file without that marker')
+    lost = [k for k in ('kind', 'state', 'meta') if k not in obj]
+    if lost or not isinstance(obj['state'], dict):
+        raise bad_input(path, lost[0] if lost else 'state', 'an agrinb checkpoint with kind, state (a dict) and meta',
+                        f'keys {sorted(map(str, obj))} (the file is corrupt)')
     if obj['agrinb_checkpoint'] != CHECKPOINT_VERSION:
         raise bad_input(path, 'agrinb_checkpoint', f'format version {CHECKPOINT_VERSION}', obj['agrinb_checkpoint'])
     if kind is not None and obj['kind'] != kind:
         raise bad_input(path, 'kind', f"a checkpoint of '{kind}'", f"one of '{obj['kind']}'")
+    if 'checksum' in obj and tensor_checksum(obj['state']) != obj['checksum']:
+        raise bad_input(path, 'checksum', 'tensors matching the checksum written with them', 'a mismatch (the file is corrupt)')
+    for k, t in _tensors(obj['state']):
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise bad_input(path, f'state{k}', 'finite weights', f'{int((~torch.isfinite(t)).sum())} NaN/inf value(s)')
     return obj
 
-# %% ../nbs/00_core.ipynb #a535a386
+# %% ../nbs/00_core.ipynb #61edcaef
 def config_names()->list:
     "Names of the configs shipped with agrinb (`agrinb/configs/*.yaml`)."
     return sorted(f.name[:-5] for f in resources.files('agrinb').joinpath('configs').iterdir() if f.name.endswith('.yaml'))
 
+MAX_YAML_ALIASES = 100
+
 def _read_file(p:Path)->dict:
-    "The dict a .yaml / .yml / .py config file holds."
+    "The dict a .yaml / .yml / .py config file holds; a .py file is run as Python code (trust it as you would a script)."
     import yaml
     if p.suffix in ('.yaml', '.yml'):
-        try: user = yaml.safe_load(p.read_text())
+        text = p.read_text()
+        try:
+            aliases = sum(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text))
+            if aliases > MAX_YAML_ALIASES:   # an alias bomb expands exponentially when the config is copied
+                raise bad_input(p, 'YAML', f'at most {MAX_YAML_ALIASES} aliases (*name)', aliases)
+            user = yaml.safe_load(text)
         except yaml.YAMLError as ex: raise bad_input(p, 'YAML', 'a valid YAML file', ' '.join(str(ex).split())[:200]) from None
         user = {} if user is None else user
     elif p.suffix == '.py':
@@ -143,7 +248,7 @@ def _read_file(p:Path)->dict:
     if not isinstance(user, dict): raise bad_input(p, 'contents', 'a mapping of sections to settings', type(user).__name__)
     return user
 
-# %% ../nbs/00_core.ipynb #e4ea630e
+# %% ../nbs/00_core.ipynb #7999e2ee
 def _check_type(where, key:str, default, value):
     "A value must have its default's type (None defaults take anything; an int is a float)."
     if default is None: return
@@ -173,7 +278,7 @@ def merge_config(base:dict, # the defaults (or a complete config)
         else: _check_type(where, key, base[k], v); out[k] = v
     return out
 
-# %% ../nbs/00_core.ipynb #f57d75a4
+# %% ../nbs/00_core.ipynb #69b257e6
 def read_config(config, # a shipped name (see `config_names`), a .yaml / .yml / .py path, or a dict
                 defaults:dict, # every key the command knows, with its default
                 overrides:dict|None=None, # dotted keys: {'train.epochs': 1}

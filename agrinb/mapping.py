@@ -55,16 +55,36 @@ def _check_sources(cfg:dict, where):
             v = spec.get(req)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise bad_input(where, f'{key}.{req}', 'a positive integer', v)
 
-# %% ../nbs/80_mapping.ipynb #7efbb578
+# %% ../nbs/80_mapping.ipynb #2f82ea18
+_POSITIVE = ('train.epochs', 'train.batch_size', 'train.val_every', 'infer.tile', 'infer.batch_size')
+_AT_LEAST_0 = ('train.weight_decay', 'train.warmup_steps', 'train.num_workers', 'infer.overlap')
+_RATES = ('model.drop_rate', 'model.attn_drop_rate', 'model.drop_path_rate')
+
+def _check_values(cfg:dict, where):
+    "Ranges of the numeric settings (types are checked by `read_config`)."
+    get = lambda key: cfg[key.split('.')[0]][key.split('.')[1]]
+    def need(key, ok, say):
+        v = get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and not (math.isfinite(v) and ok(v)): raise bad_input(where, key, say, repr(v))
+    for k in _POSITIVE: need(k, lambda v: v >= 1, 'a positive number')
+    for k in _AT_LEAST_0: need(k, lambda v: v >= 0, 'a finite number ≥ 0')
+    for k in _RATES: need(k, lambda v: 0 <= v < 1, 'a probability in [0, 1)')
+    need('train.lr', lambda v: v > 0, 'a finite learning rate > 0')
+    if cfg['train']['max_minutes'] is not None: need('train.max_minutes', lambda v: v >= 0, 'None or a number of minutes ≥ 0 (0: stop after the first epoch)')
+    need('data.num_classes', lambda v: v >= 2, 'at least 2 classes')
+    if get('infer.overlap') >= get('infer.tile'): raise bad_input(where, 'infer.overlap', f"fewer pixels than infer.tile ({get('infer.tile')})", get('infer.overlap'))
+
+# %% ../nbs/80_mapping.ipynb #69cde6f4
 def load_config(config, # a shipped name ('tiny', 'agrifm'), a .yaml / .py path, or a dict
                 overrides=None, # {'train.epochs': 1, ...} (dotted keys)
                )->dict:
     "A complete, checked mapper config (`read_config` with `DEFAULTS`)."
     cfg = read_config(config, DEFAULTS, overrides, free=FREE)
     _check_sources(cfg, 'config' if isinstance(config, dict) else config)
+    _check_values(cfg, 'config' if isinstance(config, dict) else config)
     return cfg
 
-# %% ../nbs/80_mapping.ipynb #aeff9daf
+# %% ../nbs/80_mapping.ipynb #c55e1067
 def build_model(cfg:dict)->MultiSourceMapper:
     "The `MultiSourceMapper` a config describes."
     m = dict(cfg['model']); neck = m.pop('neck_dim')
@@ -79,7 +99,7 @@ def build_model(cfg:dict)->MultiSourceMapper:
 
 def n_params(model)->int: return sum(p.numel() for p in model.parameters())
 
-# %% ../nbs/80_mapping.ipynb #1a15311b
+# %% ../nbs/80_mapping.ipynb #1e8390df
 def _sources(cfg): return {s: spec['bands'] for s, spec in cfg['data']['sources'].items()}
 
 def _to(batch, dev): return {s: v.to(dev) for s, v in batch['data'].items()}, batch['label'].to(dev)
@@ -99,7 +119,7 @@ def _lr(cfg, step, total):
     if step < w: return t['lr'] * (step + 1) / w
     return t['lr'] * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - w) / max(1, total - w))))
 
-# %% ../nbs/80_mapping.ipynb #1e8390df
+# %% ../nbs/80_mapping.ipynb #05e03373
 KIND = 'MultiSourceMapper' # kind (and file name) of the best-model checkpoint; the fit loop's is `KIND-train`
 RUN_ONLY = ('device', 'num_workers', 'max_minutes') # train keys that do not change the result (free to change on resume)
 
@@ -119,7 +139,7 @@ def _plain_stats(stats:dict)->dict:
     "Per-source statistics as plain values, as a checkpoint holds them (`source_stats` reads them back)."
     return {k: v.to_dict() for k, v in source_stats(stats).items()}
 
-# %% ../nbs/80_mapping.ipynb #05e03373
+# %% ../nbs/80_mapping.ipynb #9aadd080
 def _end_epoch(run:dict, epoch:int, model, va, cfg, dev, work:Path, stats:dict, seconds:float, progress:bool):
     "Record an epoch; validate when due and write the best model atomically; write history.json."
     d, t = cfg['data'], cfg['train']
@@ -137,7 +157,7 @@ def _end_epoch(run:dict, epoch:int, model, va, cfg, dev, work:Path, stats:dict, 
     with atomic_path(work / 'history.json') as tmp: tmp.write_text(json.dumps(run['history'], indent=1))
     if progress: tqdm.write(' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in rec.items()))
 
-# %% ../nbs/80_mapping.ipynb #46626022
+# %% ../nbs/80_mapping.ipynb #0a21fd4f
 def sample_names(root, # the config's data.root
                  split:str, # data list to read
                 )->list[str]:
@@ -147,7 +167,7 @@ def sample_names(root, # the config's data.root
                         f"`agrinb make-demo-data {root}`, or set data.root with --set data.root=DIR)", f"'{root}' without one")
     return read_data_list(root, split)
 
-# %% ../nbs/80_mapping.ipynb #53fb0e95
+# %% ../nbs/80_mapping.ipynb #6222fbfa
 def train(config, # config name, path or dict
           work_dir, # where checkpoints and history go
           device=None, # None = config's train.device, else CUDA if available
@@ -192,7 +212,7 @@ def train(config, # config name, path or dict
     return {'best_mFscore': run['best'], 'history': run['history'], 'best_checkpoint': str(work / f'{KIND}.pt'),
             'checkpoint': str(work / f'{KIND}-train.pt')}
 
-# %% ../nbs/80_mapping.ipynb #3551ab09
+# %% ../nbs/80_mapping.ipynb #3ca9ccf2
 def load_model(ckpt, device=None)->tuple:
     "(model, config, stats) from the best-model checkpoint or the fit loop's (its latest weights)."
     ck = load_checkpoint(ckpt)
@@ -202,7 +222,7 @@ def load_model(ckpt, device=None)->tuple:
     model = build_model(cfg); model.load_state_dict(weights)
     return model.to(get_device(device)).eval(), cfg, source_stats(stats)
 
-# %% ../nbs/80_mapping.ipynb #3ca9ccf2
+# %% ../nbs/80_mapping.ipynb #8fe21ca8
 def evaluate_checkpoint(config, # config (its data section says where the samples are)
          ckpt, # checkpoint file
          json_path=None, # write the metrics here
@@ -224,7 +244,7 @@ def format_metrics(m:dict)->str:
     rows = [f"{'class':>12} {'IoU':>6} {'F':>6}"] + [f'{c:>12} {f(i):>6} {f(s):>6}' for c, i, s in zip(m['classes'], m['IoU'], m['Fscore'])]
     return '\n'.join(rows + [f"{'mean':>12} {f(m['mIoU']):>6} {f(m['mFscore']):>6}   aAcc {f(m['aAcc'])}"])
 
-# %% ../nbs/80_mapping.ipynb #baf1bdfb
+# %% ../nbs/80_mapping.ipynb #95d7f1da
 def _ramp(n:int, overlap:int)->np.ndarray:
     i = np.arange(n); d = np.minimum(i, n - 1 - i) + 1
     return np.clip(d / (overlap + 1), 1e-3, 1.0) if overlap > 0 else np.ones(n)
@@ -263,7 +283,7 @@ def predict_tiled(predict, # fn({source: (B, T, C, h, w) tensor}) -> (B, K, tile
             acc[:, y:y + tile, x:x + tile] += pi * win; wsum[y:y + tile, x:x + tile] += win
     return (acc / wsum)[:, :H, :W].numpy()
 
-# %% ../nbs/80_mapping.ipynb #95d7f1da
+# %% ../nbs/80_mapping.ipynb #866e5cc4
 def _load_inputs(cfg, inputs)->dict:
     out = {}
     for s, spec in cfg['data']['sources'].items():
@@ -290,7 +310,7 @@ def infer_cube(model, cfg:dict, stats:dict, cubes:dict, tile=None, overlap=None,
     if ref.rio.crs is not None: out = out.rio.write_crs(ref.rio.crs)
     return out.rio.write_transform(ref.rio.transform())
 
-# %% ../nbs/80_mapping.ipynb #866e5cc4
+# %% ../nbs/80_mapping.ipynb #55f222ee
 def _png(path, img, **kw):
     import matplotlib; import matplotlib.pyplot as plt
     with atomic_path(path) as tmp: plt.imsave(tmp, img, format='png', **kw)
@@ -336,7 +356,7 @@ def infer(config, # config (infer.inputs: source -> GeoTIFF stack / .nc / DataAr
         written[n] = write_maps(infer_cube(model, cfg, stats, cubes, tile, overlap, device=device, progress=False), out_dir, n)
     return written
 
-# %% ../nbs/80_mapping.ipynb #b7b68551
+# %% ../nbs/80_mapping.ipynb #382d6f66
 def sparse_labels(root, split:str='train', n:int=20, seed:int=0, ignore_index:int=-1,
                   n_tiles:int|None=None, # draw the pixels from this many random samples only (None = all)
                  )->dict:
@@ -355,7 +375,7 @@ def sparse_labels(root, split:str='train', n:int=20, seed:int=0, ignore_index:in
     for nm, l in labs.items(): out[nm] = out_flat[start:start + l.size].reshape(l.shape); start += l.size
     return out
 
-# %% ../nbs/80_mapping.ipynb #18f45d3c
+# %% ../nbs/80_mapping.ipynb #0a4a5d47
 def few_shot(config, # config of the model (its data.root is the new region's samples)
              ckpt=None, # trained checkpoint to fine-tune; None = train from scratch
              n_pixels:int=20, # labelled pixels

@@ -12,7 +12,7 @@ import pandas as pd
 import geopandas as gpd
 import xarray as xr
 from tqdm.auto import tqdm
-from ..core import AgrinbError, bad_input, atomic_path
+from ..core import AgrinbError, bad_input, atomic_path, check_lat_lon, check_finite, safe_name
 from .pixels import PixelDataset, BandStats, CROPHARVEST_BANDS, NON_CROP, fill_gaps
 from .geo import country_of
 from .raster import read_geotiff, raster_lonlat
@@ -53,7 +53,9 @@ def read_array(path, # a features/arrays/{index}_{dataset}.h5 file
               )->tuple[np.ndarray, dict]: # (array (12, 18) as stored, attributes)
     "One CropHarvest feature array and its attributes."
     with _open_h5(path, 'CropHarvest feature array') as f:
-        return _dataset(f, path, 'array', (N_TIME, N_BANDS), 'time x band'), {k: _attr(v) for k, v in f.attrs.items()}
+        a, attrs = _dataset(f, path, 'array', (N_TIME, N_BANDS), 'time x band'), {k: _attr(v) for k, v in f.attrs.items()}
+    check_finite(a, path, 'array', allow_nan=True, dtype=a.dtype if a.dtype.kind == 'f' else np.float64)   # NaN = gap, inf refused
+    return a, attrs
 
 # %% ../../nbs/02_data.cropharvest.ipynb #7296820b
 def write_array(path, # destination .h5
@@ -104,6 +106,10 @@ def read_labels(path, # a CropHarvest labels.geojson
     if missing:
         raise bad_input(path, ', '.join(missing), 'the CropHarvest label columns ' + ', '.join(LABEL_COLUMNS)
                         + ' and label (or classification_label)', f'columns {[c for c in df.columns if c != "geometry"]}')
+    try: check_lat_lon(df['lat'].to_numpy(np.float64), df['lon'].to_numpy(np.float64), path)
+    except (TypeError, ValueError) as ex:
+        if isinstance(ex, AgrinbError): raise
+        raise bad_input(path, 'lat, lon', 'numbers', f'{type(ex).__name__}: {ex}'[:200]) from None
     return df
 
 def write_labels(df:pd.DataFrame, path)->Path:
@@ -127,6 +133,9 @@ def write_arrays(root, # dataset folder
     miss = [c for c in ('index', 'dataset', 'lat', 'lon', 'is_crop') if c not in labels.columns]
     if miss: raise bad_input('write_arrays', 'labels', 'columns index, dataset, lat, lon, is_crop', f'missing {miss}')
     names = labels['index'].astype(str) + '_' + labels['dataset'].astype(str)
+    for i, n in enumerate(names): safe_name(n, 'write_arrays', f'labels row {i} (index, dataset)')   # stays in arrays/
+    check_lat_lon(labels['lat'].to_numpy(np.float64), labels['lon'].to_numpy(np.float64), 'write_arrays')
+    check_finite(x, 'write_arrays', 'x', allow_nan=True, dtype=x.dtype if x.dtype.kind == 'f' else np.float64)
     if names.duplicated().any(): raise bad_input('write_arrays', 'index, dataset', 'unique pairs', f'repeated {names[names.duplicated()].iloc[0]!r}')
     for i, row in enumerate(tqdm(labels.to_dict('records'), desc='writing arrays', disable=not progress)):
         label = row.get('label')

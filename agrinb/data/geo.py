@@ -8,7 +8,7 @@ import functools, unicodedata
 from importlib import resources
 import numpy as np
 import pandas as pd
-from ..core import AgrinbError, bad_input, suggest
+from ..core import AgrinbError, bad_input, suggest, check_lat_lon
 
 # %% auto #0
 __all__ = ['BOX_COLUMNS', 'countries', 'lookup', 'boxes_containing', 'country_of', 'borders', 'to_sphere']
@@ -65,9 +65,12 @@ def country_of(lat, # latitude(s), degrees
                lon, # longitude(s), degrees, same shape as `lat`
                chunk:int=4096, # points compared with the boxes at once
               ):
-    "Name of the smallest country box containing each point; `None` where there is none."
+    "Name of the smallest country box containing each point; `None` where there is none (or NaN)."
     t = _table()
     la, lo = np.broadcast_arrays(np.asarray(lat, dtype=float), np.asarray(lon, dtype=float))
+    ok = ~(np.isnan(la) | np.isnan(lo))
+    check_lat_lon(la[ok], lo[ok], 'country_of')         # NaN means "unknown"; inf or lat 1000 is an error
+    lo = np.where(ok, (lo + 180) % 360 - 180, np.nan)    # 181 is -179: the boxes use [-180, 180]
     flat_la, flat_lo = la.ravel(), lo.ravel()
     B = {c: t[c].to_numpy() for c in BOX_COLUMNS}
     area = (B['max_lon'] - B['min_lon']) * (B['max_lat'] - B['min_lat'])
@@ -118,6 +121,7 @@ def borders(bbox=None, # (W, S, E, N) degrees; None: the whole world
 def to_sphere(lat, # latitude(s), degrees
               lon, # longitude(s), degrees
              )->np.ndarray: # shape (..., 3), unit vectors
-    "Unit-sphere coordinates `[cos φ cos λ, cos φ sin λ, sin φ]` of points given in degrees."
-    phi, lam = np.radians(np.asarray(lat, dtype=float)), np.radians(np.asarray(lon, dtype=float))
+    "Unit-sphere coordinates `[cos φ cos λ, cos φ sin λ, sin φ]` of points given in degrees (finite, |lat| ≤ 90)."
+    lat, lon = check_lat_lon(lat, lon, 'to_sphere')
+    phi, lam = np.radians(lat), np.radians(lon)
     return np.stack(np.broadcast_arrays(np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)), -1)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 import xarray as xr
 import rioxarray  # registers the .rio accessor
-from ..core import bad_input, suggest, atomic_path
+from ..core import AgrinbError, bad_input, suggest, atomic_path, check_finite, safe_name
 from .pixels import BandStats
 from .raster import check_raster, load_raster
 
@@ -115,13 +115,19 @@ def read_sample(path, sources=None)->tuple[dict, np.ndarray]:
     "Read (data dict, label) from one H5 sample (all sources when `sources` is None)."
     path = Path(path)
     if not path.exists(): raise bad_input(path, 'path', 'an existing H5 sample', 'no such file')
-    with h5py.File(path, 'r') as f:
-        names = [k for k in f.keys() if k != 'label'] if sources is None else list(sources)
-        missing = [k for k in names if k not in f]
-        if missing: raise bad_input(path, missing[0], f'a dataset named {missing[0]!r} (a source in the config)',
-                                    f"datasets {sorted(f.keys())}." + suggest(missing[0], f.keys()))
-        if 'label' not in f: raise bad_input(path, 'label', 'an integer label dataset (H, W)', 'none')
-        return {k: f[k][()] for k in names}, f['label'][()]
+    try:
+        with h5py.File(path, 'r') as f:
+            names = [k for k in f.keys() if k != 'label'] if sources is None else list(sources)
+            missing = [k for k in names if k not in f]
+            if missing: raise bad_input(path, missing[0], f'a dataset named {missing[0]!r} (a source in the config)',
+                                        f"datasets {sorted(f.keys())}." + suggest(missing[0], f.keys()))
+            if 'label' not in f: raise bad_input(path, 'label', 'an integer label dataset (H, W)', 'none')
+            data, label = {k: f[k][()] for k in names}, f['label'][()]
+    except AgrinbError: raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as ex:   # h5py's errors on a damaged file
+        raise bad_input(path, 'contents', 'a readable H5 sample', f'{type(ex).__name__}: {ex}'[:200]) from None
+    for k, v in data.items(): check_finite(v, path, k, allow_nan=True, dtype=v.dtype if v.dtype.kind == 'f' else np.float64)
+    return data, label
 
 # %% ../../nbs/06_data.h5maps.ipynb #708d8057
 def _label_map(ref:xr.DataArray, label)->np.ndarray:
@@ -192,6 +198,7 @@ def read_data_list(root, split:str)->list[str]:
         raise bad_input(p, 'path', 'an existing data list', 'no such file.' + suggest(split, have))
     names = [l.strip() for l in p.read_text().splitlines() if l.strip()]
     for i, n in enumerate(names):
+        safe_name(n, p, f'line {i + 1}')      # a name like ../../outside/x would make outputs land outside their folder
         if not (root / 'h5_samples' / f'{n}.h5').exists():
             raise bad_input(p, f'line {i + 1}', f'a sample in {root / "h5_samples"}', f'{n!r} (no file {n}.h5)')
     return names
@@ -233,9 +240,9 @@ def source_stats(stats:dict, # source -> BandStats, `BandStats.to_dict()` or {'m
 def normalize(data:dict, # source -> array (T, C, H, W)
               stats:dict, # source -> statistics (any form `source_stats` reads)
              )->dict: # source -> float32 tensor
-    "Standardise each source band-wise with `stats`; NaN becomes 0 (the mean)."
+    "Standardise each source band-wise with `stats`; NaN becomes 0 (the mean), ±inf is refused."
     stats = source_stats(stats)
-    return {k: torch.nan_to_num(torch.from_numpy(stats[k].scale(np.asarray(v, np.float32)))) for k, v in data.items()}
+    return {k: torch.nan_to_num(torch.from_numpy(stats[k].scale(check_finite(v, 'normalize', k, allow_nan=True)))) for k, v in data.items()}
 
 # %% ../../nbs/06_data.h5maps.ipynb #9bfcfc98
 def augment(data:dict, # source -> tensor (T, C, H, W)

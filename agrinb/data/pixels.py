@@ -12,7 +12,7 @@ import pandas as pd
 import xarray as xr
 import torch
 from fastcore.basics import patch
-from ..core import bad_input, suggest, atomic_path, get_device
+from ..core import bad_input, suggest, atomic_path, get_device, check_finite, check_lat_lon
 
 # %% auto #0
 __all__ = ['EDGE_FILLS', 'MIN_STD', 'CROPHARVEST_BANDS', 'NON_CROP', 'fill_gaps', 'BandStats', 'prepare_series', 'PixelDataset',
@@ -70,13 +70,15 @@ class BandStats:
     def _check(self, x, where)->np.ndarray:
         x = np.asarray(x)
         B = self.mean.shape[0]
+        if B == 0: raise bad_input(f'BandStats.{where}', 'n_bands', 'at least one band', 0)
         if x.ndim == 0 or not -x.ndim <= self.axis < x.ndim or x.shape[self.axis] != B:
             raise bad_input(f'BandStats.{where}', 'x', f'{B} bands on axis {self.axis}', x.shape)
         return x
 
     def update(self, x:np.ndarray)->BandStats:
-        "Merge a batch `x` (bands on `axis`) into the running statistics."
-        x = np.moveaxis(self._check(x, 'update').astype(np.float64), self.axis, -1).reshape(-1, self.mean.shape[0])
+        "Merge a batch `x` (bands on `axis`) into the running statistics; NaN is skipped, ±inf refused."
+        x = check_finite(self._check(x, 'update'), 'BandStats.update', 'x', allow_nan=True, dtype=np.float64)
+        x = np.moveaxis(x, self.axis, -1).reshape(-1, self.mean.shape[0])
         n = (~np.isnan(x)).sum(0).astype(np.float64)
         with np.errstate(all='ignore'):
             bm = np.where(n > 0, np.nansum(x, 0) / np.maximum(n, 1), 0.)
@@ -166,9 +168,14 @@ class PixelDataset:
                     extra:dict|None=None, # further per-sample columns
                     times=None, # T time labels (default 0..T-1)
                    )->PixelDataset:
-        x = np.asarray(x, dtype=np.float32)
-        if x.ndim != 3: raise bad_input('PixelDataset.from_arrays', 'x', 'shape (sample, time, band)', x.shape)
+        where = 'PixelDataset.from_arrays'
+        x = check_finite(x, where, 'x', allow_nan=True)     # 1e39 would become inf in float32
+        if x.ndim != 3: raise bad_input(where, 'x', 'shape (sample, time, band)', x.shape)
         n, T, B = x.shape
+        lab = np.asarray(labels, dtype=object).ravel()
+        if labels is None or any(v is None or (isinstance(v, float) and np.isnan(v)) for v in lab):
+            raise bad_input(where, 'labels', 'a class name for every sample', 'None or NaN')
+        lat, lon = check_lat_lon(lat, lon, where)
         if bands is None: bands = CROPHARVEST_BANDS if B == 18 else [f'b{i}' for i in range(B)]
         if len(bands) != B: raise bad_input('PixelDataset.from_arrays', 'bands', f'{B} band names', len(bands))
         labels = _per_sample('labels', labels, n, str)
@@ -444,9 +451,20 @@ def load(cls:PixelDataset, path)->PixelDataset:
     except Exception as ex: raise bad_input(path, 'contents', 'a netCDF file written by PixelDataset.save', repr(ex)[:200]) from None
     missing = [c for c in ('x',) + _SAMPLE_COORDS if c not in ds.variables]
     if missing: raise bad_input(path, missing[0], 'a PixelDataset variable', 'missing')
+    if set(ds.x.dims) != {'sample', 'time', 'band'}:
+        raise bad_input(path, 'x', "dimensions ('sample', 'time', 'band')", ds.x.dims)
+    ds = ds.transpose('sample', 'time', 'band', ...)      # a file stored (sample, band, time) is read by name, not order
+    check_lat_lon(ds['lat'].values, ds['lon'].values, path)
+    check_finite(ds.x.values, path, 'x', allow_nan=True)
     return cls(ds)
 
 def concat_datasets(datasets:list)->PixelDataset:
     "Concatenate `PixelDataset`s with the same times and bands along `sample`."
+    if not len(datasets): raise bad_input('concat_datasets', 'datasets', 'at least one PixelDataset', 'none')
+    for i, d in enumerate(datasets[1:], 1):
+        for dim in ('band', 'time'):
+            a, b = datasets[0].ds[dim].values, d.ds[dim].values
+            if a.shape != b.shape or not (a == b).all():
+                raise bad_input('concat_datasets', f'datasets[{i}].{dim}', f'the {dim}s of datasets[0] {a.tolist()[:8]}', b.tolist()[:8])
     ds = xr.concat([d.ds for d in datasets], dim='sample', combine_attrs='drop_conflicts')
     return PixelDataset(ds.assign_coords(sample=np.arange(ds.sizes['sample'])))

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 from fastcore.basics import patch
-from ..core import AgrinbError, bad_input, suggest
+from ..core import AgrinbError, bad_input, suggest, check_lat_lon
 from ..data.pixels import PixelDataset, BandStats, NON_CROP, prepare_series
 
 # %% auto #0
@@ -124,7 +124,8 @@ class TaskInfo:
     lon:float # task centre, degrees
     target:str='crop' # 'crop' (crop vs non-crop) or a crop name (that crop vs the rest)
 
-    def __post_init__(self): _check_target(self.target)
+    def __post_init__(self):
+        _check_target(self.target); check_lat_lon(self.lat, self.lon, f'TaskInfo({self.lat!r}, {self.lon!r})')
 
     @property
     def group(self)->str|None: return None if self.target == 'crop' else NON_CROP if self.target == NON_CROP else CROP_GROUPS[self.target]
