@@ -40,12 +40,12 @@ def learner_stats(path)->BandStats:
 # %% ../../nbs/35_meta.pretrained.ipynb #4849eeae
 TIML_APP_CONFIG = dict(n_samples=6000, missing=0.1, exclude=tuple(r for r, _ in TEST_SPEC), seed=0,  # data
                        hidden=32,  # model
-                       meta_steps=100, meta_batch=16, inner_lr=0.3, outer_lr=3e-3)  # meta-training
+                       meta_steps=100, meta_batch=16, inner_lr=0.3, learn_lr=False, outer_lr=3e-3)  # meta-training (the step size measured for the map)
 _MODEL_KEYS = ('hidden', 'dropout')
-_FIT_KEYS = ('meta_batch', 'k_support', 'k_query', 'inner_lr', 'inner_steps', 'outer_lr', 'first_order')
+_FIT_KEYS = ('meta_batch', 'k_support', 'k_query', 'inner_lr', 'learn_lr', 'inner_steps', 'outer_lr', 'first_order')
 
 def _cache_key(cfg:dict)->str:
-    return 'timl_app_v2_' + '_'.join(f'{k}{"-".join(v) if isinstance(v, (tuple, list)) else v}' for k, v in sorted(cfg.items()))
+    return 'timl_app_v3_' + '_'.join(f'{k}{"-".join(v) if isinstance(v, (tuple, list)) else v}' for k, v in sorted(cfg.items()))
 
 def _train_timl(cfg:dict, device, progress:bool)->tuple:
     "Meta-train the app's TIML on the embedded synthetic data; returns (learner, statistics)."
