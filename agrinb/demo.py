@@ -71,7 +71,9 @@ def demo_tasks(config:DemoConfig=FULL, seed:int=0, progress:bool=True):
     return b
 
 # %% ../nbs/41_demo.ipynb #1f069a4a
-def demo_learners(config:DemoConfig=FULL, device=None, seed:int=0)->dict:
+def demo_learners(config:DemoConfig=FULL, device=None, seed:int=0,
+                  stats=None, # the tasks' `BandStats`: Presto embeds the series in their raw units
+                 )->dict:
     "Unfitted learners, keyed by the names of `MODEL_NAMES`."
     from agrinb.meta.maml import MAML
     from agrinb.meta.timl import TIML, MAMLInfo
@@ -82,17 +84,18 @@ def demo_learners(config:DemoConfig=FULL, device=None, seed:int=0)->dict:
     assert tuple(out) == MODEL_NAMES
     if config.presto:
         from agrinb.meta.presto import PrestoProbe, PrestoEnsemble, PrestoTIML
-        probe = cache_embeddings(PrestoProbe(device=device))       # one encoder and one cache for the three
+        probe = cache_embeddings(PrestoProbe(device=device), stats)   # one encoder and one cache for the three
         timl = PrestoTIML(device=device, seed=seed); timl.probe = probe
         out.update(zip(PRESTO_NAMES, (probe, PrestoEnsemble(probe, seed=seed, device=device), timl)))
     return out
 
-def cache_embeddings(probe):
+def cache_embeddings(probe, stats=None): # stats: the series are normalised by these; Presto gets them back raw
     "`probe` (a `PrestoProbe`) whose `embed` remembers every series it embedded (by location, month and values)."
     embed, cache = probe.embed, {}
     def cached(x, lat=None, lon=None, info=None, month=None, device=None):
         x = np.asarray(x)
         if x.ndim != 3: return embed(x, lat, lon, info, month, device)
+        if stats is not None: x = (x * stats.divisor + stats.mean).astype(np.float32)   # Presto normalises raw values itself
         if lat is None and lon is None and info is not None: lat, lon = info.lat, info.lon   # one key however located
         where = tuple(np.asarray(v, np.float64).tobytes() for v in (lat, lon, month) if v is not None)
         rows = np.ascontiguousarray(x, np.float32).reshape(len(x), -1)
@@ -198,7 +201,7 @@ def run_demo(quick:bool=False, # the QUICK budget instead of FULL
     dev, cfg = get_device(device), demo_config(config, quick)
     seed_everything(seed)
     bench = demo_tasks(cfg, seed, progress)
-    learners = demo_learners(cfg, dev, seed)
+    learners = demo_learners(cfg, dev, seed, stats=bench.stats)
     fit_s = fit_learners(learners, bench, cfg, seed, progress)
     from agrinb.meta.maml import MAML
     evals = {n: FineTuning(l, cfg.finetune_steps, cfg.finetune_lr) if isinstance(l, MAML) else l
