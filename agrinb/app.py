@@ -66,7 +66,7 @@ def set_raster(self:LabelingSession, raster):
     "Use `raster` (checked); labels outside it are dropped."
     self.raster = check_raster(load_raster(raster), self.bands, self.n_time)
     self.bounds = lonlat_bounds(self.raster)  # (W, S, E, N) degrees, also for a projected raster
-    self._x, self.predictor, self.proba, self.suggestions = None, None, None, None
+    self._x, self._raster_stats, self.predictor, self.proba, self.suggestions = None, None, None, None, None
     old = getattr(self, 'labels', None)
     self.labels = pd.DataFrame({'lat': pd.Series(dtype=float), 'lon': pd.Series(dtype=float),
                                 'cls': pd.Series(dtype=object), 'row': pd.Series(dtype=int), 'col': pd.Series(dtype=int)})
@@ -98,8 +98,9 @@ def _stats(self:LabelingSession, rows:int=32)->BandStats:
     "The statistics pixels are normalised with: the learner's, or the raster's own, `rows` rows at a time."
     T, B, H, W = self.raster.shape
     if not isinstance(self.stats, str): st = self.stats
+    elif getattr(self, '_raster_stats', None) is not None: st = self._raster_stats   # once per raster (`set_raster` resets it)
     else:
-        st = BandStats.empty(B)
+        st = self._raster_stats = BandStats.empty(B)
         for y0 in range(0, H, rows): st.update(_rows(self.raster, y0, y0 + rows))
     if len(st.mean) != B: raise bad_input('LabelingSession', 'stats', f'statistics for {B} bands', len(st.mean))
     return st
