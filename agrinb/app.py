@@ -4,7 +4,7 @@
 
 # %% ../nbs/60_app.ipynb #9c1aae96
 from __future__ import annotations
-import logging, re, time, traceback
+import inspect, logging, re, time, traceback
 from html import escape
 from pathlib import Path
 import numpy as np
@@ -22,15 +22,50 @@ from .maps import (LABEL_COLORS, raster_rgba, proba_rgba, png_data_url, map_view
                          labels_gdf, write_labels, write_proba, folium_map, write_html)
 
 # %% auto #0
-__all__ = ['UNDO_DEPTH', 'OSM_URL', 'OSM_ATTRIBUTION', 'BORDER_STYLE', 'log', 'BORDER_MARGIN', 'WIDGET_CSS', 'LabelingSession',
-           'tiles_reachable', 'plain_message', 'MapLabeler']
+__all__ = ['UNDO_DEPTH', 'OSM_URL', 'OSM_ATTRIBUTION', 'BORDER_STYLE', 'log', 'BORDER_MARGIN', 'WIDGET_CSS', 'presto_bands',
+           'presto_encoder', 'default_learner', 'start_month', 'LabelingSession', 'tiles_reachable', 'plain_message',
+           'MapLabeler']
 
 # %% ../nbs/60_app.ipynb #8738cea7
+def presto_bands(raster)->list|None: # the raster's bands in CropHarvest order, or None
+    "The bands of `raster` when Presto can embed it: CropHarvest names only, one the encoder sees, at most 24 steps."
+    from agrinb.models.presto import PRESTO_BANDS, MAX_STEPS
+    names = {str(b) for b in raster.band.values} if 'band' in raster.coords else set()
+    if not names or not names <= set(CROPHARVEST_BANDS) or not names & set(PRESTO_BANDS): return None
+    return [b for b in CROPHARVEST_BANDS if b in names] if raster.sizes.get('time', 0) <= MAX_STEPS else None
+
+def presto_encoder(learner): # a PrestoProbe, or None
+    "The `PrestoProbe` that embeds for `learner` (itself, or a `PrestoTIML`'s probe); None for other learners."
+    from agrinb.meta.presto import PrestoProbe, PrestoTIML
+    return learner if isinstance(learner, PrestoProbe) else learner.probe if isinstance(learner, PrestoTIML) else None
+
+def default_learner(raster, learner=None, stats=None, synthetic:bool=False, device=None, progress:bool=True)->tuple:
+    "(learner, stats) for a session: Presto for a real raster it can read, else the cached TIML and its statistics."
+    if learner is None: learner = 'presto' if presto_bands(raster) and not synthetic else 'timl'
+    if not isinstance(learner, str): return learner, stats
+    if learner == 'presto':
+        if presto_bands(raster) is None:
+            raise bad_input(raster.attrs.get('source', 'raster'), 'band', 'CropHarvest band names Presto reads and at most '
+                            '24 steps', f"bands {[str(b) for b in raster.band.values][:6]}, {raster.sizes.get('time')} steps")
+        from agrinb.meta.presto import PrestoProbe
+        return PrestoProbe(device=device), stats
+    if learner == 'timl':
+        timl, trained = pretrained_timl(device=device, progress=progress)
+        return timl, trained if stats is None else stats
+    raise AgrinbError(str(bad_input('LabelingSession', 'learner', "a learner, 'presto', 'timl' or None", repr(learner)))
+                      + suggest(learner, ('presto', 'timl')))
+
+def start_month(raster)->int:
+    "Month (0 = January) of the first step: from a CropHarvest export's name `<id>-<place>_YYYY-MM-DD_YYYY-MM-DD.tif`, else 0."
+    m = re.search(r'_(\d{4})-(\d{2})-\d{2}_\d{4}-\d{2}-\d{2}', str(raster.attrs.get('source', '')))
+    return int(m.group(2)) - 1 if m else 0
+
+# %% ../nbs/60_app.ipynb #6e7ecb03
 class LabelingSession:
     "Labels on a raster, a meta-trained learner adapted to them, and the map it predicts."
     def __init__(self, raster=None, # DataArray / GeoTIFF / netCDF path; None: the embedded synthetic datacube
-                 learner=None, # a meta-trained learner (`adapt` -> `predict_proba`); None: `pretrained_timl()`
-                 stats:BandStats|str|None=None, # the learner's training statistics; 'raster' to use the raster's own
+                 learner=None, # a learner (`adapt` -> `predict_proba`), 'presto', 'timl' or None (`default_learner`)
+                 stats:BandStats|str|None=None, # the learner's training statistics; 'raster' to use the raster's own (not for Presto)
                  target:str='crop', # positive class: 'crop' or a crop name
                  region:str='Togo', # synthetic region when `raster` is None
                  size:tuple=(64, 64), # synthetic raster size (y, x) when `raster` is None
@@ -39,34 +74,42 @@ class LabelingSession:
                  adapt_steps:int|None=50, # SGD steps when adapting (None: the learner's default)
                  device=None, # where to adapt and predict (default: CUDA if available)
                  seed:int=0, # seeds the synthetic raster, adaptation and `suggest` ties
-                 progress:bool=True, # progress bars for long predictions
+                 progress:bool=True, # progress bars for embedding, adapting and long predictions
+                 month:int|None=None, # calendar month of the first step, 0 = January (None: from an export's file name, else 0)
                 ):
         self.device, self.progress, self.seed = get_device(device), progress, seed
         self.bands, self.n_time, self.target, self.adapt_steps = list(bands), n_time, target, adapt_steps
         self.classes = (target, NON_CROP if target == 'crop' else 'other')
-        if learner is None:
-            learner, trained = pretrained_timl(device=self.device, progress=progress)
-            stats = trained if stats is None else stats
+        self.synthetic, self._history = raster is None, []
+        raw = make_datacube(region, size=size, seed=seed) if raster is None else load_raster(raster)
+        learner, stats = default_learner(raw, learner, stats, self.synthetic, self.device, progress)
         if hasattr(learner, 'to'): learner.to(self.device)
-        self.learner, self.stats = learner, stats if stats is not None else getattr(learner, 'stats', None)
-        if self.stats is None:
+        self.learner, self.embedder = learner, presto_encoder(learner)
+        self.stats = stats if stats is not None else getattr(learner, 'stats', None)
+        if self.embedder is not None:   # Presto reads raw values of any CropHarvest bands and up to 24 steps
+            if stats is not None: raise bad_input('LabelingSession', 'stats', 'None: Presto embeds the raster\'s raw values', stats)
+            self.bands, self.n_time = presto_bands(raw), raw.sizes['time']
+        elif self.stats is None:
             raise bad_input('LabelingSession', 'stats', "the BandStats the learner was trained with "
                             "(PixelDataset.stats), or 'raster' to normalise with the raster's own statistics", None)
-        self.synthetic, self._history = raster is None, []
-        self.set_raster(make_datacube(region, size=size, seed=seed) if raster is None else raster)
+        self.month = start_month(raw) if month is None else month
+        if not (isinstance(self.month, (int, np.integer)) and 0 <= self.month <= 11):
+            raise bad_input('LabelingSession', 'month', 'the calendar month of the first step, an int 0..11', self.month)
+        self.set_raster(raw)
         self.region = region if raster is None else self.raster.attrs.get('source', 'raster')
 
     def __repr__(self):
         return (f"LabelingSession({self.region}: {self.raster.sizes['y']}x{self.raster.sizes['x']} px, "
                 f"{len(self.labels)} labels, learner {getattr(self.learner, 'name', type(self.learner).__name__)})")
 
-# %% ../nbs/60_app.ipynb #6e7ecb03
+# %% ../nbs/60_app.ipynb #945e91ff
 @patch
 def set_raster(self:LabelingSession, raster):
     "Use `raster` (checked); labels outside it are dropped."
     self.raster = check_raster(load_raster(raster), self.bands, self.n_time)
     self.bounds = lonlat_bounds(self.raster)  # (W, S, E, N) degrees, also for a projected raster
     self._x, self._raster_stats, self.predictor, self.proba, self.suggestions = None, None, None, None, None
+    self._emb = None   # Presto embeddings of every pixel, once per raster (`embeddings`)
     old = getattr(self, 'labels', None)
     self.labels = pd.DataFrame({'lat': pd.Series(dtype=float), 'lon': pd.Series(dtype=float),
                                 'cls': pd.Series(dtype=object), 'row': pd.Series(dtype=int), 'col': pd.Series(dtype=int)})
@@ -88,7 +131,7 @@ def contains(self:LabelingSession, lat:float, lon:float)->bool:
     x, y = lonlat_to_xy(self.raster, lon, lat)
     return bool(self._cell(self.raster.x.values, x) is not None and self._cell(self.raster.y.values, y) is not None)
 
-# %% ../nbs/60_app.ipynb #945e91ff
+# %% ../nbs/60_app.ipynb #a38974f4
 def _rows(raster, y0:int, y1:int)->np.ndarray: # (rows * x, time, band) raw series of rows y0:y1
     T, B = raster.sizes['time'], raster.sizes['band']
     return raster.values[:, :, y0:y1].transpose(2, 3, 0, 1).reshape(-1, T, B)
@@ -124,7 +167,30 @@ def features(self:LabelingSession)->np.ndarray:
         self._x = prepare_series(_rows(self.raster, 0, H), self._stats(), allow_empty=True)
     return self._x
 
-# %% ../nbs/60_app.ipynb #a38974f4
+# %% ../nbs/60_app.ipynb #b4ff0567
+@patch
+def embeddings(self:LabelingSession, callback=None, # called as callback(done, total) pixels after each block
+               block:int=2048, # pixels per encoder call (rounded to whole rows)
+              )->np.ndarray: # (y * x, 128) float32, NaN rows for pixels with no data
+    "Presto embeddings of every pixel of the raster's raw values, computed once per raster."
+    if self.embedder is None: raise bad_input('embeddings', 'learner', 'a Presto learner (PrestoProbe, PrestoTIML)', self.learner)
+    if self._emb is not None: return self._emb
+    T, B, H, W = self.raster.shape
+    z, done, rows = np.full((H * W, 128), np.nan, np.float32), 0, max(1, block // W)
+    lat, lon = self.raster.lat.values.ravel(), self.raster.lon.values.ravel()
+    bar = tqdm(total=H * W, desc='Presto: embedding the raster', unit='px', disable=not self.progress, leave=False)
+    for y0 in range(0, H, rows):
+        x, i = _rows(self.raster, y0, y0 + rows), np.arange(y0 * W, min(y0 + rows, H) * W)
+        ok = ~np.isnan(x).all(axis=(1, 2))
+        if ok.any():
+            z[i[ok]] = self.embedder.model.embed(x[ok], lat[i[ok]], lon[i[ok]], month=self.month, bands=self.bands,
+                                                 batch_size=self.embedder.batch_size, device=self.device, progress=False)
+        done += len(i); bar.update(len(i))
+        if callback: callback(done, H * W)
+    bar.close(); self._emb = z
+    return z
+
+# %% ../nbs/60_app.ipynb #329329b1
 @patch
 def _pixel(self:LabelingSession, lat:float, lon:float, where='add_label')->tuple:
     "(row, col) of the pixel under (lat, lon); a clear error when it is off the raster or not in degrees."
@@ -139,7 +205,7 @@ def _pixel(self:LabelingSession, lat:float, lon:float, where='add_label')->tuple
     x, y = lonlat_to_xy(self.raster, lon, lat)
     return self._cell(self.raster.y.values, y), self._cell(self.raster.x.values, x)
 
-_STATE = ('raster', 'bounds', 'region', 'labels', 'predictor', 'proba', 'suggestions', '_x')
+_STATE = ('raster', 'bounds', 'region', 'labels', 'predictor', 'proba', 'suggestions', '_x', '_emb', '_raster_stats')
 UNDO_DEPTH = 200
 
 @patch
@@ -176,7 +242,7 @@ def add_label(self:LabelingSession, lat:float, # latitude, degrees
     self._history.append(('label', before))
     return n
 
-# %% ../nbs/60_app.ipynb #b4ff0567
+# %% ../nbs/60_app.ipynb #ac4e8563
 @patch
 def undo(self:LabelingSession)->str|None:
     "Undo the last change; return its name ('label', 'remove', 'clear', 'crop', 'country'; None: nothing to undo)."
@@ -221,7 +287,7 @@ def counts(self:LabelingSession)->dict:
     "Labels per class."
     return {c: int((self.labels.cls == c).sum()) for c in self.classes}
 
-# %% ../nbs/60_app.ipynb #3a6f161c
+# %% ../nbs/60_app.ipynb #d46a8fa0
 @patch
 def add_labels(self:LabelingSession, labels, # GeoDataFrame / GeoJSON path (any CRS) or DataFrame with lat, lon
                column:str='cls', # the column holding the class
@@ -242,16 +308,25 @@ def add_labels(self:LabelingSession, labels, # GeoDataFrame / GeoJSON path (any 
     self._history.append(('label', before))
     return len(self.labels)
 
-# %% ../nbs/60_app.ipynb #54e7f40f
+# %% ../nbs/60_app.ipynb #f73b0c7c
 @patch
-def _support(self:LabelingSession, min_per_class:int=2)->tuple:
-    "(x, y) of the labelled pixels; clear errors when a class is missing or too small."
+def _check_labels(self:LabelingSession, min_per_class:int=2):
+    "A clear error when a class is missing or has too few labels."
     n = self.counts()
-    few = {c: k for c, k in n.items() if k < min_per_class}
-    if few:
+    if any(k < min_per_class for k in n.values()):
         raise bad_input('adapt', 'labels', f'at least {min_per_class} labels of each class {list(self.classes)}',
                         ', '.join(f'{k} {c}' for c, k in n.items()))
-    return self._series(self.labels.row.values, self.labels.col.values), (self.labels.cls.values == self.classes[0]).astype(np.int64)
+
+@patch
+def _support(self:LabelingSession, min_per_class:int=2)->tuple:
+    "(x, y) of the labelled pixels (Presto: their embeddings); clear errors when a class is missing or too small."
+    self._check_labels(min_per_class)
+    r, c, y = self.labels.row.values, self.labels.col.values, (self.labels.cls.values == self.classes[0]).astype(np.int64)
+    if self.embedder is None: return self._series(r, c), y
+    z = self.embeddings()[r * self.raster.sizes['x'] + c]
+    if np.isnan(z[:, 0]).any():
+        raise bad_input('adapt', 'labels', 'labels on pixels with data', f'{int(np.isnan(z[:, 0]).sum())} on no-data pixels')
+    return z, y
 
 @patch
 def _task_info(self:LabelingSession):
@@ -261,17 +336,27 @@ def _task_info(self:LabelingSession):
     return TaskInfo(lat=(S + N) / 2, lon=(W + E) / 2, target=self.target)
 
 @patch
-def adapt(self:LabelingSession, steps:int|None=None, # SGD steps (None: the session's `adapt_steps`)
+def adapt(self:LabelingSession, steps:int|None=None, # SGD steps (None: the session's `adapt_steps`; Presto's own choice)
+          callback=None, # called as callback(done, total) after each step (learners that report steps)
          )->LabelingSession:
     "Adapt the learner to the labels."
     x, y = self._support()
-    steps = self.adapt_steps if steps is None else steps
+    if steps is None: steps = self.adapt_steps if self.embedder is None else None
+    kw, bar = {}, None
+    if 'progress' in inspect.signature(self.learner.adapt).parameters:
+        bar = tqdm(total=steps, desc='adapting', unit='step', disable=not self.progress, leave=False)
+        def step(done, total):
+            bar.total = total; bar.update(done - bar.n)
+            if callback: callback(done, total)
+        kw['progress'] = step
     # the learner protocol (agrinb.meta.core.Learner); the same labels give the same map: adapt with the session's seed
-    self.predictor = self.learner.adapt(x, y, info=self._task_info(), steps=steps, seed=self.seed, device=self.device)
+    try: self.predictor = self.learner.adapt(x, y, info=self._task_info(), steps=steps, seed=self.seed, device=self.device, **kw)
+    finally:
+        if bar is not None: bar.close()
     self.proba = self.suggestions = None
     return self
 
-# %% ../nbs/60_app.ipynb #d46a8fa0
+# %% ../nbs/60_app.ipynb #a4a0f0b1
 @patch
 def predict(self:LabelingSession, batch_size:int=16384, # pixels per predict_proba call
             progress:bool|None=None, # progress bar (default: the session's setting, shown above 4 chunks)
@@ -283,14 +368,44 @@ def predict(self:LabelingSession, batch_size:int=16384, # pixels per predict_pro
     from agrinb.predict import predict_raster
     H, W = self.raster.sizes['y'], self.raster.sizes['x']
     show = (self.progress if progress is None else progress) and -(-H // chunk) * -(-W // chunk) > 4
-    p = predict_raster(self.predictor, self.raster.drop_vars(['lat', 'lon'], errors='ignore'), None, self._stats(),
-                       bands=None, n_time=None, chunk=chunk, batch_size=batch_size, device=self.device,
-                       progress=show, callback=callback)
+    if self.embedder is not None: p = self._map_embeddings(batch_size, callback)
+    else: p = predict_raster(self.predictor, self.raster.drop_vars(['lat', 'lon'], errors='ignore'), None, self._stats(),
+                             bands=None, n_time=None, chunk=chunk, batch_size=batch_size, device=self.device,
+                             progress=show, callback=callback)
     p = p.assign_attrs(target=self.target, long_name=f'P({self.target})')
     self.proba = p.rio.write_crs(self.raster.rio.crs)
     return self.proba
 
-# %% ../nbs/60_app.ipynb #f73b0c7c
+@patch
+def _map_embeddings(self:LabelingSession, batch_size:int=16384, callback=None)->xr.DataArray: # (y, x), NaN off the data
+    "P(target) of every pixel from the cached Presto embeddings."
+    z, (H, W) = self.embeddings(), (self.raster.sizes['y'], self.raster.sizes['x'])
+    p, ok = np.full(H * W, np.nan, np.float32), np.flatnonzero(~np.isnan(z[:, 0]))
+    n = max(1, -(-len(ok) // batch_size))
+    for k in range(n):
+        i = ok[k * batch_size:(k + 1) * batch_size]
+        if len(i): p[i] = self.predictor.predict_proba(z[i])
+        if callback: callback(k + 1, n)
+    out = xr.DataArray(p.reshape(H, W), dims=('y', 'x'), coords={'y': self.raster.y.values, 'x': self.raster.x.values}, name='proba')
+    return out.rio.write_transform(self.raster.rio.transform()) if self.raster.rio.crs is not None else out
+
+# %% ../nbs/60_app.ipynb #cb1d9803
+@patch
+def adapt_and_predict(self:LabelingSession, callback=None, # called as callback(phase, done, total)
+                     )->dict: # phase -> seconds
+    "Embed (Presto, first time on a raster), adapt and predict, reporting each phase's progress."
+    say, took = callback or (lambda *a: None), {}
+    self._check_labels()   # before any long work
+    t = time.perf_counter()
+    if self.embedder is not None and self._emb is None:
+        say('embedding', 0, 1); self.embeddings(callback=lambda d, n: say('embedding', d, n)); took['embedding'] = time.perf_counter() - t
+    t = time.perf_counter(); say('adapting', 0, 0)
+    self.adapt(callback=lambda d, n: say('adapting', d, n)); took['adapting'] = time.perf_counter() - t
+    t = time.perf_counter(); say('mapping', 0, 1)
+    self.predict(callback=lambda d, n: say('mapping', d, n)); took['mapping'] = time.perf_counter() - t
+    return took
+
+# %% ../nbs/60_app.ipynb #fdaf69e2
 @patch
 def suggest(self:LabelingSession, n:int=5, # how many pixels
            )->pd.DataFrame: # lat, lon, row, col, proba of each suggestion
@@ -317,7 +432,7 @@ def suggest(self:LabelingSession, n:int=5, # how many pixels
                                      'row': rows, 'col': cols, 'proba': p[rows, cols]})
     return self.suggestions
 
-# %% ../nbs/60_app.ipynb #4c68245a
+# %% ../nbs/60_app.ipynb #fd0a5357
 @patch
 def pixel_info(self:LabelingSession, lat:float, lon:float, # degrees
                month:int=6, # time index for the NDVI
@@ -332,7 +447,7 @@ def pixel_info(self:LabelingSession, lat:float, lon:float, # degrees
     return dict(row=r, col=c, ndvi=ndvi, proba=None if self.proba is None else float(self.proba.values[r, c]),
                 label=here.cls.iloc[0] if len(here) else None)
 
-# %% ../nbs/60_app.ipynb #cb1d9803
+# %% ../nbs/60_app.ipynb #67d99b7a
 @patch
 def export_labels(self:LabelingSession, path)->Path:
     "Write the labels as GeoJSON points (EPSG:4326)."
@@ -361,7 +476,7 @@ def export(self:LabelingSession, folder, # destination folder
     out['html'] = self.export_html(folder / f'{name}_map.html')
     return out
 
-# %% ../nbs/60_app.ipynb #fdaf69e2
+# %% ../nbs/60_app.ipynb #e89986d3
 @patch
 def set_region(self:LabelingSession, bbox, # (min_lon, min_lat, max_lon, max_lat), degrees
               )->LabelingSession:
@@ -375,7 +490,10 @@ def set_region(self:LabelingSession, bbox, # (min_lon, min_lat, max_lon, max_lat
         raise bad_input('set_region', 'bbox', f'a box overlapping the raster by 2 x 2 pixels or more (raster: '
                         f'lon {b[0]:.4f}..{b[2]:.4f}, lat {b[1]:.4f}..{b[3]:.4f})', (W, S, E, N))
     self._remember('crop')
-    return self.set_raster(self.raster.isel(y=np.flatnonzero(rows), x=np.flatnonzero(cols)))
+    emb = None if self._emb is None else self._emb.reshape(len(y), len(x), -1)[np.ix_(rows, cols)].reshape(-1, self._emb.shape[1])
+    self.set_raster(self.raster.isel(y=np.flatnonzero(rows), x=np.flatnonzero(cols)))
+    self._emb = emb   # Presto's embeddings of the pixels kept: no new encoder pass
+    return self
 
 @patch
 def set_country(self:LabelingSession, name:str, # a country name or ISO code
@@ -392,7 +510,7 @@ def set_country(self:LabelingSession, name:str, # a country name or ISO code
     self._history[-1] = ('country', self._history[-1][1])  # one change: the country, not a crop
     return self
 
-# %% ../nbs/60_app.ipynb #10637b65
+# %% ../nbs/60_app.ipynb #f2c8ca7f
 OSM_URL = 'https://tile.openstreetmap.org/{z}/{x}/{y}.png'
 OSM_ATTRIBUTION = '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
 BORDER_STYLE = {'color': '#444444', 'weight': 1, 'opacity': 0.8, 'fill': False}
@@ -406,7 +524,7 @@ def tiles_reachable(url:str=OSM_URL, timeout:float=3.)->bool:
                                     timeout=timeout) as r: return r.status == 200
     except Exception: return False
 
-# %% ../nbs/60_app.ipynb #dced1093
+# %% ../nbs/60_app.ipynb #8206125a
 def _got(msg:str)->str: return msg.rsplit(', got ', 1)[1] if ', got ' in msg else ''
 
 _PLAIN = [  # (field, words in the precise message, what a person reads)
@@ -429,7 +547,7 @@ def plain_message(ex:Exception)->str:
             if (not f or (field and field.group(1) == f)) and words in msg: return say(msg).strip()
     return f'Something went wrong ({type(ex).__name__}); the details are in the log below the map.'
 
-# %% ../nbs/60_app.ipynb #5edc3c0d
+# %% ../nbs/60_app.ipynb #0d24d620
 class MapLabeler:
     "A JupyterLab map over a `LabelingSession`: click to label, adapt, see the prediction, label where unsure."
     def __init__(self, session:LabelingSession|None=None, # the session to drive (default: a new one)
@@ -464,7 +582,7 @@ class MapLabeler:
 
     def _repr_mimebundle_(self, **kwargs): return self.widget._repr_mimebundle_(**kwargs)
 
-# %% ../nbs/60_app.ipynb #ae0cf45c
+# %% ../nbs/60_app.ipynb #a26f182f
 def _region_choices(s:LabelingSession)->list:
     "Countries to offer: the synthetic regions, or those whose box overlaps a real raster."
     from agrinb.data.geo import countries
@@ -475,7 +593,7 @@ def _region_choices(s:LabelingSession)->list:
     hit = t[(t.min_lon <= E) & (t.max_lon >= W) & (t.min_lat <= N) & (t.max_lat >= S)]
     return sorted(set(hit['name']))
 
-# %% ../nbs/60_app.ipynb #a276564c
+# %% ../nbs/60_app.ipynb #2baf992c
 BORDER_MARGIN = 20.  # degrees of country outlines around the raster
 
 @patch
@@ -516,7 +634,7 @@ def draw_proba(self:MapLabeler):
         self.map.remove(self.label_layer); self.map.remove(self.suggest_layer)
         for layer in (self.proba_layer, self.label_layer, self.suggest_layer): self.map.add(layer)
 
-# %% ../nbs/60_app.ipynb #eaa554d5
+# %% ../nbs/60_app.ipynb #3d7ee3c5
 def _n(k:int, word:str)->str: return f'{k} {word}' + ('' if k == 1 else 's')
 
 @patch
@@ -544,7 +662,7 @@ def refresh(self:MapLabeler):
     "Redraw everything from the session."
     self.draw_place(); self.draw_raster(); self.draw_proba(); self.draw_labels()
 
-# %% ../nbs/60_app.ipynb #d4377d09
+# %% ../nbs/60_app.ipynb #d15d4abe
 @patch
 def _run(self:MapLabeler, f, *args):
     "Call f(*args); show any error as a sentence in the widget and the precise message in its log."
@@ -612,7 +730,7 @@ def on_draw(self:MapLabeler, target, action, geo_json):
     self._run(self.set_region, (ring[:, 0].min(), ring[:, 1].min(), ring[:, 0].max(), ring[:, 1].max()))
     self.draw.clear()
 
-# %% ../nbs/60_app.ipynb #c067f82a
+# %% ../nbs/60_app.ipynb #6ed47fde
 @patch
 def undo(self:MapLabeler):
     "Undo the last change and redraw all of it."
@@ -630,26 +748,33 @@ def clear(self:MapLabeler):
 @patch
 def _progress(self:MapLabeler, value:float, phase:str='', busy:bool=False):
     "Set the progress bar: its value, its phase label, and the moving stripes while `busy`."
-    self.progress.value, self.progress.description = value, phase
+    self.progress.description, self.progress.value = phase, value   # the phase first: a watcher of the value sees its phase
     self.progress.bar_style = 'success' if value >= 1 and not busy else ''
     (self.progress.add_class if busy else self.progress.remove_class)('agrinb-busy')
 
 @patch
+def show_phase(self:MapLabeler, phase:str, done:int, total:int):
+    "Progress of one phase of `adapt_and_predict`: the bar's share done, stripes while a phase reports no steps."
+    if total: self._progress(done / total, phase)
+    else: self._progress(1, phase, busy=True)
+    if phase == 'embedding' and done == 0:
+        self.say(f'Presto is embedding the {self.session.raster.sizes["y"]}×{self.session.raster.sizes["x"]} raster '
+                 '(once: later presses reuse it)...')
+
+@patch
 def adapt(self:MapLabeler):
-    "Adapt to the labels and draw the prediction, with progress."
-    t0, s = time.time(), self.session
-    self._progress(1, 'adapting', busy=True); self.say(f'adapting to {_n(len(s.labels), "label")}...')
-    try:
-        s.adapt(); t1 = time.time()
-        self._progress(0, 'mapping')
-        s.predict(callback=lambda d, n: setattr(self.progress, 'value', d / n))
+    "Adapt to the labels and draw the prediction, the bar following each phase."
+    s = self.session
+    self.say(f'adapting to {_n(len(s.labels), "label")}...')
+    try: took = s.adapt_and_predict(callback=self.show_phase)
     except Exception:
         self._progress(0); raise
     self._progress(1, 'done'); self.draw_proba(); self.draw_labels()
-    self.say(f'adapted on {_n(len(s.labels), "label")} in {t1 - t0:.1f} s and mapped {s.proba.size} pixels '
-             f'in {time.time() - t1:.1f} s')
+    emb = f'embedded {s.proba.size} pixels with Presto in {took["embedding"]:.1f} s, ' if 'embedding' in took else ''
+    self.say(f'{emb}adapted on {_n(len(s.labels), "label")} in {took["adapting"]:.1f} s and mapped {s.proba.size} pixels '
+             f'in {took["mapping"]:.1f} s')
 
-# %% ../nbs/60_app.ipynb #3213a587
+# %% ../nbs/60_app.ipynb #630329e9
 @patch
 def suggest(self:MapLabeler):
     sg = self.session.suggest(self.n_suggest); self.draw_labels()
@@ -687,7 +812,7 @@ def check_tiles(self:MapLabeler):
             'connection to tile.openstreetmap.org): the grey lines are Natural Earth country borders, drawn offline.</span>')
     self._tiles_probe = threading.Thread(target=probe, daemon=True); self._tiles_probe.start()
 
-# %% ../nbs/60_app.ipynb #7183003a
+# %% ../nbs/60_app.ipynb #1c682437
 WIDGET_CSS = ('<style>'
     '.agrinb-cls button.mod-active:nth-child(1){background:%s;color:#000;font-weight:bold;box-shadow:inset 0 0 0 2px #000}'
     '.agrinb-cls button.mod-active:nth-child(2){background:%s;color:#fff;font-weight:bold;box-shadow:inset 0 0 0 2px #000}'
@@ -698,7 +823,7 @@ WIDGET_CSS = ('<style>'
     '.agrinb-place{background:rgba(255,255,255,.85);border:1px solid #444;padding:0 4px;display:inline-block}'
     '</style>') % (LABEL_COLORS[0], LABEL_COLORS[1])
 
-# %% ../nbs/60_app.ipynb #271182d0
+# %% ../nbs/60_app.ipynb #bd1cf313
 @patch
 def build_controls(self:MapLabeler, w, export_dir):
     "The dropdowns, sliders and buttons, wired to the handlers, laid out in `self.widget`."
