@@ -7,10 +7,17 @@
    per class, labels placed at random vs. 2 + 2 random and then where `suggest` points (same total budget).
    Mean and standard deviation over `--seeds` cubes (target: >= 0.85 at 10 labels per class, random placement).
 
-Usage: python benchmarks/bench_app.py [--threads 2] [--seeds 5] [--size 64] [--device cpu]
+3. `--compare`: the map session's learners side by side, the Presto probe (the default on a real raster) vs. the
+   small TIML (the default on the synthetic cube): AUC of the map after 3 + 3 and 10 + 10 random labels on
+   `--seeds` synthetic cubes (the same labels for both), the paired difference (mean +- s.e.), the seconds of the
+   one-off Presto embedding pass, and the same session on the real Togo Earth Engine export (no ground truth
+   there: the AUC against an NDVI rule of thumb, see `togo_standin`, and the embedding time).
+
+Usage: python benchmarks/bench_app.py [--threads 2] [--seeds 5] [--size 64] [--device cpu] [--compare]
 Timings are only meaningful on an otherwise idle machine.
 """
 import argparse, os, time
+from pathlib import Path
 import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
@@ -77,6 +84,61 @@ def quality(learner, stats, size, seeds, ks=(2, 5, 10, 20), device='cpu', batch=
     return res
 
 
+def togo_standin(raster)->np.ndarray:
+    "A stand-in truth for the Togo export (it has none): pixels whose seasonal NDVI swing (max - min) is above the median."
+    nd = raster.sel(band='NDVI').values
+    amp = np.nanmax(nd, 0) - np.nanmin(nd, 0)
+    return amp > np.median(amp)
+
+
+def compare(learner, stats, size, seeds, ks=(3, 10), device='cpu', togo=None):
+    from agrinb.meta.presto import PrestoProbe
+    res, emb = {(n, k): [] for n in ('probe', 'timl') for k in ks}, []
+    probe = PrestoProbe(device=device)
+    for seed in range(seeds):
+        cube = make_datacube('Togo', size=(size, size), seed=100 + seed)
+        truth = cube.is_crop.values
+        zs = None
+        for k in ks:
+            for name, kw in (('probe', dict(learner=probe)), ('timl', dict(learner=learner, stats=stats))):
+                s = LabelingSession(cube, device=device, progress=False, **kw)
+                if name == 'probe' and zs is not None: s._emb = zs   # the session's cache, as a second Adapt would find it
+                label_random(s, truth, k, np.random.default_rng(seed))
+                took = s.adapt_and_predict()
+                if 'embedding' in took: emb.append(took['embedding']); zs = s._emb
+                res[name, k].append(roc_auc_score(truth.ravel(), s.proba.values.ravel()))
+    print(f'compare: AUC of the map vs. true fields, {size}x{size}-px synthetic Togo cubes, {seeds} seeds, '
+          f'the same random labels for both (mean +- sd; paired difference mean +- s.e.)')
+    print('  labels        Presto probe      TIML              probe - TIML')
+    for k in ks:
+        a, b = np.array(res['probe', k]), np.array(res['timl', k]); d = a - b
+        print(f'  {k:>2} + {k:<2}      {a.mean():.3f} +- {a.std():.3f}   {b.mean():.3f} +- {b.std():.3f}   '
+              f'{d.mean():+.3f} +- {d.std(ddof=1) / np.sqrt(len(d)):.3f}')
+    print(f'  Presto embedding pass ({size * size} px, once per raster): median {np.median(emb):.1f} s '
+          f'({size * size / np.median(emb):.0f} px/s)')
+    if togo is not None and Path(togo).exists():
+        out, zt, emb_t = {(n, k): [] for n in ('probe', 'timl') for k in ks}, None, None
+        for seed in range(seeds):
+            for k in ks:
+                for name, kw in (('probe', {}), ('timl', dict(learner=learner, stats=stats))):   # probe: the default
+                    s = LabelingSession(togo, device=device, progress=False, **kw)
+                    if name == 'probe' and zt is not None: s._emb = zt
+                    truth = togo_standin(s.raster)
+                    label_random(s, truth, k, np.random.default_rng(seed))
+                    took = s.adapt_and_predict()
+                    if 'embedding' in took: emb_t, zt = took['embedding'], s._emb
+                    out[name, k].append(roc_auc_score(truth.ravel(), s.proba.values.ravel()))
+        s0 = LabelingSession(togo, progress=False)
+        print(f'  Togo export ({s0.raster.sizes["y"]}x{s0.raster.sizes["x"]} px, default learner {s0.learner.name}, start month '
+              f'{s0.month}, embedding {emb_t:.2f} s): AUC vs. the NDVI-swing stand-in (it has no truth; '
+              f'{togo_standin(s0.raster).mean():.0%} of pixels), {seeds} label draws')
+        for k in ks:
+            a, b = np.array(out['probe', k]), np.array(out['timl', k]); d = a - b
+            print(f'    {k:>2} + {k:<2}    {a.mean():.3f} +- {a.std():.3f}   {b.mean():.3f} +- {b.std():.3f}   '
+                  f'{d.mean():+.3f} +- {d.std(ddof=1) / np.sqrt(len(d)):.3f}')
+    return res
+
+
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--threads', type=int, default=2)
@@ -84,11 +146,17 @@ if __name__ == '__main__':
     ap.add_argument('--size', type=int, default=64, help='cube size for the AUC curve')
     ap.add_argument('--speed-size', type=int, default=256)
     ap.add_argument('--device', default='cpu')
+    ap.add_argument('--compare', action='store_true', help='only the Presto probe vs. TIML comparison')
+    ap.add_argument('--togo', default=str(Path(__file__).resolve().parents[1] / '..' / 'shared' / 'data' / 'ee_exports'
+                                          / '98-togo_2019-02-06_2020-02-01.tif'))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t = time.perf_counter()
     learner, stats = pretrained_timl(device=args.device, progress=False)
     print(f'pretrained TIML ready in {time.perf_counter() - t:.1f} s (cached after the first run); '
           f'{os.cpu_count()} CPUs visible, {args.threads} threads used')
-    speed(learner, stats, args.speed_size, args.device)
-    quality(learner, stats, args.size, args.seeds, device=args.device)
+    if args.compare:
+        compare(learner, stats, args.size, args.seeds, device=args.device, togo=args.togo)
+    else:
+        speed(learner, stats, args.speed_size, args.device)
+        quality(learner, stats, args.size, args.seeds, device=args.device)
