@@ -335,3 +335,65 @@ def test_map_without_the_app_packages_names_the_extra():
     assert r.returncode == 0 and len(lines) == 2, r.stdout + r.stderr
     assert lines[0].startswith('AgrinbError MapLabeler:') and 'pip install "agrinb[app]"' in lines[0], lines[0]
     assert lines[1].startswith('AgrinbError folium_map:') and 'pip install "agrinb[app]"' in lines[1], lines[1]
+
+
+# ---- Presto: the default on a real raster ----------------------------------------------------------------------
+
+def test_presto_bad_choices(cube):
+    "A learner name, statistics Presto does not take, a start month and bands Presto cannot read get clear errors."
+    small = cube.isel(y=slice(0, 8), x=slice(0, 8))
+    with pytest.raises(AgrinbError, match=r"field 'learner'.*Did you mean 'presto'"):
+        LabelingSession(small, learner='prestto', progress=False)
+    with pytest.raises(AgrinbError, match=r"field 'stats'.*raw values"):
+        LabelingSession(small, learner='presto', stats='raster', progress=False)
+    with pytest.raises(AgrinbError, match=r"field 'month'.*0\.\.11"):
+        LabelingSession(small, learner='presto', month=12, progress=False)
+    odd = small.assign_coords(band=[f'b{i}' for i in range(18)])
+    with pytest.raises(AgrinbError, match=r"field 'band'.*CropHarvest band names Presto reads"):
+        LabelingSession(odd, learner='presto', progress=False)
+    # a raster with some of the CropHarvest bands (NDVI and the 10 m bands) is Presto's by default
+    few = LabelingSession(small.sel(band=['B2', 'B3', 'B4', 'B8', 'NDVI']), progress=False)
+    assert few.embedder is few.learner and few.bands == ['B2', 'B3', 'B4', 'B8', 'NDVI']
+    assert few.embeddings().shape == (64, 128) and np.isfinite(few.embeddings()).all()
+
+
+def test_presto_on_a_projected_raster_embeds_each_pixels_location(cube):
+    "In UTM metres the encoder gets every pixel's own lat/lon (its location token), not the grid's metres."
+    small = cube.isel(y=slice(0, 6), x=slice(0, 6))
+    utm = small.assign_coords(y=900000. - 20 * np.arange(6), x=300000. + 20 * np.arange(6)).rio.write_crs('EPSG:32631')
+    s = LabelingSession(utm, progress=False)
+    z = s.embeddings()
+    x = s.raster.values[:, :, 2, 3][None]
+    want = s.embedder.model.embed(x, s.raster.lat.values[2, 3], s.raster.lon.values[2, 3], progress=False)
+    np.testing.assert_allclose(z[2 * 6 + 3], want[0], atol=1e-4)
+    wrong = s.embedder.model.embed(x, 0.0, 0.0, progress=False)
+    assert np.abs(z[2 * 6 + 3] - wrong[0]).max() > 1e-3
+
+
+def test_presto_default_on_the_real_export_through_the_widget(tmp_path):
+    if not TOGO_TIF.exists(): pytest.skip(f'{TOGO_TIF} not found (shared data not present)')
+    from agrinb.meta.presto import PrestoProbe
+    s = LabelingSession(TOGO_TIF, progress=False)
+    assert isinstance(s.learner, PrestoProbe) and s.month == 1 and s.bands == CROPHARVEST_BANDS and s.stats is None
+    ml = MapLabeler(s)
+    phases = []
+    ml.progress.observe(lambda ch: phases.append((ml.progress.description, ch['new'])), 'value')
+    ys, xs = s.raster.y.values, s.raster.x.values
+    for cls, pts in (('crop', [(3, 4), (8, 8), (10, 5)]), ('non_crop', [(16, 2), (15, 15), (1, 16)])):
+        ml.cls.value = cls
+        for r, c in pts: ml.on_interaction(type='click', coordinates=[float(ys[r]), float(xs[c])])
+    ml.adapt_btn.click()
+    assert not ml.last_error, ml.last_message
+    assert ml.last_message.startswith('embedded 289 pixels with Presto in') and 'adapted on 6 labels' in ml.last_message
+    assert ('embedding', 1.0) in phases and phases[-1] == ('mapping', 1.0), phases
+    assert ml.proba_layer in ml.map.layers and np.isfinite(s.proba.values).all()
+    z = s.embeddings()
+    ml.cls.value = 'crop'; ml.on_interaction(type='click', coordinates=[float(ys[6]), float(xs[9])])
+    ml.adapt_btn.click()
+    assert ml.last_message.startswith('adapted on 7 labels') and s.embeddings() is z   # no second encoder pass
+    ml.suggest_btn.click(); assert len(ml.suggest_layer.layers) == 5
+    out = s.export(tmp_path)
+    tif = rioxarray.open_rasterio(out['proba'])
+    assert tif.rio.crs.to_epsg() == 4326 and tif.shape == (1, 17, 17)
+    np.testing.assert_allclose(tif.values[0], s.proba.values, atol=1e-6)
+    np.testing.assert_allclose(tif.x.values, s.raster.x.values, atol=1e-9)
