@@ -6,7 +6,10 @@ must label that pixel), clicks off the image (a message for a person), presses U
 clears) and Clear (labels, prediction and progress go), zooms out and checks the offline Natural Earth border
 layer is drawn, and checks the page and the kernel agree. Every request to a host other than 127.0.0.1/localhost
 is aborted and fails the test. Screenshots go to test-artifacts/ (label_and_adapt.png after Suggest,
-label_and_adapt_zoomed_out.png after Clear and a zoom-out). The server is stopped by its own process id.
+label_and_adapt_zoomed_out.png after Clear and a zoom-out). With the shared data present it then appends a cell
+with a map on the real Togo Earth Engine export (the session's default learner there: the Presto probe), labels
+3 + 3 points, presses Adapt and checks the message names the one-off embedding (label_and_adapt_presto.png). The
+server is stopped by its own process id.
 """
 import contextlib, json, os, re, secrets, shutil, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
@@ -77,6 +80,9 @@ JS_KERNEL_READY = f"""() => {{ if (!window.jupyterapp) return false; const p = {
 JS_ALL_RUN = f"""() => {{ const p = {JS_PANEL}; const k = p.sessionContext.session.kernel;
   const cells = p.content.widgets.filter(c => c.model.type === 'code');
   return k.status === 'idle' && cells.every(c => c.model.executionCount !== null); }}"""
+JS_APPEND_RUN = f"""async (code) => {{ const p = {JS_PANEL}; const nb = p.content; const n = nb.model.cells.length;
+  nb.model.sharedModel.insertCell(n, {{cell_type: 'code', source: code}});
+  nb.activeCellIndex = n; await window.jupyterapp.commands.execute('notebook:run-cell'); return n; }}"""
 JS_EXECUTE = f"""async (code) => {{ const p = {JS_PANEL}; const k = p.sessionContext.session.kernel;
   let out = ''; const f = k.requestExecute({{code, silent: false, store_history: false}});
   f.onIOPub = (m) => {{ if (m.header.msg_type === 'stream') out += m.content.text;
@@ -84,7 +90,31 @@ JS_EXECUTE = f"""async (code) => {{ const p = {JS_PANEL}; const k = p.sessionCon
   await f.done; return out; }}"""
 
 
-def drive_tutorial(notebook: Path, tmp: Path, screenshot: Path, budget_s: float = 130) -> dict:
+def drive_presto(page, left, tif: Path, screenshot: Path) -> dict:
+    "Append a cell with a map on the real export `tif` (the session's default learner: Presto), label 3 + 3, Adapt."
+    page.evaluate(JS_APPEND_RUN, f"from pathlib import Path\nlabeler2 = MapLabeler(LabelingSession(Path({str(tif)!r})))\nlabeler2")
+    page.wait_for_function("() => document.querySelectorAll('.agrinb-labeler .leaflet-container').length >= 2", timeout=left(60_000))
+    ui = page.locator('.agrinb-labeler').nth(1)
+    ui.locator('.leaflet-container').scroll_into_view_if_needed()
+    raster = ui.locator('img.leaflet-image-layer').first
+    raster.wait_for(state='visible'); page.wait_for_timeout(500)
+    box = raster.bounding_box()
+    for cls, pts in {'crop': [(0.3, 0.3), (0.5, 0.5), (0.6, 0.35)], 'non_crop': [(0.1, 0.95), (0.95, 0.9), (0.95, 0.1)]}.items():
+        ui.get_by_role('button', name=cls, exact=True).click()
+        for fx, fy in pts:
+            page.mouse.click(box['x'] + fx * box['width'], box['y'] + fy * box['height']); page.wait_for_timeout(350)
+    ui.get_by_role('button', name='Adapt', exact=True).click()
+    page.wait_for_function("() => /adapted on/.test(document.querySelectorAll('.agrinb-labeler')[1].querySelector('.agrinb-message').innerText)",
+                           timeout=left(60_000))
+    out = {'message': ui.locator('.agrinb-message').inner_text(), 'overlays': ui.locator('img.leaflet-image-layer').count(),
+           'bar': page.evaluate("() => document.querySelectorAll('.agrinb-labeler')[1].querySelector('.progress-bar').style.width"),
+           'kernel': json.loads(page.evaluate(JS_EXECUTE, "import json; s = labeler2.session; print(json.dumps({'learner': "
+                                "type(s.learner).__name__, 'n': len(s.labels), 'month': s.month, 'cached': s._emb is not None}))").strip().splitlines()[-1])}
+    page.screenshot(path=str(screenshot), full_page=False)
+    return out
+
+
+def drive_tutorial(notebook: Path, tmp: Path, screenshot: Path, budget_s: float = 130, presto_tif: Path | None = None) -> dict:
     "Run `notebook` in JupyterLab + Chromium and label, adapt and suggest through the map; return what was seen."
     from playwright.sync_api import sync_playwright
     deadline = time.time() + budget_s
@@ -188,6 +218,8 @@ def drive_tutorial(notebook: Path, tmp: Path, screenshot: Path, budget_s: float 
                 seen['n_borders'] = int(page.evaluate(JS_EXECUTE, "print(len(labeler.border_layer.data['features']))").strip())
                 seen['place'] = ui.locator('.agrinb-place').inner_text()
                 page.screenshot(path=str(screenshot.with_name(screenshot.stem + '_zoomed_out.png')), full_page=False)
+                if presto_tif is not None:  # the session's default on a real export: Presto, embedding on the first Adapt
+                    seen['presto'] = drive_presto(page, left, presto_tif, screenshot.with_name(screenshot.stem + '_presto.png'))
             except Exception:  # keep a picture of what the page looked like when it failed
                 screenshot.parent.mkdir(parents=True, exist_ok=True)
                 with contextlib.suppress(Exception): page.screenshot(path=str(screenshot.with_name(screenshot.stem + '_failure.png')))
@@ -206,7 +238,9 @@ def test_label_and_adapt_in_browser(tmp_path):
     assert TUTORIAL.exists(), TUTORIAL
     from agrinb.meta.pretrained import pretrained_timl
     pretrained_timl(progress=False)  # train (first run only) and cache the tutorial's learner outside the browser budget
-    seen = drive_tutorial(TUTORIAL, tmp_path, ARTIFACTS / 'label_and_adapt.png')
+    togo = REPO.parent / 'shared' / 'data' / 'ee_exports' / '98-togo_2019-02-06_2020-02-01.tif'
+    seen = drive_tutorial(TUTORIAL, tmp_path, ARTIFACTS / 'label_and_adapt.png', budget_s=170 if togo.exists() else 130,
+                          presto_tif=togo if togo.exists() else None)  # without the shared data: the synthetic part only
     assert seen['external'] == [], f'requests to non-local hosts: {seen["external"]}'
     assert re.search(r'\b6 labels\b', seen['count_text']) and '3 crop, 3 non_crop' in seen['count_text'], seen['count_text']
     assert 'adapted on 6 labels' in seen['message'], seen['message']
@@ -227,4 +261,9 @@ def test_label_and_adapt_in_browser(tmp_path):
     assert 'Togo' in seen['place'], seen['place']
     assert (ARTIFACTS / 'label_and_adapt_zoomed_out.png').stat().st_size > 0
     assert (ARTIFACTS / 'label_and_adapt.png').stat().st_size > 0
+    if togo.exists():
+        pr = seen['presto']
+        assert pr['kernel'] == {'learner': 'PrestoProbe', 'n': 6, 'month': 1, 'cached': True}, pr
+        assert re.match(r'embedded 289 pixels with Presto in [\d.]+ s, adapted on 6 labels', pr['message']), pr['message']
+        assert pr['overlays'] >= 2 and pr['bar'] == '100%', pr
     assert seen['returncode'] is not None, 'the JupyterLab server is still running'
