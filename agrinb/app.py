@@ -820,6 +820,7 @@ WIDGET_CSS = ('<style>'
     'background-size:34px 100%%;animation:agrinb-stripes .8s linear infinite}'
     '@keyframes agrinb-stripes{from{background-position:0 0}to{background-position:34px 0}}'
     '.agrinb-labeler .leaflet-div-icon{background:transparent;border:none}'
+    '.agrinb-labeler img.leaflet-image-layer{image-rendering:pixelated}'
     '.agrinb-place{background:rgba(255,255,255,.85);border:1px solid #444;padding:0 4px;display:inline-block}'
     '</style>') % (LABEL_COLORS[0], LABEL_COLORS[1])
 
