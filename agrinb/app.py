@@ -41,14 +41,16 @@ def presto_encoder(learner): # a PrestoProbe, or None
 
 def default_learner(raster, learner=None, stats=None, synthetic:bool=False, device=None, progress:bool=True)->tuple:
     "(learner, stats) for a session: Presto for a real raster it can read, else the cached TIML and its statistics."
+    from agrinb.meta.presto import PrestoProbe, PrestoEnsemble
     if learner is None: learner = 'presto' if presto_bands(raster) and not synthetic else 'timl'
+    if isinstance(learner, PrestoEnsemble):   # its forest needs the raw series the session does not hand over
+        raise bad_input('LabelingSession', 'learner', 'PrestoProbe or PrestoTIML for Presto (PrestoEnsemble is not '
+                        'supported by the map session)', 'PrestoEnsemble')
+    if (learner == 'presto' or presto_encoder(learner) is not None) and presto_bands(raster) is None:
+        raise bad_input(raster.attrs.get('source', 'raster'), 'band', 'CropHarvest band names Presto reads and at most '
+                        '24 steps', f"bands {[str(b) for b in raster.band.values][:6]}, {raster.sizes.get('time')} steps")
     if not isinstance(learner, str): return learner, stats
-    if learner == 'presto':
-        if presto_bands(raster) is None:
-            raise bad_input(raster.attrs.get('source', 'raster'), 'band', 'CropHarvest band names Presto reads and at most '
-                            '24 steps', f"bands {[str(b) for b in raster.band.values][:6]}, {raster.sizes.get('time')} steps")
-        from agrinb.meta.presto import PrestoProbe
-        return PrestoProbe(device=device), stats
+    if learner == 'presto': return PrestoProbe(device=device), stats
     if learner == 'timl':
         timl, trained = pretrained_timl(device=device, progress=progress)
         return timl, trained if stats is None else stats
