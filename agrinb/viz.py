@@ -99,15 +99,16 @@ def plot_adapted_weights(theta, # θ: a parameter dict or a flat vector
         sc = ax.scatter(shown[s & ~out, 0], shown[s & ~out, 1], s=12, label=str(g), zorder=2)
         for i in np.flatnonzero(s & out):   # an outlier: a hollow triangle on the edge, pointing towards it
             dx, dy = np.sign(zs[i] - shown[i]); m = '>' if dx > 0 else '<' if dx < 0 else '^' if dy > 0 else 'v'
-            ax.scatter(*shown[i], s=60, marker=m, facecolors='none', edgecolors=sc.get_facecolor()[:1], lw=1.2, zorder=3)
+            ax.scatter(*shown[i], s=70, marker=m, facecolors='none', edgecolors=sc.get_facecolor()[:1], lw=1.4, zorder=3,
+                       clip_on=False)
     ax.scatter(*z0, marker='*', s=150, c='k', label='θ', zorder=4)
     ev = pca.explained_variance_ratio_
-    ax.set(xlabel=f'PC 1 ({ev[0]:.0%} of variance)', ylabel=f'PC 2 ({ev[1]:.0%} of variance)', title=title,
-           xlim=lims[0], ylim=lims[1])
-    if out.any():
+    ax.set(xlabel=f'PC 1 ({ev[0]:.0%} of variance)', ylabel=f'PC 2 ({ev[1]:.0%} of variance)', xlim=lims[0], ylim=lims[1])
+    ax.set_title(title, pad=14 if out.any() else None)
+    if out.any():   # where the clipped points really are, between the title and the axes
         note = '; '.join(f'({a:.3g}, {b:.3g})' for a, b in zs[out][:3]) + (' …' if out.sum() > 3 else '')
-        ax.text(0.01, 0.01, f'{out.sum()} beyond the axes (triangles), at {note}', transform=ax.transAxes, fontsize=6,
-                va='bottom', color='0.3')
+        ax.text(0.5, 1.01, f'{out.sum()} beyond the axes (triangles on the edge), at {note}', transform=ax.transAxes,
+                fontsize=6.5, ha='center', va='bottom', color='0.3')
     ax.legend(fontsize=7, loc='best')
     return fig
 
@@ -195,7 +196,7 @@ def plot_loss_surface(surfaces:dict, # name -> (a, b, Z) from `loss_surface`
         cs = ax.contourf(a, b, logs[name], levels=levels, cmap='viridis', vmin=lo, vmax=hi)
         ax.plot(0, 0, '*', color='w', mec='k', ms=11); ax.set(title=name, xlabel='direction 1')
     axes[0, 0].set_ylabel('direction 2')
-    fig.colorbar(cs, ax=axes[0].tolist(), label=f'{label} (log10)')
+    cb = fig.colorbar(cs, ax=axes[0].tolist(), label=f'{label} (log10)'); cb.ax.yaxis.set_major_formatter('{x:.2f}')
     fig.suptitle(title)
     return fig
 
