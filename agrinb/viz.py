@@ -88,6 +88,9 @@ def plot_adapted_weights(theta, # θ: a parameter dict or a flat vector
     if phis.ndim != 2 or phis.shape[1] != theta.size:
         raise bad_input('plot_adapted_weights', 'phis', f'(n_tasks, {theta.size}) adapted weights', phis.shape)
     if len(groups) != len(phis): raise bad_input('plot_adapted_weights', 'groups', f'{len(phis)} labels', len(groups))
+    bad = ~np.isfinite(phis).all(1)
+    if bad.any(): raise bad_input('plot_adapted_weights', 'phis', 'finite adapted weights (did an adaptation diverge?)',
+                                  f'NaN or inf in {bad.sum()} of {len(phis)} tasks (rows {np.flatnonzero(bad)[:5].tolist()})')
     if clip is not None and not clip > 0: raise bad_input('plot_adapted_weights', 'clip', 'a positive number of IQRs or None', clip)
     pca = PCA(2).fit(np.vstack([theta, phis])); z = pca.transform(np.vstack([theta, phis])); z0, zs = z[0], z[1:]
     lims = [_clipped_limits(z[:, d], z0[d], clip) for d in (0, 1)]
@@ -165,8 +168,10 @@ def loss_surface(loss_fn, # `loss_of(model)` (cross-entropy or `binary_criterion
     crit = getattr(loss_fn, 'criterion', F.cross_entropy)
     if model is None or crit not in (F.cross_entropy, binary_criterion):
         raise bad_input('loss_surface', 'loss_fn', 'a module or loss_of(model) with cross-entropy or binary_criterion '
-                        '(the grid is evaluated with task_losses)', getattr(crit, '__name__', repr(loss_fn)[:60]))
+                        '(the grid is evaluated with task_losses)',
+                        f'criterion {getattr(crit, "__name__", crit)}' if model is not None else f'{type(loss_fn).__name__} not made by loss_of')
     if not (isinstance(n, int) and n >= 2): raise bad_input('loss_surface', 'n', 'a grid of at least 2 x 2 points', n)
+    if not (isinstance(chunk, int) and chunk >= 1): raise bad_input('loss_surface', 'chunk', 'at least 1 grid point per pass', chunk)
     d1, d2 = filter_normalized_direction(params, seed), filter_normalized_direction(params, seed + 1)
     a = np.linspace(-span, span, n); A, B = np.meshgrid(a, a)    # A[j, i] = a[i], B[j, i] = a[j]
     x, y, *extra = (torch.as_tensor(v) for v in batch); Z = []
@@ -212,8 +217,9 @@ def plot_shot_curve(summary, # DataFrame with <group>, <x>, <metric>, <metric>_s
     for c in (x, group, *metrics):
         if c not in summary.columns:
             raise bad_input('plot_shot_curve', c, f"a column '{c}'" + (f" and '{c}_se'" if c in metrics else ''), list(summary.columns))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.8 * len(metrics) + 1.4, 3.2), squeeze=False, layout='constrained')
     xs = np.sort(summary[x].unique())
+    if logx and not (xs > 0).all(): raise bad_input('plot_shot_curve', x, 'positive values for a log axis (logx=True)', xs[xs <= 0].tolist())
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.8 * len(metrics) + 1.4, 3.2), squeeze=False, layout='constrained')
     for ax, m in zip(axes[0], metrics):
         for name, g in summary.groupby(group, sort=False):
             g = g.sort_values(x)
