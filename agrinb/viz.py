@@ -13,7 +13,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 from tqdm.auto import tqdm
 from .core import bad_input
-from .meta.core import inner_loop
+from .meta.core import inner_loop, batched_forward, task_losses
 
 # %% auto #0
 __all__ = ['loss_of', 'binary_criterion', 'flatten', 'parts_of', 'adapted_weights', 'plot_adapted_weights', 'loss_along_gradient',
@@ -30,6 +30,7 @@ def loss_of(model:nn.Module, # any torch model: forward(x, *extra)
         was = model.training; model.train(not eval_mode)
         try: return criterion(functional_call(model, params, (x, *extra)), y)
         finally: model.train(was)
+    loss_fn.model, loss_fn.criterion, loss_fn.eval_mode = model, criterion, eval_mode  # `loss_surface` batches these
     return loss_fn
 
 def binary_criterion(out, y): 
@@ -67,27 +68,54 @@ def adapted_weights(model:nn.Module, params:dict, # the network and its starting
     return np.stack(out)
 
 # %% ../nbs/50_viz.ipynb #fa3ec006
+def _clipped_limits(v:np.ndarray, keep:float, k:float|None)->tuple:
+    "Axis limits: the points' range, cut to `k` IQRs beyond the quartiles (always showing `keep`), padded."
+    lo, hi = v.min(), v.max()
+    q1, q3 = np.percentile(v, [25, 75])
+    if k is not None and q3 > q1: lo, hi = max(lo, min(q1 - k * (q3 - q1), keep)), min(hi, max(q3 + k * (q3 - q1), keep))
+    pad = 0.06 * ((hi - lo) or 1.); return lo - pad, hi + pad
+
 def plot_adapted_weights(theta, # θ: a parameter dict or a flat vector
                          phis:np.ndarray, # (n_tasks, n_params) adapted weights
                          groups, # (n_tasks,) region (or any group) of each task
-                         ax=None, title:str='Adapted weights (PCA)')->matplotlib.figure.Figure:
-    "Scatter φτ on the first two principal components of [θ; φτ], coloured by group, lines from θ."
+                         ax=None, title:str='Adapted weights (PCA)',
+                         clip:float|None=3.0, # axes span this many IQRs beyond the quartiles; outliers marked on the edge
+                        )->matplotlib.figure.Figure:
+    "Scatter φτ on the first two principal components of [θ; φτ], coloured by group, lines from θ, outliers marked."
     from sklearn.decomposition import PCA
     theta = flatten(theta) if isinstance(theta, dict) else np.asarray(theta, np.float64)
     phis, groups = np.asarray(phis, np.float64), np.asarray(groups)
     if phis.ndim != 2 or phis.shape[1] != theta.size:
         raise bad_input('plot_adapted_weights', 'phis', f'(n_tasks, {theta.size}) adapted weights', phis.shape)
     if len(groups) != len(phis): raise bad_input('plot_adapted_weights', 'groups', f'{len(phis)} labels', len(groups))
-    z = PCA(2).fit_transform(np.vstack([theta, phis])); z0, zs = z[0], z[1:]
+    bad = ~np.isfinite(phis).all(1)
+    if bad.any(): raise bad_input('plot_adapted_weights', 'phis', 'finite adapted weights (did an adaptation diverge?)',
+                                  f'NaN or inf in {bad.sum()} of {len(phis)} tasks (rows {np.flatnonzero(bad)[:5].tolist()})')
+    if clip is not None and not clip > 0: raise bad_input('plot_adapted_weights', 'clip', 'a positive number of IQRs or None', clip)
+    pca = PCA(2).fit(np.vstack([theta, phis])); z = pca.transform(np.vstack([theta, phis])); z0, zs = z[0], z[1:]
+    lims = [_clipped_limits(z[:, d], z0[d], clip) for d in (0, 1)]
+    shown = np.column_stack([np.clip(zs[:, d], *lims[d]) for d in (0, 1)]); out = (shown != zs).any(1)
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5, 4))
-    for a, b in zs: ax.plot([z0[0], a], [z0[1], b], color='0.8', lw=0.5, zorder=1)
+    for a, b in shown: ax.plot([z0[0], a], [z0[1], b], color='0.8', lw=0.5, zorder=1)
     for g in np.unique(groups):
-        s = groups == g; ax.scatter(zs[s, 0], zs[s, 1], s=12, label=str(g), zorder=2)
-    ax.scatter(*z0, marker='*', s=150, c='k', label='θ', zorder=3)
-    ax.set(xlabel='PC 1', ylabel='PC 2', title=title); ax.legend(fontsize=7, loc='best')
+        s = groups == g
+        sc = ax.scatter(shown[s & ~out, 0], shown[s & ~out, 1], s=12, label=str(g), zorder=2)
+        for i in np.flatnonzero(s & out):   # an outlier: a hollow triangle on the edge, pointing towards it
+            dx, dy = np.sign(zs[i] - shown[i]); m = '>' if dx > 0 else '<' if dx < 0 else '^' if dy > 0 else 'v'
+            ax.scatter(*shown[i], s=70, marker=m, facecolors='none', edgecolors=sc.get_facecolor()[:1], lw=1.4, zorder=3,
+                       clip_on=False)
+    ax.scatter(*z0, marker='*', s=150, c='k', label='θ', zorder=4)
+    ev = pca.explained_variance_ratio_
+    ax.set(xlabel=f'PC 1 ({ev[0]:.0%} of variance)', ylabel=f'PC 2 ({ev[1]:.0%} of variance)', xlim=lims[0], ylim=lims[1])
+    ax.set_title(title, pad=14 if out.any() else None)
+    if out.any():   # where the clipped points really are, between the title and the axes
+        note = '; '.join(f'({a:.3g}, {b:.3g})' for a, b in zs[out][:3]) + (' …' if out.sum() > 3 else '')
+        ax.text(0.5, 1.01, f'{out.sum()} beyond the axes (triangles on the edge), at {note}', transform=ax.transAxes,
+                fontsize=6.5, ha='center', va='bottom', color='0.3')
+    ax.legend(fontsize=7, loc='best')
     return fig
 
-# %% ../nbs/50_viz.ipynb #542e33fa
+# %% ../nbs/50_viz.ipynb #061648e3
 def loss_along_gradient(loss_fn, params:dict, # θ
                         support, # (x, y, *extra) that defines g
                         queries, # list of (x, y, *extra) query sets
@@ -103,16 +131,23 @@ def loss_along_gradient(loss_fn, params:dict, # θ
     return out
 
 def plot_loss_along_gradient(curves:dict, # name -> (alphas, losses (n_queries, n_alphas))
-                             title:str='Query loss along the support gradient')->matplotlib.figure.Figure:
-    "One panel per model: each query set's loss against the step size α."
-    fig, axes = plt.subplots(1, len(curves), figsize=(4 * len(curves), 3.2), squeeze=False)
+                             title:str='Query loss along the support gradient',
+                             share:bool=True, # one x range and one y scale for all panels (they are compared)
+                             logy:bool=False, # query loss on a log scale
+                            )->matplotlib.figure.Figure:
+    "One panel per model: each query set's loss against the step size α, panels on shared axes, one legend."
+    fig, axes = plt.subplots(1, len(curves), figsize=(3.6 * len(curves) + 1.2, 3.2), squeeze=False, sharex=share,
+                             sharey=share, layout='constrained')
     for ax, (name, (alphas, losses)) in zip(axes[0], curves.items()):
         for i, l in enumerate(np.atleast_2d(losses)): ax.plot(alphas, l, marker='.', label=f'query {i + 1}')
-        ax.set(title=name, xlabel='step size α', ylabel='query loss'); ax.legend(fontsize=7)
-    fig.suptitle(title); fig.tight_layout()
+        ax.set(title=name, xlabel='step size α'); ax.grid(alpha=.3)
+        if logy: ax.set_yscale('log')
+        if ax is axes[0, 0] or not share: ax.set_ylabel('query loss')
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc='outside right center', fontsize=7)
+    fig.suptitle(title)
     return fig
 
-# %% ../nbs/50_viz.ipynb #aa25df9b
+# %% ../nbs/50_viz.ipynb #e6bb96b2
 def filter_normalized_direction(params:dict, seed:int=0)->dict:
     "A random direction, each filter scaled to the norm of θ's filter; zero for 1-D tensors."
     g = torch.Generator().manual_seed(seed); out = {}
@@ -123,39 +158,74 @@ def filter_normalized_direction(params:dict, seed:int=0)->dict:
         out[k] = d * (vn / (dn + 1e-10)).reshape(-1, *[1] * (v.dim() - 1))
     return out
 
-def loss_surface(loss_fn, params:dict, batch, # (x, y, *extra) to evaluate
-                 span:float=1.0, n:int=11, seed:int=0, progress:bool=False)->tuple: # (a (n,), b (n,), Z (n, n))
-    "Loss on the grid θ + a·d1 + b·d2, a, b in [-span, span], with filter-normalised d1, d2."
+def loss_surface(loss_fn, # `loss_of(model)` (cross-entropy or `binary_criterion`) or the model itself
+                 params:dict, batch, # θ, and (x, y, *extra) to evaluate
+                 span:float=1.0, n:int=21, seed:int=0,
+                 chunk:int=64, # grid points evaluated in one batched forward pass
+                 progress:bool=False)->tuple: # (a (n,), b (n,), Z (n, n)), Z[j, i] the loss at (a[i], b[j])
+    "Loss on the grid θ + a·d1 + b·d2, a, b in [-span, span], with filter-normalised d1, d2, `chunk` points at a time."
+    model = loss_fn if isinstance(loss_fn, nn.Module) else getattr(loss_fn, 'model', None)
+    crit = getattr(loss_fn, 'criterion', F.cross_entropy)
+    if model is None or crit not in (F.cross_entropy, binary_criterion):
+        raise bad_input('loss_surface', 'loss_fn', 'a module or loss_of(model) with cross-entropy or binary_criterion '
+                        '(the grid is evaluated with task_losses)',
+                        f'criterion {getattr(crit, "__name__", crit)}' if model is not None else f'{type(loss_fn).__name__} not made by loss_of')
+    if not (isinstance(n, int) and n >= 2): raise bad_input('loss_surface', 'n', 'a grid of at least 2 x 2 points', n)
+    if not (isinstance(chunk, int) and chunk >= 1): raise bad_input('loss_surface', 'chunk', 'at least 1 grid point per pass', chunk)
     d1, d2 = filter_normalized_direction(params, seed), filter_normalized_direction(params, seed + 1)
-    a = np.linspace(-span, span, n); Z = np.zeros((n, n))
-    with torch.no_grad():
-        for i in tqdm(range(n), desc='surface', disable=not progress):
-            for j in range(n):
-                Z[j, i] = float(loss_fn({k: params[k] + a[i] * d1[k] + a[j] * d2[k] for k in params}, *batch))
-    return a, a.copy(), Z
+    a = np.linspace(-span, span, n); A, B = np.meshgrid(a, a)    # A[j, i] = a[i], B[j, i] = a[j]
+    x, y, *extra = (torch.as_tensor(v) for v in batch); Z = []
+    was = model.training; model.train(not getattr(loss_fn, 'eval_mode', True))
+    try:
+        with torch.no_grad():
+            for s in tqdm(range(0, n * n, chunk), desc='surface', disable=not progress):
+                ca, cb = (torch.as_tensor(g.ravel()[s:s + chunk]) for g in (A, B)); K = len(ca)
+                P = {k: v + ca.to(v).view(-1, *[1] * v.dim()) * d1[k] + cb.to(v).view(-1, *[1] * v.dim()) * d2[k]
+                     for k, v in params.items()}
+                out = batched_forward(model, P, x.expand(K, *x.shape), *(e.expand(K, *e.shape) for e in extra))
+                Z.append(task_losses(out.reshape(K, len(y), -1) if crit is binary_criterion else out, y.expand(K, *y.shape)))
+    finally: model.train(was)
+    return a, a.copy(), torch.cat(Z).reshape(n, n).double().cpu().numpy()
 
 def plot_loss_surface(surfaces:dict, # name -> (a, b, Z) from `loss_surface`
-                      title:str='Loss around θ (filter-normalised directions)')->matplotlib.figure.Figure:
-    "Contour plots of loss surfaces side by side, θ marked at the centre."
-    fig, axes = plt.subplots(1, len(surfaces), figsize=(4 * len(surfaces), 3.4), squeeze=False)
+                      title:str='Loss around θ (filter-normalised directions)',
+                      label:str='query loss', # what Z is (the colour bar reads "<label> (log10)")
+                     )->matplotlib.figure.Figure:
+    "Filled contours of loss surfaces side by side on one shared log10 colour scale, θ marked at the centre."
+    logs = {k: np.log10(np.maximum(Z, 1e-12)) for k, (a, b, Z) in surfaces.items()}
+    lo, hi = min(v.min() for v in logs.values()), max(v.max() for v in logs.values())
+    levels = np.linspace(lo, hi if hi > lo else lo + 1e-6, 21)
+    fig, axes = plt.subplots(1, len(surfaces), figsize=(3.6 * len(surfaces) + 1.2, 3.4), squeeze=False,
+                             sharex=True, sharey=True, layout='constrained')
     for ax, (name, (a, b, Z)) in zip(axes[0], surfaces.items()):
-        cs = ax.contourf(a, b, np.log(Z + 1e-12), levels=20, cmap='viridis'); fig.colorbar(cs, ax=ax, label='log loss')
-        ax.plot(0, 0, 'r*', ms=10); ax.set(title=name, xlabel='direction 1', ylabel='direction 2')
-    fig.suptitle(title); fig.tight_layout()
+        cs = ax.contourf(a, b, logs[name], levels=levels, cmap='viridis', vmin=lo, vmax=hi)
+        ax.plot(0, 0, '*', color='w', mec='k', ms=11); ax.set(title=name, xlabel='direction 1')
+    axes[0, 0].set_ylabel('direction 2')
+    cb = fig.colorbar(cs, ax=axes[0].tolist(), label=f'{label} (log10)'); cb.ax.yaxis.set_major_formatter('{x:.2f}')
+    fig.suptitle(title)
     return fig
 
-# %% ../nbs/50_viz.ipynb #9466eb00
-def plot_shot_curve(summary, # DataFrame with learner, shot, <metric>, <metric>_se (from `agrinb.eval.summarize`)
-                    metrics=('accuracy', 'kappa'), title:str='')->matplotlib.figure.Figure:
-    "One panel per metric: mean ± standard error against shots, one line per learner."
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.2), squeeze=False)
+# %% ../nbs/50_viz.ipynb #ae7ad50a
+def plot_shot_curve(summary, # DataFrame with <group>, <x>, <metric>, <metric>_se (from `agrinb.eval.summarize`)
+                    metrics=('accuracy', 'kappa'), title:str='',
+                    x:str='shot', # the column on the x axis
+                    group:str='learner', # one line per value of this column
+                    xlabel:str='shots per class',
+                    logx:bool=False, # log x axis, ticks at the measured x values
+                   )->matplotlib.figure.Figure:
+    "One panel per metric: mean ± standard error against shots (or any `x`), one line per learner, one legend."
+    for c in (x, group, *metrics):
+        if c not in summary.columns:
+            raise bad_input('plot_shot_curve', c, f"a column '{c}'" + (f" and '{c}_se'" if c in metrics else ''), list(summary.columns))
+    xs = np.sort(summary[x].unique())
+    if logx and not (xs > 0).all(): raise bad_input('plot_shot_curve', x, 'positive values for a log axis (logx=True)', xs[xs <= 0].tolist())
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.8 * len(metrics) + 1.4, 3.2), squeeze=False, layout='constrained')
     for ax, m in zip(axes[0], metrics):
-        if m not in summary.columns:
-            plt.close(fig); raise bad_input('plot_shot_curve', m, f"columns '{m}' and '{m}_se'", list(summary.columns))
-        for name, g in summary.groupby('learner', sort=False):
-            g = g.sort_values('shot')
-            ax.errorbar(g['shot'], g[m], yerr=g.get(f'{m}_se'), marker='o', ms=3, capsize=2, label=name)
-        ax.set(xlabel='shots per class', ylabel=m); ax.legend(fontsize=7)
+        for name, g in summary.groupby(group, sort=False):
+            g = g.sort_values(x)
+            ax.errorbar(g[x], g[m], yerr=g.get(f'{m}_se'), marker='o', ms=3, capsize=2, label=name)
+        ax.set(xlabel=xlabel, ylabel=m.replace('_', ' ')); ax.grid(alpha=.3)
+        if logx: ax.set_xscale('log'); ax.minorticks_off(); ax.set_xticks(xs, [f'{v:g}' for v in xs])
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc='outside right center', fontsize=7)
     if title: fig.suptitle(title)
-    fig.tight_layout()
     return fig
