@@ -164,18 +164,20 @@ def _blend(parts, win, n_out, y0, y1, x0, x1)->np.ndarray:
             wsum[ya - y0:yb - y0, xa - x0:xb - x0] += win[ya - y:yb - y, xa - x:xb - x]
     return (acc / wsum).numpy()
 
-def map_tiles(predictor, # has prepare(source, x), predict_tiles(batch) and n_out
+def map_tiles(predictor, # has prepare(source, x), predict_tiles(batch) and (optionally) n_out
               sources:dict, # source -> (time, band, y, x) DataArray (dask or in memory), raw values
               tile:int=256, overlap:int=64, batch_size:int=2, chunk:int=512,
              )->xr.DataArray: # lazy (band, y, x) float32 on the finest source's grid and CRS
     "The lazy blended-tile probability map of a spatial predictor, one task per batch of tiles and per block."
     g = tile_grid({s: v.shape for s, v in sources.items()}, tile, overlap, batch_size)
-    t, sc, K = g['tile'], g['scale'], int(predictor.n_out)
+    t, sc = g['tile'], g['scale']
     src = {s: _pad(v.data, g['Hp'], g['Wp'], sc[s]) for s, v in sources.items()}
-    win = torch.as_tensor(np.outer(_ramp(t, g['overlap']), _ramp(t, g['overlap'])), dtype=torch.float32)
+    win = lambda v, s, y, x: v[..., y // sc[s]:(y + t) // sc[s], x // sc[s]:(x + t) // sc[s]]
+    K = getattr(predictor, 'n_out', None)
+    if K is None: K = _predict_batch(predictor, {s: [np.asarray(win(v, s, 0, 0))] for s, v in src.items()}).shape[1]  # one tile tells
+    ramp = torch.as_tensor(np.outer(_ramp(t, g['overlap']), _ramp(t, g['overlap'])), dtype=torch.float32)
     pre = dask.delayed(predictor, pure=False)   # one node of the graph, shipped once to a distributed worker
-    parts = [(b, dask.delayed(_predict_batch, pure=False)(pre, {s: [v[..., y // sc[s]:(y + t) // sc[s], x // sc[s]:(x + t) // sc[s]]
-                                                                   for y, x in b] for s, v in src.items()}))
+    parts = [(b, dask.delayed(_predict_batch, pure=False)(pre, {s: [win(v, s, y, x) for y, x in b] for s, v in src.items()}))
              for b in g['batches']]
     rows = []
     for y0 in range(0, g['Hp'], chunk):
@@ -183,7 +185,7 @@ def map_tiles(predictor, # has prepare(source, x), predict_tiles(batch) and n_ou
         for x0 in range(0, g['Wp'], chunk):
             x1 = min(x0 + chunk, g['Wp'])
             mine = [(b, p) for b, p in parts if any(y < y1 and y + t > y0 and x < x1 and x + t > x0 for y, x in b)]
-            blk = dask.delayed(_blend, pure=False)(mine, win, K, y0, y1, x0, x1)
+            blk = dask.delayed(_blend, pure=False)(mine, ramp, int(K), y0, y1, x0, x1)
             row.append(da.from_delayed(blk, (K, y1 - y0, x1 - x0), dtype=np.float32))
         rows.append(row)
     m = da.block(rows)[:, :g['H'], :g['W']]
