@@ -49,6 +49,18 @@ def predict_pixels(predictor, # anything with `predict_proba((N, T, B))`: a `Pre
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 # %% ../nbs/52_predict.ipynb #17af04c1
+def _view_chunks(a:np.ndarray, chunk:int)->da.Array:
+    "(T, B, y, x) chunks that are views of the array in memory: dask's `from_array` (and xarray's `.chunk`) copy it whole."
+    import uuid, operator
+    from dask.highlevelgraph import HighLevelGraph
+    name, src = f'raster-view-{uuid.uuid4().hex}', f'raster-memory-{uuid.uuid4().hex}'   # no hashing of a large array
+    chunks = ((a.shape[0],), (a.shape[1],)) + tuple(tuple(min(chunk, n - i) for i in range(0, n, chunk)) for n in a.shape[2:])
+    dsk = {src: a}
+    for i, y in enumerate(range(0, a.shape[2], chunk)):
+        for j, x in enumerate(range(0, a.shape[3], chunk)):
+            dsk[(name, 0, 0, i, j)] = (operator.getitem, src, (slice(None), slice(None), slice(y, y + chunk), slice(x, x + chunk)))
+    return da.Array(HighLevelGraph.from_collections(name, dsk, dependencies=()), name, chunks, dtype=a.dtype)
+
 def open_raster(src, # a (time, band, y, x) DataArray (in memory or dask) or a GeoTIFF / VRT stack path
                 n_time:int|None=None, # time steps of a GeoTIFF stack (its bands are time-major: T x B)
                 bands=None, # band names of a GeoTIFF stack (default 'b0', 'b1', ...)
@@ -72,6 +84,7 @@ def open_raster(src, # a (time, band, y, x) DataArray (in memory or dask) or a G
         if a.rio.crs is not None: src = src.rio.write_crs(a.rio.crs).rio.write_transform(a.rio.transform())
     _check_form(src, None, False, False)
     src = src.transpose('time', 'band', 'y', 'x')
+    if isinstance(src.data, np.ndarray): return src.copy(data=_view_chunks(src.data, chunk))
     return src.chunk({'time': -1, 'band': -1, 'y': chunk, 'x': chunk})
 
 # %% ../nbs/52_predict.ipynb #265eb57c

@@ -109,12 +109,13 @@ SESSION = textwrap.dedent('''
 ''')
 
 def test_session_adapt_predict_memory():
-    "LabelingSession.adapt + predict on a 300 x 300 raster (74 MB) grows RSS by under 3x the raster (was ~14x)."
+    """LabelingSession.adapt + predict on a 300 x 300 raster (74 MB) grows RSS by under half the raster (was ~14x, then
+    1.12x from dask's `from_array`, which copied the whole raster before chunking it; 0.06x measured with views)."""
     env = {**os.environ, 'PYTHONPATH': str(REPO), 'OMP_NUM_THREADS': '1'}
     r = subprocess.run([sys.executable, "-c", SESSION, "300"], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     size, base, peak = (int(v) for v in r.stdout.split()[-3:])
-    assert peak - base < 3 * size, f'adapt + predict grew RSS by {(peak - base) / size:.1f}x the raster'
+    assert peak - base < size / 2, f'adapt + predict grew RSS by {(peak - base) / size:.2f}x the raster'
 
 def test_presto_probe_path():
     "A PrestoProbe predictor gets raw series and each pixel's lat/lon; the chunked map equals the in-memory one."
