@@ -375,3 +375,16 @@ def test_infer_cli_refuses_bad_overlap_and_mismatched_sources(trained, tmp_path,
         assert rc == 2 and err.count('\n') == 1 and needle in err, (extra, m, err)
         assert not out.exists() or not any(out.iterdir())
     assert 'S2.tif' in err and "field 'crs'" in err
+
+def test_streamed_infer_on_a_distributed_client(trained, tmp_path):
+    "The same maps through a dask.distributed Client (threads of one local worker) as on the threaded scheduler."
+    distributed = pytest.importorskip('distributed')
+    root, ov, res = trained
+    cube = toy_cube((40, 40), n_bands=18, seed=6)
+    srcs = {'S2': cube, 'Modis': coarsen_source(cube, 4, bands=[f'b{i}' for i in range(4)], n_time=24)}
+    a = infer('tiny', res['best_checkpoint'], tmp_path / 'a', inputs=srcs, tile=24, overlap=8, chunk=16, overrides=ov, progress=False)
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as c:
+        b = infer('tiny', res['best_checkpoint'], tmp_path / 'b', inputs=srcs, tile=24, overlap=8, chunk=16, overrides=ov,
+                  progress=False, client=c)
+    for k in ('prob', 'class'):
+        np.testing.assert_array_equal(rioxarray.open_rasterio(a[k]).values, rioxarray.open_rasterio(b[k]).values)
