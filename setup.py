@@ -19,6 +19,7 @@ py_versions = '3.10 3.11 3.12 3.13'.split()
 
 requirements = shlex.split(cfg.get('requirements', ''))
 app_requirements = shlex.split(cfg.get('app_requirements', ''))
+maps_requirements = shlex.split(cfg.get('maps_requirements', ''))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
@@ -45,7 +46,7 @@ setuptools.setup(
     include_package_data = True,
     package_data = {'agrinb': ['resources/*', 'configs/*.yaml']},
     install_requires = requirements,
-    extras_require = {'app': app_requirements, 'dev': dev_requirements},
+    extras_require = {'app': app_requirements, 'maps': maps_requirements, 'dev': dev_requirements},
     license_files = ['LICENSE'],
     cmdclass = {'build_py': build_py_with_tutorials},
     dependency_links = cfg.get('dep_links','').split(),

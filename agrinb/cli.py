@@ -124,7 +124,10 @@ def infer_parser()->argparse.ArgumentParser:
     p.add_argument('--split', default=None, help='without --input: the data list to map (default: the config\'s infer.split, test); '
                    'H5 samples carry no georeference, so these maps have no CRS')
     p.add_argument('--tile', type=int, default=None, help="sliding-window tile in pixels (default: the config's infer.tile)")
-    p.add_argument('--overlap', type=int, default=None, help="pixels shared by neighbouring tiles, blended (default: infer.overlap)")
+    p.add_argument('--overlap', type=int, default=None, help="pixels shared by neighbouring tiles, blended, 0 <= overlap < tile "
+                   "(default: infer.overlap)")
+    p.add_argument('--chunk', type=int, default=512, help='pixels per side of the blocks the maps are computed and streamed in '
+                   '(a multiple of 16; memory grows with it, default: 512)')
     return p
 
 def infer(a)->int:
@@ -137,7 +140,7 @@ def infer(a)->int:
         if '=' not in s: raise bad_input('--input', s, 'SOURCE=PATH')
         k, v = s.split('=', 1); inputs[k] = v
     ov = overrides(a.set) | ({'infer.split': a.split} if a.split else {})
-    w = infer(a.config, a.ckpt, a.out, inputs or None, dev, a.tile, a.overlap, not a.no_progress, ov)
+    w = infer(a.config, a.ckpt, a.out, inputs or None, dev, a.tile, a.overlap, not a.no_progress, ov, chunk=a.chunk)
     print(f'wrote {len(w)} map(s) to {a.out}')
 
 # %% ../nbs/70_cli.ipynb #613824e3

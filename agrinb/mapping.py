@@ -17,6 +17,7 @@ from .core import (bad_input, suggest, get_device, seed_everything, atomic_path,
 from .data.h5maps import (MappingDataset, read_data_list, compute_stats, normalize, check_cube, source_stats,
                                 read_sample, write_data_list)
 from .data.raster import load_raster
+from .predict import predict_raster, open_raster, check_tiling, write_map
 from .models.swin3d import MultiSourceMapper
 from .meta.core import fit_loop, inner_loop, task_losses
 from .meta.distributed import shard, average_grads, mean_over_ranks, is_main
@@ -25,7 +26,7 @@ from .eval import confusion, metrics_from_confusion
 # %% auto #0
 __all__ = ['DEFAULTS', 'SOURCE_KEYS', 'FREE', 'KIND', 'RUN_ONLY', 'load_config', 'build_model', 'n_params', 'evaluate',
            'sample_names', 'train', 'load_model', 'evaluate_checkpoint', 'format_metrics', 'predict_tiled',
-           'infer_cube', 'write_maps', 'infer', 'sparse_labels', 'few_shot']
+           'TilePredictor', 'infer_cube', 'map_paths', 'write_maps', 'infer', 'sparse_labels', 'few_shot']
 
 # %% ../nbs/80_mapping.ipynb #c1fc6ff2
 DEFAULTS = {
@@ -245,118 +246,120 @@ def format_metrics(m:dict)->str:
     return '\n'.join(rows + [f"{'mean':>12} {f(m['mIoU']):>6} {f(m['mFscore']):>6}   aAcc {f(m['aAcc'])}"])
 
 # %% ../nbs/80_mapping.ipynb #95d7f1da
-def _ramp(n:int, overlap:int)->np.ndarray:
-    i = np.arange(n); d = np.minimum(i, n - 1 - i) + 1
-    return np.clip(d / (overlap + 1), 1e-3, 1.0) if overlap > 0 else np.ones(n)
-
-def _starts(n, tile, stride):
-    s = list(range(0, max(n - tile, 0) + 1, stride))
-    return s + [n - tile] if s[-1] != n - tile else s
+class _Fn:
+    "A function of normalised tiles as a spatial predictor."
+    def __init__(self, fn): self.fn = fn
+    def prepare(self, source, x): return torch.as_tensor(np.asarray(x, dtype=np.float32))
+    def predict_tiles(self, batch): return self.fn(batch)
 
 def predict_tiled(predict, # fn({source: (B, T, C, h, w) tensor}) -> (B, K, tile, tile) probabilities
                   sources:dict, # source -> array (T, C, H_s, W_s), normalised
                   tile:int=256, overlap:int=64, batch_size:int=2, progress:bool=True)->np.ndarray:
-    "(K, H, W) probabilities blended over overlapping tiles."
-    ref = max(sources, key=lambda s: sources[s].shape[-1]); H, W = sources[ref].shape[-2:]
-    scale = {s: H // v.shape[-2] for s, v in sources.items()}
-    for s, v in sources.items():
-        if H % v.shape[-2] or W % v.shape[-1] or H // v.shape[-2] != W // v.shape[-1]:
-            raise bad_input(s, 'y/x', f'a grid {H}x{W} divided by an integer factor', tuple(v.shape[-2:]))
-    k = int(np.lcm.reduce(list(scale.values())))
-    stride = tile - overlap
-    if tile % k or stride % k or stride <= 0: raise bad_input('predict_tiled', 'tile/overlap', f'tile and tile - overlap > 0 multiples of {k}', (tile, overlap))
-    Hp, Wp = max(H, tile), max(W, tile)
-    Hp, Wp = Hp + (-Hp) % k, Wp + (-Wp) % k
-    src = {s: torch.as_tensor(np.asarray(v, dtype=np.float32)) for s, v in sources.items()}
-    if (Hp, Wp) != (H, W):
-        src = {s: F.pad(v, (0, (Wp - W) // scale[s], 0, (Hp - H) // scale[s]), mode='replicate') for s, v in src.items()}
-    win = torch.as_tensor(np.outer(_ramp(tile, overlap), _ramp(tile, overlap)), dtype=torch.float32)
-    acc, wsum = None, torch.zeros(Hp, Wp)
-    pos = [(y, x) for y in _starts(Hp, tile, stride) for x in _starts(Wp, tile, stride)]
-    for i in tqdm(range(0, len(pos), batch_size), desc='tiles', disable=not progress, leave=False):
-        chunk = pos[i:i + batch_size]
-        batch = {s: torch.stack([v[..., y // scale[s]:(y + tile) // scale[s], x // scale[s]:(x + tile) // scale[s]] for y, x in chunk])
-                 for s, v in src.items()}
-        with torch.no_grad(): p = predict(batch).float().cpu()
-        if acc is None: acc = torch.zeros(p.shape[1], Hp, Wp)
-        for (y, x), pi in zip(chunk, p):
-            acc[:, y:y + tile, x:x + tile] += pi * win; wsum[y:y + tile, x:x + tile] += win
-    return (acc / wsum)[:, :H, :W].numpy()
+    "(K, H, W) probabilities blended over overlapping tiles (`predict_raster` on arrays in memory)."
+    cubes = {s: xr.DataArray(np.asarray(v), dims=('time', 'band', 'y', 'x'),
+                             coords={'y': np.arange(v.shape[-2]) + .5, 'x': np.arange(v.shape[-1]) + .5}) for s, v in sources.items()}
+    return predict_raster(_Fn(predict), cubes, None, tile=tile, overlap=overlap, batch_size=batch_size, chunk=512,
+                          progress=progress).values
 
-# %% ../nbs/80_mapping.ipynb #866e5cc4
-def _load_inputs(cfg, inputs)->dict:
+
+
+# %% ../nbs/80_mapping.ipynb #8de2eceb
+class TilePredictor:
+    "A trained `MultiSourceMapper` as a spatial predictor for `predict_raster`."
+    def __init__(self, model, cfg:dict, stats:dict, device=None):
+        self.dev = get_device(device); self.model, self.stats = model.to(self.dev).eval(), stats
+        self.n_out = cfg['data']['num_classes']
+        self.band_names = tuple(f'p_{n}' for n in (cfg['data']['class_names'] or range(self.n_out)))
+    def prepare(self, source, x): return normalize({source: np.asarray(x)}, self.stats)[source].float()
+    def predict_tiles(self, batch): return torch.softmax(self.model({s: v.to(self.dev) for s, v in batch.items()}), 1)
+
+def _load_inputs(cfg, inputs, chunk:int=512)->dict:
     out = {}
     for s, spec in cfg['data']['sources'].items():
         if s not in inputs: raise bad_input('infer', f'inputs.{s}', f'an input for every source {list(cfg["data"]["sources"])}', f'inputs {list(inputs)}')
         v = inputs[s]
         if isinstance(v, (str, Path)):
             if not Path(v).exists(): raise bad_input('infer', f'inputs.{s}', 'an existing GeoTIFF stack or .nc file', f"'{v}' (no such file)")
-            v = load_raster(v, n_time=None if str(v).endswith(('.nc', '.nc4')) else spec['frames'])
+            v = load_raster(v) if str(v).endswith(('.nc', '.nc4')) else open_raster(v, spec['frames'], chunk=chunk).assign_attrs(source=str(v))
         v = check_cube(v, s)
         if v.sizes['band'] != spec['bands']: raise bad_input(s, 'band', f"{spec['bands']} bands", v.sizes['band'])
         out[s] = v
     return out
 
-def infer_cube(model, cfg:dict, stats:dict, cubes:dict, tile=None, overlap=None, batch_size=None, device=None, progress=True)->xr.DataArray:
-    "Class probabilities (class, y, x) on the grid and CRS of the finest source."
-    i = cfg['infer']; dev = get_device(device); model = model.to(dev).eval()
-    data = {s: normalize({s: c.values}, stats)[s].numpy() for s, c in cubes.items()}
-    def predict(b): return torch.softmax(model({s: v.to(dev) for s, v in b.items()}), 1)
-    p = predict_tiled(predict, data, tile or i['tile'], i['overlap'] if overlap is None else overlap, batch_size or i['batch_size'], progress)
-    ref = cubes[max(cubes, key=lambda s: cubes[s].sizes['x'])]
-    names = cfg['data']['class_names'] or [str(k) for k in range(p.shape[0])]
-    out = xr.DataArray(p.astype(np.float32), dims=('band', 'y', 'x'), coords={'band': np.arange(1, p.shape[0] + 1), 'y': ref.y.values, 'x': ref.x.values},
-                       attrs={'long_name': tuple(f'p_{n}' for n in names)})
-    if ref.rio.crs is not None: out = out.rio.write_crs(ref.rio.crs)
-    return out.rio.write_transform(ref.rio.transform())
+def infer_cube(model, cfg:dict, stats:dict, cubes:dict, tile=None, overlap=None, batch_size=None, device=None, progress=True,
+               out=None, # a GeoTIFF / .zarr to stream the probabilities into (None: return them in memory)
+               chunk:int=512, client=None)->xr.DataArray|Path:
+    "Class probabilities (band = class, y, x) on the grid and CRS of the finest source, through `predict_raster`."
+    i = cfg['infer']; tile, overlap = check_tiling(tile or i['tile'], i['overlap'] if overlap is None else overlap, '--tile/--overlap')
+    return predict_raster(TilePredictor(model, cfg, stats, device), cubes, out, tile=tile, overlap=overlap,
+                          batch_size=batch_size or i['batch_size'], chunk=chunk, client=client, device=device, progress=progress)
 
-# %% ../nbs/80_mapping.ipynb #55f222ee
+# %% ../nbs/80_mapping.ipynb #b66c7019
 def _png(path, img, **kw):
     import matplotlib; import matplotlib.pyplot as plt
     with atomic_path(path) as tmp: plt.imsave(tmp, img, format='png', **kw)
 
-def _to_raster(a:xr.DataArray, path):
-    "Write a GeoTIFF atomically; without a CRS it is a plain pixel grid, and rasterio's warning about it is agrinb's to give."
+def _read_tif(path, chunk):
+    import rioxarray
     from rasterio.errors import NotGeoreferencedWarning
-    with atomic_path(path) as t, warnings.catch_warnings():
-        if a.rio.crs is None: warnings.simplefilter('ignore', NotGeoreferencedWarning)
-        a.rio.to_raster(t, driver='GTiff')
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', NotGeoreferencedWarning)
+        return rioxarray.open_rasterio(path, chunks={'band': -1, 'y': chunk, 'x': chunk}, lock=False)
+
+def _preview(a:xr.DataArray, side:int=2048)->np.ndarray:
+    k = max(1, -(-max(a.sizes['y'], a.sizes['x']) // side)); return a[..., ::k, ::k].values
+
+def map_paths(out_dir, name:str='map')->dict:
+    out = Path(out_dir)
+    return {'prob': out / f'{name}_prob.tif', 'class': out / f'{name}_class.tif', 'prob_png': out / f'{name}_prob.png', 'class_png': out / f'{name}_class.png'}
+
+def _finish_maps(paths:dict, chunk:int=512, client=None, progress:bool=False)->dict:
+    "The class map and the previews of a written `<name>_prob.tif`."
+    prob = _read_tif(paths['prob'], chunk)
+    cls = prob.argmax('band').astype(np.uint8).rename('class'); cls.attrs = {'long_name': 'class'}
+    if prob.rio.crs is not None: cls = cls.rio.write_crs(prob.rio.crs)
+    write_map(cls.rio.write_transform(prob.rio.transform()), paths['class'], client, progress=progress)
+    _png(paths['prob_png'], _preview(prob[-1]), cmap='viridis', vmin=0, vmax=1)
+    _png(paths['class_png'], _preview(_read_tif(paths['class'], chunk)[0]), cmap='tab10', vmin=0, vmax=9)
+    return paths
 
 def write_maps(prob:xr.DataArray, out_dir, name:str='map')->dict:
-    "GeoTIFFs `<name>_prob.tif` (float32, one band per class), `<name>_class.tif` (uint8) and PNG previews."
-    out = make_folder(out_dir)
-    cls = prob.argmax('band').astype(np.uint8); cls.attrs = {'long_name': 'class'}
-    if prob.rio.crs is not None: cls = cls.rio.write_crs(prob.rio.crs)
-    cls = cls.rio.write_transform(prob.rio.transform())
-    paths = {'prob': out / f'{name}_prob.tif', 'class': out / f'{name}_class.tif',
-             'prob_png': out / f'{name}_prob.png', 'class_png': out / f'{name}_class.png'}
-    _to_raster(prob, paths['prob']); _to_raster(cls, paths['class'])
-    _png(paths['prob_png'], prob.values[-1], cmap='viridis', vmin=0, vmax=1)
-    _png(paths['class_png'], cls.values, cmap='tab10', vmin=0, vmax=9)
-    return paths
+    "GeoTIFFs `<name>_prob.tif` (float32, one band per class), `<name>_class.tif` (uint8) and PNG previews of a map."
+    paths = map_paths(make_folder(out_dir), name)
+    write_map(prob.chunk({'y': 512, 'x': 512}) if prob.chunks is None else prob, paths['prob'], progress=False)
+    return _finish_maps(paths)
 
 def infer(config, # config (infer.inputs: source -> GeoTIFF stack / .nc / DataArray)
           ckpt, # checkpoint
           out_dir, # output folder
           inputs:dict|None=None, # overrides infer.inputs; empty -> predict the samples of infer.split
-          device=None, tile=None, overlap=None, progress:bool=True, overrides=None)->dict:
-    "Probability and class maps as GeoTIFF (input georeference) plus PNG previews; returns written paths."
-    cfg = load_config(config, overrides)
+          device=None, tile=None, overlap=None, progress:bool=True, overrides=None,
+          chunk:int=512, # pixels per block side of the streamed maps
+          client=None, # a `dask.distributed.Client` (None: the threaded scheduler)
+         )->dict:
+    "Probability and class maps as GeoTIFF (input georeference) plus PNG previews, streamed; returns written paths."
+    cfg = load_config(config, overrides); i = cfg['infer']
+    check_tiling(tile or i['tile'], i['overlap'] if overlap is None else overlap, '--tile/--overlap')   # before any work
+    inputs = inputs if inputs else i['inputs']
+    cubes = _load_inputs(cfg, inputs, chunk) if inputs else None
     model, _, stats = load_model(ckpt, device)
-    inputs = inputs if inputs else cfg['infer']['inputs']
     if inputs:
-        return write_maps(infer_cube(model, cfg, stats, _load_inputs(cfg, inputs), tile, overlap, device=device, progress=progress), out_dir)
-    d = cfg['data']; written = {}; names = sample_names(d['root'], cfg['infer']['split'])
+        paths = map_paths(make_folder(out_dir))
+        infer_cube(model, cfg, stats, cubes, tile, overlap, device=device, progress=progress, out=paths['prob'], chunk=chunk, client=client)
+        return _finish_maps(paths, chunk, client, progress)
+    d = cfg['data']; written = {}; names = sample_names(d['root'], i['split'])
     print(f"agrinb: warning: the H5 samples in {d['root']} carry no georeference, so the GeoTIFFs in {out_dir} are in "
           "pixel coordinates without a CRS (give --input SOURCE=PATH for georeferenced maps)", file=sys.stderr)
     for n in tqdm(names, desc='samples', disable=not progress):
         data, _ = read_sample(Path(d['root']) / 'h5_samples' / f'{n}.h5', list(d['sources']))
         cubes = {s: xr.DataArray(v, dims=('time', 'band', 'y', 'x'), coords={'y': np.arange(v.shape[-2]) + .5, 'x': np.arange(v.shape[-1]) + .5})
                  for s, v in data.items()}
-        written[n] = write_maps(infer_cube(model, cfg, stats, cubes, tile, overlap, device=device, progress=False), out_dir, n)
+        written[n] = map_paths(make_folder(out_dir), n)
+        infer_cube(model, cfg, stats, cubes, tile, overlap, device=device, progress=False, out=written[n]['prob'], chunk=chunk, client=client)
+        _finish_maps(written[n], chunk, client)
     return written
 
-# %% ../nbs/80_mapping.ipynb #382d6f66
+# %% ../nbs/80_mapping.ipynb #0a4a5d47
 def sparse_labels(root, split:str='train', n:int=20, seed:int=0, ignore_index:int=-1,
                   n_tiles:int|None=None, # draw the pixels from this many random samples only (None = all)
                  )->dict:
@@ -375,7 +378,7 @@ def sparse_labels(root, split:str='train', n:int=20, seed:int=0, ignore_index:in
     for nm, l in labs.items(): out[nm] = out_flat[start:start + l.size].reshape(l.shape); start += l.size
     return out
 
-# %% ../nbs/80_mapping.ipynb #0a4a5d47
+# %% ../nbs/80_mapping.ipynb #f2181e40
 def few_shot(config, # config of the model (its data.root is the new region's samples)
              ckpt=None, # trained checkpoint to fine-tune; None = train from scratch
              n_pixels:int=20, # labelled pixels

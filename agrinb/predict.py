@@ -4,7 +4,7 @@
 
 # %% ../nbs/52_predict.ipynb #695395ff
 from __future__ import annotations
-import contextlib, inspect, threading
+import contextlib, inspect, os, shutil, tempfile, threading, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -13,12 +13,13 @@ import dask
 import dask.array as da
 from dask.callbacks import Callback
 from tqdm.auto import tqdm
-from .core import AgrinbError, bad_input, atomic_path, get_device
+from .core import AgrinbError, bad_input, atomic_path, get_device, make_folder
 from .data.pixels import BandStats, prepare_series, CROPHARVEST_BANDS
 from .data.raster import _check_form, _check_bands, _to_lonlat, _geographic
 
 # %% auto #0
-__all__ = ['predict_pixels', 'open_raster', 'map_chunks', 'predict_raster', 'write_map']
+__all__ = ['predict_pixels', 'open_raster', 'map_chunks', 'check_tiling', 'tile_grid', 'map_tiles', 'check_sources',
+           'predict_raster', 'write_map']
 
 # %% ../nbs/52_predict.ipynb #5bc50c9d
 def _takes(predictor, name:str)->bool:
@@ -48,6 +49,18 @@ def predict_pixels(predictor, # anything with `predict_proba((N, T, B))`: a `Pre
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 # %% ../nbs/52_predict.ipynb #17af04c1
+def _view_chunks(a:np.ndarray, chunk:int)->da.Array:
+    "(T, B, y, x) chunks that are views of the array in memory: dask's `from_array` (and xarray's `.chunk`) copy it whole."
+    import uuid, operator
+    from dask.highlevelgraph import HighLevelGraph
+    name, src = f'raster-view-{uuid.uuid4().hex}', f'raster-memory-{uuid.uuid4().hex}'   # no hashing of a large array
+    chunks = ((a.shape[0],), (a.shape[1],)) + tuple(tuple(min(chunk, n - i) for i in range(0, n, chunk)) for n in a.shape[2:])
+    dsk = {src: a}
+    for i, y in enumerate(range(0, a.shape[2], chunk)):
+        for j, x in enumerate(range(0, a.shape[3], chunk)):
+            dsk[(name, 0, 0, i, j)] = (operator.getitem, src, (slice(None), slice(None), slice(y, y + chunk), slice(x, x + chunk)))
+    return da.Array(HighLevelGraph.from_collections(name, dsk, dependencies=()), name, chunks, dtype=a.dtype)
+
 def open_raster(src, # a (time, band, y, x) DataArray (in memory or dask) or a GeoTIFF / VRT stack path
                 n_time:int|None=None, # time steps of a GeoTIFF stack (its bands are time-major: T x B)
                 bands=None, # band names of a GeoTIFF stack (default 'b0', 'b1', ...)
@@ -71,6 +84,7 @@ def open_raster(src, # a (time, band, y, x) DataArray (in memory or dask) or a G
         if a.rio.crs is not None: src = src.rio.write_crs(a.rio.crs).rio.write_transform(a.rio.transform())
     _check_form(src, None, False, False)
     src = src.transpose('time', 'band', 'y', 'x')
+    if isinstance(src.data, np.ndarray): return src.copy(data=_view_chunks(src.data, chunk))
     return src.chunk({'time': -1, 'band': -1, 'y': chunk, 'x': chunk})
 
 # %% ../nbs/52_predict.ipynb #265eb57c
@@ -110,25 +124,145 @@ def map_chunks(predictor, raster:xr.DataArray, # dask-backed (time, band, y, x) 
     return out
 
 # %% ../nbs/52_predict.ipynb #624724eb
-def predict_raster(predictor, # `learner.adapt(...)`'s predictor (LSTM / MAML / TIML / Presto) or anything with `predict_proba`
-                   raster, # (time, band, y, x) DataArray (dask-backed or in memory) or a GeoTIFF / VRT stack path
-                   out=None, # GeoTIFF to write (None: return the map in memory)
+def check_tiling(tile:int, overlap:int, where='predict_raster')->tuple:
+    "`(tile, overlap)` as ints, refused unless 0 <= overlap < tile."
+    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 1:
+        raise bad_input(where, 'tile', 'a positive whole number of pixels', tile)
+    if isinstance(overlap, bool) or not isinstance(overlap, (int, np.integer)) or not 0 <= overlap < tile:
+        raise bad_input(where, 'overlap', f'a whole number of pixels with 0 <= overlap < tile ({tile})', overlap)
+    return int(tile), int(overlap)
+
+def _ramp(n:int, overlap:int)->np.ndarray:
+    i = np.arange(n); d = np.minimum(i, n - 1 - i) + 1
+    return np.clip(d / (overlap + 1), 1e-3, 1.0) if overlap > 0 else np.ones(n)
+
+def _starts(n, tile, stride):
+    s = list(range(0, max(n - tile, 0) + 1, stride))
+    return s + [n - tile] if s[-1] != n - tile else s
+
+def tile_grid(shapes:dict, # source -> (..., H_s, W_s)
+              tile:int, overlap:int, batch_size:int=2)->dict:
+    "The finest source's grid, every source's scale, the padded size and the tiles' corners, in batches."
+    tile, overlap = check_tiling(tile, overlap)
+    ref = max(shapes, key=lambda s: shapes[s][-1]); H, W = shapes[ref][-2:]
+    for s, v in shapes.items():
+        if H % v[-2] or W % v[-1] or H // v[-2] != W // v[-1]:
+            raise bad_input(s, 'y/x', f'a grid {H}x{W} divided by an integer factor', tuple(v[-2:]))
+    scale = {s: H // v[-2] for s, v in shapes.items()}
+    k = int(np.lcm.reduce(list(scale.values()))); stride = tile - overlap
+    if tile % k or stride % k: raise bad_input('predict_raster', 'tile/overlap', f'tile and tile - overlap > 0 multiples of {k}', (tile, overlap))
+    Hp, Wp = max(H, tile), max(W, tile); Hp, Wp = Hp + (-Hp) % k, Wp + (-Wp) % k
+    pos = [(y, x) for y in _starts(Hp, tile, stride) for x in _starts(Wp, tile, stride)]
+    return dict(ref=ref, H=H, W=W, Hp=Hp, Wp=Wp, scale=scale, tile=tile, overlap=overlap,
+                batches=[pos[i:i + batch_size] for i in range(0, len(pos), batch_size)])
+
+# %% ../nbs/52_predict.ipynb #7cb2e377
+def _pad(v, Hp, Wp, s):
+    v = v if isinstance(v, da.Array) else da.from_array(np.asarray(v), chunks=(-1, -1, 256, 256))
+    ph, pw = Hp // s - v.shape[-2], Wp // s - v.shape[-1]
+    return da.pad(v, ((0, 0), (0, 0), (0, ph), (0, pw)), mode='edge') if ph or pw else v
+
+def _predict_batch(predictor, windows:dict)->torch.Tensor:
+    x = {s: torch.stack([predictor.prepare(s, w) for w in ws]) for s, ws in windows.items()}
+    with torch.no_grad(): return predictor.predict_tiles(x).float().cpu()
+
+def _blend(parts, win, n_out, y0, y1, x0, x1)->np.ndarray:
+    "parts: [(corners, probabilities)] in the whole-raster order; the block [y0:y1, x0:x1] of their blend."
+    t = win.shape[0]; acc, wsum = torch.zeros(n_out, y1 - y0, x1 - x0), torch.zeros(y1 - y0, x1 - x0)
+    for corners, p in parts:
+        for (y, x), pi in zip(corners, p):
+            ya, yb, xa, xb = max(y, y0), min(y + t, y1), max(x, x0), min(x + t, x1)
+            if ya >= yb or xa >= xb: continue
+            acc[:, ya - y0:yb - y0, xa - x0:xb - x0] += (pi * win)[:, ya - y:yb - y, xa - x:xb - x]
+            wsum[ya - y0:yb - y0, xa - x0:xb - x0] += win[ya - y:yb - y, xa - x:xb - x]
+    return (acc / wsum).numpy()
+
+def map_tiles(predictor, # has prepare(source, x), predict_tiles(batch) and (optionally) n_out
+              sources:dict, # source -> (time, band, y, x) DataArray (dask or in memory), raw values
+              tile:int=256, overlap:int=64, batch_size:int=2, chunk:int=512,
+             )->xr.DataArray: # lazy (band, y, x) float32 on the finest source's grid and CRS
+    "The lazy blended-tile probability map of a spatial predictor, one task per batch of tiles and per block."
+    g = tile_grid({s: v.shape for s, v in sources.items()}, tile, overlap, batch_size)
+    t, sc = g['tile'], g['scale']
+    src = {s: _pad(v.data, g['Hp'], g['Wp'], sc[s]) for s, v in sources.items()}
+    win = lambda v, s, y, x: v[..., y // sc[s]:(y + t) // sc[s], x // sc[s]:(x + t) // sc[s]]
+    K = getattr(predictor, 'n_out', None)
+    if K is None: K = _predict_batch(predictor, {s: [np.asarray(win(v, s, 0, 0))] for s, v in src.items()}).shape[1]  # one tile tells
+    ramp = torch.as_tensor(np.outer(_ramp(t, g['overlap']), _ramp(t, g['overlap'])), dtype=torch.float32)
+    pre = dask.delayed(predictor, pure=False)   # one node of the graph, shipped once to a distributed worker
+    parts = [(b, dask.delayed(_predict_batch, pure=False)(pre, {s: [win(v, s, y, x) for y, x in b] for s, v in src.items()}))
+             for b in g['batches']]
+    rows = []
+    for y0 in range(0, g['Hp'], chunk):
+        row, y1 = [], min(y0 + chunk, g['Hp'])
+        for x0 in range(0, g['Wp'], chunk):
+            x1 = min(x0 + chunk, g['Wp'])
+            mine = [(b, p) for b, p in parts if any(y < y1 and y + t > y0 and x < x1 and x + t > x0 for y, x in b)]
+            blk = dask.delayed(_blend, pure=False)(mine, ramp, int(K), y0, y1, x0, x1)
+            row.append(da.from_delayed(blk, (K, y1 - y0, x1 - x0), dtype=np.float32))
+        rows.append(row)
+    m = da.block(rows)[:, :g['H'], :g['W']]
+    ref = sources[g['ref']]
+    out = xr.DataArray(m, dims=('band', 'y', 'x'), name='proba',
+                       coords={'band': np.arange(1, K + 1), 'y': ref.y.values, 'x': ref.x.values})
+    if ref.rio.crs is not None: out = out.rio.write_crs(ref.rio.crs)
+    return out.rio.write_transform(ref.rio.transform())
+
+# %% ../nbs/52_predict.ipynb #e9f9b089
+def _name(s, v)->str: return str(v.attrs.get('source', f'source {s!r}')) if isinstance(v, xr.DataArray) else f'source {s!r}'
+
+def check_sources(sources:dict, where='predict_raster')->dict:
+    "A spatial predictor's sources: (time, band, y, x) rasters, all in one CRS (or none), on the same ground."
+    if not isinstance(sources, dict) or not sources:
+        raise bad_input(where, 'raster', 'a dict source -> (time, band, y, x) raster for a spatial predictor', type(sources).__name__)
+    for s, v in sources.items(): _check_form(v, _name(s, v), False, False)
+    out = {s: v.transpose('time', 'band', 'y', 'x') for s, v in sources.items()}
+    ref = max(out, key=lambda s: out[s].sizes['x']); r, rn = out[ref], _name(ref, sources[ref])
+    for s, v in out.items():
+        n = _name(s, sources[s])
+        if (v.rio.crs is None) != (r.rio.crs is None) or (r.rio.crs is not None and v.rio.crs != r.rio.crs):
+            raise bad_input(f'{n} and {rn}', 'crs', f'one CRS for every source ({rn}: {r.rio.crs})', v.rio.crs)
+        if r.rio.crs is None or s == ref: continue
+        a, b = v.rio.bounds(), r.rio.bounds()   # (left, bottom, right, top)
+        if a[0] >= b[2] or a[2] <= b[0] or a[1] >= b[3] or a[3] <= b[1]:
+            dx, dy = (a[0] + a[2] - b[0] - b[2]) / 2, (a[1] + a[3] - b[1] - b[3]) / 2
+            raise bad_input(f'{n} and {rn}', 'bounds', f'sources covering the same ground ({rn}: {tuple(round(c, 6) for c in b)})',
+                            f'{tuple(round(c, 6) for c in a)}, centres {np.hypot(dx, dy):.6g} CRS units apart')
+        tol = max(abs(c) for c in v.rio.resolution())
+        if max(abs(p - q) for p, q in zip(a, b)) > tol:
+            raise bad_input(f'{n} and {rn}', 'bounds', f'the same ground as {rn} to within a pixel of {n} ({tol:g})',
+                            f'{tuple(round(c, 6) for c in a)} against {tuple(round(c, 6) for c in b)}')
+    return out
+
+def predict_raster(predictor, # pixel predictor (`learner.adapt(...)`: LSTM / MAML / TIML / Presto) or a spatial one (`map_tiles`)
+                   raster, # (time, band, y, x) DataArray (dask or in memory) or GeoTIFF / VRT stack path; a dict source -> raster for a spatial predictor
+                   out=None, # GeoTIFF or .zarr to write (None: return the map in memory)
                    stats:BandStats|None=None, # the learner's training statistics (None: raw series, e.g. Presto)
                    bands=CROPHARVEST_BANDS, # the learner's bands, in order (None: the raster's)
                    n_time:int|None=12, # the learner's time steps (None: any)
                    chunk:int=256, # pixels per chunk side (also the GeoTIFF tile size)
-                   batch_size:int=16384, # series per `predict_proba` call
+                   batch_size:int|None=None, # series per `predict_proba` call (16384), or tiles per `predict_tiles` call (2)
                    client=None, # a `dask.distributed.Client` (None: the threaded scheduler)
                    num_workers:int|None=None, # threads of the threaded scheduler (None: dask's default)
                    device=None, # where the predictor's batches go
                    progress:bool=True, # tqdm bar of chunks
                    callback=None, # called as callback(done, total) after each chunk (threaded scheduler)
+                   tile:int=256, overlap:int=64, # a spatial predictor's tiles and their blended overlap, in pixels
                   )->xr.DataArray|Path: # the written path, or the (y, x) / (class, y, x) map
-    "Map every pixel of `raster` chunk by chunk; stream the probabilities into a tiled, compressed GeoTIFF."
-    if not hasattr(predictor, 'predict_proba'):
-        raise bad_input('predict_raster', 'predictor', 'a predictor with predict_proba (learner.adapt(...) returns one)',
-                        type(predictor).__name__)
+    "Map every pixel of `raster` chunk by chunk; stream the probabilities into a tiled, compressed GeoTIFF (or zarr)."
+    spatial = hasattr(predictor, 'predict_tiles')
+    if not spatial and not hasattr(predictor, 'predict_proba'):
+        raise bad_input('predict_raster', 'predictor', 'a predictor with predict_proba (learner.adapt(...) returns one) '
+                        'or predict_tiles (a spatial one)', type(predictor).__name__)
     if chunk < 16 or chunk % 16: raise bad_input('predict_raster', 'chunk', 'a multiple of 16 pixels', chunk)
+    if spatial:
+        m = map_tiles(predictor, check_sources(raster), tile, overlap, batch_size or 2, chunk)
+        if getattr(predictor, 'band_names', None): m.attrs['long_name'] = tuple(predictor.band_names)
+    else: m = map_chunks(predictor, _check_pixels(raster, stats, bands, n_time, chunk), stats, batch_size or 16384, device)
+    if out is None: return _compute(m, client, num_workers, progress, callback)
+    return write_map(m, out, client, num_workers, progress, callback)
+
+def _check_pixels(raster, stats, bands, n_time, chunk):
     r = open_raster(raster, n_time, bands, chunk)
     where = r.attrs.get('source', 'raster')
     if bands is not None: _check_bands(r, bands, where); r = r.sel(band=list(bands))
@@ -136,11 +270,9 @@ def predict_raster(predictor, # `learner.adapt(...)`'s predictor (LSTM / MAML / 
         raise bad_input(where, 'time', f"{n_time} time steps like the model's training data", r.sizes['time'])
     if stats is not None and len(stats.mean) != r.sizes['band']:
         raise bad_input('predict_raster', 'stats', f"statistics for {r.sizes['band']} bands", len(stats.mean))
-    m = map_chunks(predictor, r, stats, batch_size, device)
-    if out is None: return _compute(m, client, num_workers, progress, callback)
-    return write_map(m, out, client, num_workers, progress, callback)
+    return r
 
-# %% ../nbs/52_predict.ipynb #cbed2701
+# %% ../nbs/52_predict.ipynb #3fe36d0c
 class _Chunks(Callback):
     "Calls callback(done, total) as the map's chunks finish."
     def __init__(self, name:str, total:int, callback): super().__init__(); self.name, self.total, self.cb, self.done = name, total, callback, 0
@@ -161,18 +293,42 @@ def _run(thing, client, num_workers, progress, desc='map', callback=None, m=None
 def _compute(m:xr.DataArray, client, num_workers, progress, callback=None)->xr.DataArray:
     return m.copy(data=_run(m.data, client, num_workers, progress, callback=callback, m=m))
 
-def write_map(m:xr.DataArray, # lazy (y, x) or (class, y, x) map from `map_chunks`
-              out, # GeoTIFF path
+@contextlib.contextmanager
+def _atomic_folder(path:Path):
+    "Yield a temporary folder beside `path` (a zarr store); on success it is renamed to `path`, on error removed."
+    parent = make_folder(path.parent if str(path.parent) else Path('.'))
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.', suffix='.tmp', dir=parent))
+    try:
+        yield tmp
+        old = parent / f'.{path.name}.{tmp.name.split(".")[-2]}.old'
+        if path.exists(): os.replace(path, old)   # a store is a folder: move the old one aside, then rename
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True); raise
+
+def write_map(m:xr.DataArray, # lazy (y, x) or (class, y, x) map from `map_chunks` / `map_tiles`
+              out, # GeoTIFF path, or a `.zarr` store (needs `zarr`: pip install "agrinb[maps]")
               client=None, num_workers:int|None=None, progress:bool=True, callback=None,
              )->Path: # `out`
-    "Stream a lazy map into a tiled DEFLATE GeoTIFF, atomically."
+    "Stream a lazy map into a tiled DEFLATE GeoTIFF (or a zarr store), atomically."
     out = Path(out)
+    if out.is_dir() and out.suffix != '.zarr': raise bad_input(out, 'out', 'a GeoTIFF path or a .zarr store', 'a folder')
+    if out.suffix == '.zarr':
+        try: import zarr  # noqa: F401
+        except ImportError: raise bad_input(out, 'out', 'zarr installed for a .zarr map (pip install "agrinb[maps]")', 'no zarr') from None
+        with _atomic_folder(out) as tmp:
+            job = m.to_dataset(name=m.name or 'proba').to_zarr(tmp, mode='w', compute=False, consolidated=True)
+            _run(job, client, num_workers, progress, f'write {out.name}', callback, m)
+        return out
     c = max(16, min(m.data.chunksize[-2:]) // 16 * 16)
     if client is not None:
         from distributed import Lock
         lock = Lock(f'agrinb-{out.name}')   # held across the client's workers
     else: lock = threading.Lock()
-    with atomic_path(out) as tmp:
+    from rasterio.errors import NotGeoreferencedWarning
+    with atomic_path(out) as tmp, warnings.catch_warnings():
+        if m.rio.crs is None: warnings.simplefilter('ignore', NotGeoreferencedWarning)   # a pixel grid: the caller says so
         job = m.rio.to_raster(tmp, driver='GTiff', tiled=True, blockxsize=c, blockysize=c, compress='DEFLATE',
                               lock=lock, compute=False)
         _run(job, client, num_workers, progress, f'write {out.name}', callback, m)

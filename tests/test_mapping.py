@@ -303,3 +303,88 @@ def test_infer_cli_on_samples_has_no_rasterio_warning(trained, tmp_path):
     assert sorted(p.name for p in (tmp_path / 'maps').glob('*_prob.tif')) == sorted(f'{n}_prob.tif' for n in names)
     assert [l for l in r.stderr.splitlines() if 'arning' in l] == [r.stderr.strip()] and 'no georeference' in r.stderr, r.stderr
 
+
+# ---- streamed inference (agrinb.predict) ----------------------------------------------------------------------
+def _old_predict_tiled(predict, sources, tile, overlap, batch_size):
+    "The in-memory tiling `infer` used before it streamed through `predict_raster`, kept verbatim as the reference."
+    import torch.nn.functional as F
+    def ramp(n):
+        i = np.arange(n); d = np.minimum(i, n - 1 - i) + 1
+        return np.clip(d / (overlap + 1), 1e-3, 1.0) if overlap > 0 else np.ones(n)
+    def starts(n, stride):
+        s = list(range(0, max(n - tile, 0) + 1, stride))
+        return s + [n - tile] if s[-1] != n - tile else s
+    ref = max(sources, key=lambda s: sources[s].shape[-1]); H, W = sources[ref].shape[-2:]
+    scale = {s: H // v.shape[-2] for s, v in sources.items()}
+    k = int(np.lcm.reduce(list(scale.values()))); stride = tile - overlap
+    Hp, Wp = max(H, tile), max(W, tile); Hp, Wp = Hp + (-Hp) % k, Wp + (-Wp) % k
+    src = {s: torch.as_tensor(np.asarray(v, dtype=np.float32)) for s, v in sources.items()}
+    if (Hp, Wp) != (H, W):
+        src = {s: F.pad(v, (0, (Wp - W) // scale[s], 0, (Hp - H) // scale[s]), mode='replicate') for s, v in src.items()}
+    win = torch.as_tensor(np.outer(ramp(tile), ramp(tile)), dtype=torch.float32)
+    acc, wsum = None, torch.zeros(Hp, Wp)
+    pos = [(y, x) for y in starts(Hp, stride) for x in starts(Wp, stride)]
+    for i in range(0, len(pos), batch_size):
+        chunk = pos[i:i + batch_size]
+        batch = {s: torch.stack([v[..., y // scale[s]:(y + tile) // scale[s], x // scale[s]:(x + tile) // scale[s]] for y, x in chunk])
+                 for s, v in src.items()}
+        with torch.no_grad(): p = predict(batch).float().cpu()
+        if acc is None: acc = torch.zeros(p.shape[1], Hp, Wp)
+        for (y, x), pi in zip(chunk, p):
+            acc[:, y:y + tile, x:x + tile] += pi * win; wsum[y:y + tile, x:x + tile] += win
+    return (acc / wsum)[:, :H, :W].numpy()
+
+def _stack_tif(c, path, crs='EPSG:4326'):
+    xr.DataArray(c.values.reshape(-1, *c.shape[2:]), dims=('band', 'y', 'x'), coords=dict(y=c.y, x=c.x)).rio.write_crs(crs).rio.to_raster(path)
+    return path
+
+def test_streamed_infer_is_bit_identical_to_the_in_memory_tiling(trained, tmp_path):
+    """`infer` on GeoTIFF stacks (opened lazily, 32-px blocks, 24-px tiles overlapping by 8 that straddle the blocks,
+    an edge that needs padding) writes, bit for bit, the map of the old whole-cube tiling loop."""
+    root, ov, res = trained
+    model, cfg, stats = load_model(res['best_checkpoint'])
+    cube = toy_cube((76, 76), n_bands=18, seed=5)
+    modis = coarsen_source(cube, 4, bands=[f'b{i}' for i in range(4)], n_time=24)
+    inputs = {'S2': _stack_tif(cube, tmp_path / 'S2.tif'), 'Modis': _stack_tif(modis, tmp_path / 'Modis.tif')}
+    paths = infer(cfg, res['best_checkpoint'], tmp_path / 'out', inputs=inputs, tile=24, overlap=8, chunk=32, progress=False)
+    data = {s: normalize({s: c.values}, stats)[s].numpy() for s, c in {'S2': cube, 'Modis': modis}.items()}
+    ref = _old_predict_tiled(lambda b: torch.softmax(model(b), 1), data, 24, 8, cfg['infer']['batch_size'])
+    prob = rioxarray.open_rasterio(paths['prob'])
+    assert prob.shape == (2, 76, 76) and prob.rio.crs.to_epsg() == 4326
+    np.testing.assert_array_equal(prob.values, ref)
+    np.testing.assert_array_equal(rioxarray.open_rasterio(paths['class']).values[0], ref.argmax(0))
+    assert sorted(p.name for p in (tmp_path / 'out').iterdir()) == ['map_class.png', 'map_class.tif', 'map_prob.png', 'map_prob.tif']
+
+def test_infer_cli_refuses_bad_overlap_and_mismatched_sources(trained, tmp_path, capsys):
+    "Checked at the boundary, before the model runs: one line naming the option or the files, exit status 2, no maps."
+    root, ov, res = trained
+    sets = sum([['--set', f'{k}={json.dumps(v)}'] for k, v in ov.items()], [])
+    cube = toy_cube((32, 32), n_bands=18, seed=2)
+    def modis(c): return coarsen_source(c, 4, bands=[f'b{i}' for i in range(4)], n_time=24)
+    s2 = _stack_tif(cube, tmp_path / 'S2.tif')
+    far = _stack_tif(modis(toy_cube((32, 32), n_bands=18, seed=2, origin=(8.0, 50.0))), tmp_path / 'far.tif')   # 49 deg east
+    utm = _stack_tif(modis(cube), tmp_path / 'utm.tif', crs='EPSG:32631')
+    near = _stack_tif(modis(cube), tmp_path / 'Modis.tif')
+    cases = [(['--overlap', '-4'], near, "'overlap'"), (['--tile', '16', '--overlap', '16'], near, "'overlap'"),
+             ([], far, 'far.tif'), ([], utm, 'utm.tif')]
+    for extra, m, needle in cases:
+        out = tmp_path / f'o{len(extra)}{m.stem}'
+        rc = cli_main(['infer', 'tiny', str(res['best_checkpoint']), str(out), '--input', f'S2={s2}', '--input', f'Modis={m}',
+                       '--no-progress', *extra, *sets])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.count('\n') == 1 and needle in err, (extra, m, err)
+        assert not out.exists() or not any(out.iterdir())
+    assert 'S2.tif' in err and "field 'crs'" in err
+
+def test_streamed_infer_on_a_distributed_client(trained, tmp_path):
+    "The same maps through a dask.distributed Client (threads of one local worker) as on the threaded scheduler."
+    distributed = pytest.importorskip('distributed')
+    root, ov, res = trained
+    cube = toy_cube((40, 40), n_bands=18, seed=6)
+    srcs = {'S2': cube, 'Modis': coarsen_source(cube, 4, bands=[f'b{i}' for i in range(4)], n_time=24)}
+    a = infer('tiny', res['best_checkpoint'], tmp_path / 'a', inputs=srcs, tile=24, overlap=8, chunk=16, overrides=ov, progress=False)
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as c:
+        b = infer('tiny', res['best_checkpoint'], tmp_path / 'b', inputs=srcs, tile=24, overlap=8, chunk=16, overrides=ov,
+                  progress=False, client=c)
+    for k in ('prob', 'class'):
+        np.testing.assert_array_equal(rioxarray.open_rasterio(a[k]).values, rioxarray.open_rasterio(b[k]).values)
