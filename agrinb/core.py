@@ -13,8 +13,8 @@ import torch
 # %% auto #0
 __all__ = ['SIZE_HPARAMS', 'CHECKPOINT_VERSION', 'MAX_YAML_ALIASES', 'AgrinbError', 'bad_input', 'suggest', 'get_device',
            'seed_everything', 'make_folder', 'atomic_path', 'check_finite', 'check_lat_lon', 'safe_name',
-           'check_output_path', 'check_settings', 'check_hparams', 'save_checkpoint', 'tensor_checksum',
-           'load_checkpoint', 'config_names', 'merge_config', 'read_config']
+           'check_output_path', 'check_settings', 'check_hparams', 'diff_settings', 'save_checkpoint',
+           'tensor_checksum', 'load_checkpoint', 'config_names', 'merge_config', 'read_config']
 
 # %% ../nbs/00_core.ipynb #9cf2e53f
 class AgrinbError(ValueError):
@@ -200,6 +200,19 @@ def check_hparams(meta:dict, # a checkpoint's metadata
                                     f'largest dimension, {top})', f'{big} (the metadata does not match the tensors)')
 
 # %% ../nbs/00_core.ipynb #93312680
+_MISSING = '<missing>'
+
+def diff_settings(a:dict, b:dict, # two nested dicts of plain settings
+                  path:str='')->dict: # dotted key -> (value in a, value in b); a key one lacks shows '<missing>'
+    "The dotted keys whose values differ between `a` and `b` (nested dicts compared key by key)."
+    out = {}
+    for k in sorted(set(a) | set(b), key=str):
+        x, y, key = a.get(k, _MISSING), b.get(k, _MISSING), f'{path}{k}'
+        if isinstance(x, dict) and isinstance(y, dict): out.update(diff_settings(x, y, key + '.'))
+        elif x != y and not (isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)) and list(x) == list(y)): out[key] = (x, y)
+    return out
+
+# %% ../nbs/00_core.ipynb #fd1bfe3f
 CHECKPOINT_VERSION = 1
 
 def save_checkpoint(path, # destination file
@@ -260,7 +273,7 @@ def load_checkpoint(path, # checkpoint file
     check_hparams(obj['meta'], obj['state'], path)
     return obj
 
-# %% ../nbs/00_core.ipynb #69b257e6
+# %% ../nbs/00_core.ipynb #249b1870
 def config_names()->list:
     "Names of the configs shipped with agrinb (`agrinb/configs/*.yaml`)."
     return sorted(f.name[:-5] for f in resources.files('agrinb').joinpath('configs').iterdir() if f.name.endswith('.yaml'))
@@ -289,7 +302,7 @@ def _read_file(p:Path)->dict:
     if not isinstance(user, dict): raise bad_input(p, 'contents', 'a mapping of sections to settings', type(user).__name__)
     return user
 
-# %% ../nbs/00_core.ipynb #249b1870
+# %% ../nbs/00_core.ipynb #6abfb3d6
 def _check_type(where, key:str, default, value):
     "A value must have its default's type (None defaults take anything; an int is a float)."
     if default is None: return
@@ -319,7 +332,7 @@ def merge_config(base:dict, # the defaults (or a complete config)
         else: _check_type(where, key, base[k], v); out[k] = v
     return out
 
-# %% ../nbs/00_core.ipynb #6abfb3d6
+# %% ../nbs/00_core.ipynb #5183bbf7
 def read_config(config, # a shipped name (see `config_names`), a .yaml / .yml / .py path, or a dict
                 defaults:dict, # every key the command knows, with its default
                 overrides:dict|None=None, # dotted keys: {'train.epochs': 1}
