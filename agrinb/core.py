@@ -13,7 +13,7 @@ import torch
 # %% auto #0
 __all__ = ['SIZE_HPARAMS', 'CHECKPOINT_VERSION', 'MAX_YAML_ALIASES', 'AgrinbError', 'bad_input', 'suggest', 'get_device',
            'seed_everything', 'make_folder', 'atomic_path', 'check_finite', 'check_lat_lon', 'safe_name',
-           'check_output_path', 'check_settings', 'check_hparams', 'diff_settings', 'save_checkpoint',
+           'check_output_path', 'check_settings', 'check_hparams', 'check_sizes', 'diff_settings', 'save_checkpoint',
            'tensor_checksum', 'load_checkpoint', 'config_names', 'merge_config', 'read_config']
 
 # %% ../nbs/00_core.ipynb #9cf2e53f
@@ -188,16 +188,25 @@ def check_hparams(meta:dict, # a checkpoint's metadata
                   where, # the checkpoint file
                  )->None:
     "The settings in `meta` (and a fit loop's `meta['meta']`) pass `check_settings`; no size exceeds the file's largest dimension."
-    top = max((d for _, t in _tensors(state) for d in t.shape), default=0)
     for pre, m in (('', meta), ('meta.', (meta or {}).get('meta'))):
         if not isinstance(m, dict): continue
         for key in ('hparams', 'hp'):
             hp = m.get(key)
             if not isinstance(hp, dict): continue
             check_settings(hp, where, f'{pre}{key}.')
-            big = {k: v for k, v in hp.items() if k in SIZE_HPARAMS and _number(v) and v > top}
-            if big: raise bad_input(where, f'{pre}{key}.{next(iter(big))}', f'sizes the saved weights can hold (at most their '
-                                    f'largest dimension, {top})', f'{big} (the metadata does not match the tensors)')
+            check_sizes({k: v for k, v in hp.items() if k in SIZE_HPARAMS}, state, where, f'{pre}{key}')
+
+def check_sizes(sizes:dict, # name -> a size, or a list of sizes
+                state:dict, # the tensors the sizes describe
+                where, field:str, # the file and the field (a dotted prefix) named in the error
+               )->None:
+    "No size in `sizes` exceeds the largest dimension of `state`'s tensors (a size is some weight's dimension)."
+    top = max((d for _, t in _tensors(state) for d in t.shape), default=0)
+    for k, v in sizes.items():
+        vals = v if isinstance(v, (list, tuple)) else [v]
+        big = [x for x in vals if _number(x) and x > top]
+        if big: raise bad_input(where, f'{field}.{k}', f'sizes the saved weights can hold (at most their largest dimension, '
+                                f'{top})', f'{v!r} (the metadata does not match the tensors)')
 
 # %% ../nbs/00_core.ipynb #93312680
 _MISSING = '<missing>'
