@@ -13,8 +13,8 @@ import torch
 # %% auto #0
 __all__ = ['SIZE_HPARAMS', 'CHECKPOINT_VERSION', 'MAX_YAML_ALIASES', 'AgrinbError', 'bad_input', 'suggest', 'get_device',
            'seed_everything', 'make_folder', 'atomic_path', 'check_finite', 'check_lat_lon', 'safe_name',
-           'check_output_path', 'check_settings', 'check_hparams', 'check_sizes', 'diff_settings', 'save_checkpoint',
-           'tensor_checksum', 'load_checkpoint', 'config_names', 'merge_config', 'read_config']
+           'check_output_path', 'is_learning_rate', 'check_settings', 'check_hparams', 'check_sizes', 'diff_settings',
+           'save_checkpoint', 'tensor_checksum', 'load_checkpoint', 'config_names', 'merge_config', 'read_config']
 
 # %% ../nbs/00_core.ipynb #9cf2e53f
 class AgrinbError(ValueError):
@@ -165,6 +165,10 @@ SIZE_HPARAMS = ('in_features', 'hidden', 'n_out', 'encoder_width', 'embed_dim', 
 
 def _number(v)->bool: return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
+def is_learning_rate(v)->bool:
+    "A usable learning rate: a number > 0 that float32 weights can be multiplied by (1e300 overflows them)."
+    return _number(v) and 0 < float(v) <= float(np.finfo(np.float32).max)
+
 def check_settings(settings:dict, # plain settings, nested dicts allowed
                    where, # the file or object named in the error
                    path:str='', # dotted prefix of the keys (for nested calls)
@@ -177,8 +181,8 @@ def check_settings(settings:dict, # plain settings, nested dicts allowed
         f = float(v)
         if ('dropout' in name or name.endswith('_rate')) and not (0 <= f < 1):
             raise bad_input(where, key, 'a rate in [0, 1)', repr(v))
-        if (name == 'lr' or name.endswith('_lr')) and not (math.isfinite(f) and f > 0):
-            raise bad_input(where, key, 'a finite learning rate > 0', repr(v))
+        if (name == 'lr' or name.endswith('_lr')) and not is_learning_rate(f):
+            raise bad_input(where, key, 'a finite learning rate > 0 (within float32)', repr(v))
         if name in SIZE_HPARAMS and not (math.isfinite(f) and f == int(f) and f >= 1):
             raise bad_input(where, key, 'a whole number ≥ 1', repr(v))
     return settings

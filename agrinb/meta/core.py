@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from torch import nn
 import torch.nn.functional as F
 from torch.func import functional_call, vmap
-from ..core import bad_input, save_checkpoint, load_checkpoint, check_settings, diff_settings
+from ..core import bad_input, save_checkpoint, load_checkpoint, check_settings, diff_settings, is_learning_rate
 from .distributed import is_main, barrier
 
 # %% auto #0
@@ -217,9 +217,13 @@ def _set_rng_state(st:dict):
 # %% ../../nbs/30_meta.core.ipynb #06021a64
 def _check_resume(ck, saved:dict, meta:dict):
     "A resumed run must have the settings it was started with."
-    diff = diff_settings(saved, meta)
+    diff, nested = diff_settings(saved, meta), {}
+    for k, v in diff.items():                 # shown nested: {'fit': {'k_support': (5, 3)}}
+        *parents, last = k.split('.'); cur = nested
+        for p in parents: cur = cur.setdefault(p, {})
+        cur[last] = v
     if diff: raise bad_input(ck, 'meta', 'the settings of the run being resumed (or resume=False to start over)',
-                             f'differences (saved, now): {diff}')
+                             f'differences (saved, now): {nested}')
 
 def _check_loss(loss, step:int, where:str, field:str='train_loss')->float:
     loss = float(loss)
@@ -236,8 +240,8 @@ def _check_optimizers(state:dict, where:str):
         if isinstance(v.get('param_groups'), list):
             for i, g in enumerate(v['param_groups']):
                 lr = g.get('lr') if isinstance(g, dict) else None
-                if isinstance(lr, (int, float)) and not (math.isfinite(lr) and lr > 0):
-                    raise bad_input(where, f'{k}.param_groups[{i}].lr', 'a finite learning rate > 0', repr(lr))
+                if isinstance(lr, (int, float)) and not is_learning_rate(lr):
+                    raise bad_input(where, f'{k}.param_groups[{i}].lr', 'a finite learning rate > 0 (within float32)', repr(lr))
         else: _check_optimizers(v, where)
 
 # %% ../../nbs/30_meta.core.ipynb #72fc2697
