@@ -4,15 +4,16 @@
 
 # %% ../nbs/00_core.ipynb #252b32a2
 from __future__ import annotations
-import os, copy, difflib, random, tempfile, contextlib, io
+import os, copy, difflib, math, random, tempfile, contextlib, io
 from importlib import resources
 from pathlib import Path
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['CHECKPOINT_VERSION', 'MAX_YAML_ALIASES', 'AgrinbError', 'bad_input', 'suggest', 'get_device', 'seed_everything',
-           'make_folder', 'atomic_path', 'check_finite', 'check_lat_lon', 'safe_name', 'check_output_path',
+__all__ = ['SIZE_HPARAMS', 'CHECKPOINT_VERSION', 'MAX_YAML_ALIASES', 'AgrinbError', 'bad_input', 'suggest', 'get_device',
+           'seed_everything', 'make_folder', 'atomic_path', 'check_finite', 'check_lat_lon', 'safe_name',
+           'check_output_path', 'is_learning_rate', 'check_settings', 'check_hparams', 'check_sizes', 'diff_settings',
            'save_checkpoint', 'tensor_checksum', 'load_checkpoint', 'config_names', 'merge_config', 'read_config']
 
 # %% ../nbs/00_core.ipynb #9cf2e53f
@@ -160,6 +161,71 @@ def check_output_path(path, # a file the caller will write later
     return path
 
 # %% ../nbs/00_core.ipynb #f57d75a4
+SIZE_HPARAMS = ('in_features', 'hidden', 'n_out', 'encoder_width', 'embed_dim', 'neck_dim', 'num_classes', 'bands', 'frames')
+
+def _number(v)->bool: return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+def is_learning_rate(v)->bool:
+    "A usable learning rate: a number > 0 that float32 weights can be multiplied by (1e300 overflows them)."
+    return _number(v) and 0 < float(v) <= float(np.finfo(np.float32).max)
+
+def check_settings(settings:dict, # plain settings, nested dicts allowed
+                   where, # the file or object named in the error
+                   path:str='', # dotted prefix of the keys (for nested calls)
+                  )->dict: # `settings`, unchanged
+    "Refuse rates outside [0, 1), learning rates that are not finite and > 0 and sizes that are not whole numbers ≥ 1."
+    for k, v in (settings or {}).items():
+        key, name = f'{path}{k}', str(k).lower()
+        if isinstance(v, dict): check_settings(v, where, key + '.'); continue
+        if not _number(v): continue
+        f = float(v)
+        if ('dropout' in name or name.endswith('_rate')) and not (0 <= f < 1):
+            raise bad_input(where, key, 'a rate in [0, 1)', repr(v))
+        if (name == 'lr' or name.endswith('_lr')) and not is_learning_rate(f):
+            raise bad_input(where, key, 'a finite learning rate > 0 (within float32)', repr(v))
+        if name in SIZE_HPARAMS and not (math.isfinite(f) and f == int(f) and f >= 1):
+            raise bad_input(where, key, 'a whole number ≥ 1', repr(v))
+    return settings
+
+def check_hparams(meta:dict, # a checkpoint's metadata
+                  state:dict, # its tensors
+                  where, # the checkpoint file
+                 )->None:
+    "The settings in `meta` (and a fit loop's `meta['meta']`) pass `check_settings`; no size exceeds the file's largest dimension."
+    for pre, m in (('', meta), ('meta.', (meta or {}).get('meta'))):
+        if not isinstance(m, dict): continue
+        for key in ('hparams', 'hp'):
+            hp = m.get(key)
+            if not isinstance(hp, dict): continue
+            check_settings(hp, where, f'{pre}{key}.')
+            check_sizes({k: v for k, v in hp.items() if k in SIZE_HPARAMS}, state, where, f'{pre}{key}')
+
+def check_sizes(sizes:dict, # name -> a size, or a list of sizes
+                state:dict, # the tensors the sizes describe
+                where, field:str, # the file and the field (a dotted prefix) named in the error
+               )->None:
+    "No size in `sizes` exceeds the largest dimension of `state`'s tensors (a size is some weight's dimension)."
+    top = max((d for _, t in _tensors(state) for d in t.shape), default=0)
+    for k, v in sizes.items():
+        vals = v if isinstance(v, (list, tuple)) else [v]
+        big = [x for x in vals if _number(x) and x > top]
+        if big: raise bad_input(where, f'{field}.{k}', f'sizes the saved weights can hold (at most their largest dimension, '
+                                f'{top})', f'{v!r} (the metadata does not match the tensors)')
+
+# %% ../nbs/00_core.ipynb #93312680
+_MISSING = '<missing>'
+
+def diff_settings(a:dict, b:dict, # two nested dicts of plain settings
+                  path:str='')->dict: # dotted key -> (value in a, value in b); a key one lacks shows '<missing>'
+    "The dotted keys whose values differ between `a` and `b` (nested dicts compared key by key)."
+    out = {}
+    for k in sorted(set(a) | set(b), key=str):
+        x, y, key = a.get(k, _MISSING), b.get(k, _MISSING), f'{path}{k}'
+        if isinstance(x, dict) and isinstance(y, dict): out.update(diff_settings(x, y, key + '.'))
+        elif x != y and not (isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)) and list(x) == list(y)): out[key] = (x, y)
+    return out
+
+# %% ../nbs/00_core.ipynb #fd1bfe3f
 CHECKPOINT_VERSION = 1
 
 def save_checkpoint(path, # destination file
@@ -217,9 +283,10 @@ def load_checkpoint(path, # checkpoint file
     for k, t in _tensors(obj['state']):
         if t.is_floating_point() and not torch.isfinite(t).all():
             raise bad_input(path, f'state{k}', 'finite weights', f'{int((~torch.isfinite(t)).sum())} NaN/inf value(s)')
+    check_hparams(obj['meta'], obj['state'], path)
     return obj
 
-# %% ../nbs/00_core.ipynb #61edcaef
+# %% ../nbs/00_core.ipynb #249b1870
 def config_names()->list:
     "Names of the configs shipped with agrinb (`agrinb/configs/*.yaml`)."
     return sorted(f.name[:-5] for f in resources.files('agrinb').joinpath('configs').iterdir() if f.name.endswith('.yaml'))
@@ -248,7 +315,7 @@ def _read_file(p:Path)->dict:
     if not isinstance(user, dict): raise bad_input(p, 'contents', 'a mapping of sections to settings', type(user).__name__)
     return user
 
-# %% ../nbs/00_core.ipynb #7999e2ee
+# %% ../nbs/00_core.ipynb #6abfb3d6
 def _check_type(where, key:str, default, value):
     "A value must have its default's type (None defaults take anything; an int is a float)."
     if default is None: return
@@ -278,7 +345,7 @@ def merge_config(base:dict, # the defaults (or a complete config)
         else: _check_type(where, key, base[k], v); out[k] = v
     return out
 
-# %% ../nbs/00_core.ipynb #69b257e6
+# %% ../nbs/00_core.ipynb #5183bbf7
 def read_config(config, # a shipped name (see `config_names`), a .yaml / .yml / .py path, or a dict
                 defaults:dict, # every key the command knows, with its default
                 overrides:dict|None=None, # dotted keys: {'train.epochs': 1}

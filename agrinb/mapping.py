@@ -13,7 +13,7 @@ import xarray as xr
 import yaml
 from tqdm.auto import tqdm
 from .core import (bad_input, suggest, get_device, seed_everything, atomic_path, make_folder, save_checkpoint,
-                         load_checkpoint, read_config)
+                         load_checkpoint, read_config, check_sizes, diff_settings)
 from .data.h5maps import (MappingDataset, read_data_list, compute_stats, normalize, check_cube, source_stats,
                                 read_sample, write_data_list)
 from .data.raster import load_raster
@@ -24,9 +24,10 @@ from .meta.distributed import shard, average_grads, mean_over_ranks, is_main
 from .eval import confusion, metrics_from_confusion
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'SOURCE_KEYS', 'FREE', 'KIND', 'RUN_ONLY', 'load_config', 'build_model', 'n_params', 'evaluate',
-           'sample_names', 'train', 'load_model', 'evaluate_checkpoint', 'format_metrics', 'predict_tiled',
-           'TilePredictor', 'infer_cube', 'map_paths', 'write_maps', 'infer', 'sparse_labels', 'few_shot']
+__all__ = ['DEFAULTS', 'SOURCE_KEYS', 'FREE', 'KIND', 'RUN_ONLY', 'SHARED_WITH_CHECKPOINT', 'load_config', 'build_model',
+           'n_params', 'evaluate', 'sample_names', 'train', 'load_model', 'evaluate_checkpoint', 'format_metrics',
+           'predict_tiled', 'TilePredictor', 'infer_cube', 'map_paths', 'write_maps', 'infer', 'sparse_labels',
+           'few_shot']
 
 # %% ../nbs/80_mapping.ipynb #c1fc6ff2
 DEFAULTS = {
@@ -180,8 +181,9 @@ def train(config, # config name, path or dict
     cfg = load_config(config, overrides); d, t = cfg['data'], cfg['train']; work = Path(work_dir)
     dev = get_device(device or t['device']); names = sample_names(d['root'], 'train'); make_folder(work); seed_everything(t['seed'])
     srcs = _sources(cfg); stats = compute_stats(d['root'], names, srcs)
-    tr = MappingDataset(d['root'], 'train', srcs, stats, augment=d['augment'], size=d['size'])
-    va = MappingDataset(d['root'], 'val', srcs, stats, size=d['size'])
+    labels = dict(num_classes=d['num_classes'], ignore_index=d['ignore_index'], need_labels=True)   # refused: labels >= num_classes, no labelled pixel
+    tr = MappingDataset(d['root'], 'train', srcs, stats, augment=d['augment'], size=d['size'], **labels)
+    va = MappingDataset(d['root'], 'val', srcs, stats, size=d['size'], **labels)
     model = build_model(cfg).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=t['lr'], weight_decay=t['weight_decay'])
     bs = t['batch_size']; per_epoch = math.ceil(len(tr) / bs); total = t['epochs'] * per_epoch
@@ -214,24 +216,51 @@ def train(config, # config name, path or dict
             'checkpoint': str(work / f'{KIND}-train.pt')}
 
 # %% ../nbs/80_mapping.ipynb #3ca9ccf2
-def load_model(ckpt, device=None)->tuple:
+SHARED_WITH_CHECKPOINT = ('model', 'data.sources', 'data.num_classes') # what a config must share with the checkpoint it uses
+
+def _check_weights(cfg:dict, weights:dict, where):
+    "The checkpoint's own config describes its weights: sizes bounded by them before the model is built."
+    m = cfg['model']
+    check_sizes({k: v for k, v in m.items() if k != 'mlp_ratio'}, weights, where, 'config.model')
+    check_sizes({'mlp_ratio * embed_dim': m['mlp_ratio'] * m['embed_dim']}, weights, where, 'config.model')
+    check_sizes({f'{s}.bands': spec['bands'] for s, spec in cfg['data']['sources'].items()}, weights, where, 'config.data.sources')
+    n_blocks = sum(m['depths']) * len(cfg['data']['sources'])
+    if n_blocks > len(weights): raise bad_input(where, 'config.model.depths', f'at most as many blocks as the file has tensors ({len(weights)})', m['depths'])
+
+def _check_shared(cfg:dict, saved:dict, where):
+    "A config used with a checkpoint must describe the same model, sources and classes."
+    pick = lambda c: {k: (c[k.split('.')[0]][k.split('.')[1]] if '.' in k else c[k]) for k in SHARED_WITH_CHECKPOINT}
+    diff = diff_settings(pick(saved), pick(cfg))
+    if diff: raise bad_input(where, next(iter(diff)), "the checkpoint's own setting (the config must describe the model that "
+                             "was trained: use the training config, or --set the key)", f'differences (checkpoint, config): {diff}')
+
+def load_model(ckpt, device=None,
+               config:dict|None=None, # a loaded config to check against the checkpoint's (None: not checked)
+              )->tuple:
     "(model, config, stats) from the best-model checkpoint or the fit loop's (its latest weights)."
     ck = load_checkpoint(ckpt)
     if ck['kind'] not in (KIND, f'{KIND}-train'): raise bad_input(ckpt, 'kind', 'a MultiSourceMapper checkpoint', ck['kind'])
-    if ck['kind'] == KIND: cfg, stats, weights = ck['meta']['config'], ck['meta']['stats'], ck['state']['model']
-    else: cfg, stats, weights = load_config(ck['meta']['meta']['config']), ck['meta']['meta']['stats'], ck['state']['fit']['model']
-    model = build_model(cfg); model.load_state_dict(weights)
+    meta, st = (ck['meta'], ck['state']) if ck['kind'] == KIND else (ck['meta']['meta'], ck['state']['fit'])
+    if not isinstance(meta.get('config'), dict) or not isinstance(st.get('model'), dict) or 'stats' not in meta:
+        raise bad_input(ckpt, 'meta', 'a config, statistics and model weights', f"meta keys {sorted(meta)}, state keys {sorted(st)}")
+    cfg, stats, weights = load_config(meta['config']), meta['stats'], st['model']
+    _check_weights(cfg, weights, ckpt)
+    if config is not None: _check_shared(config, cfg, ckpt)
+    model = build_model(cfg)
+    try: model.load_state_dict(weights)
+    except RuntimeError as ex:
+        raise bad_input(ckpt, 'state.model', 'weights matching the model its config describes', ' '.join(str(ex).split())[:300]) from None
     return model.to(get_device(device)).eval(), cfg, source_stats(stats)
 
-# %% ../nbs/80_mapping.ipynb #8fe21ca8
+# %% ../nbs/80_mapping.ipynb #0a85be8c
 def evaluate_checkpoint(config, # config (its data section says where the samples are)
          ckpt, # checkpoint file
          json_path=None, # write the metrics here
          split:str='test', device=None, progress:bool=True, overrides=None)->dict:
     "Per-class IoU / F-score of a checkpoint on a split."
     cfg = load_config(config, overrides); d = cfg['data']
-    model, _, stats = load_model(ckpt, device); sample_names(d['root'], split)
-    ds = MappingDataset(d['root'], split, _sources(cfg), stats, size=d['size'])
+    model, _, stats = load_model(ckpt, device, config=cfg); sample_names(d['root'], split)
+    ds = MappingDataset(d['root'], split, _sources(cfg), stats, size=d['size'], num_classes=d['num_classes'], ignore_index=d['ignore_index'])
     m = evaluate(model, torch.utils.data.DataLoader(ds, cfg['train']['batch_size']), d['num_classes'],
                  device, d['ignore_index'], d['class_names'], progress)
     m.update(split=split, checkpoint=str(ckpt), samples=len(ds))
@@ -245,7 +274,7 @@ def format_metrics(m:dict)->str:
     rows = [f"{'class':>12} {'IoU':>6} {'F':>6}"] + [f'{c:>12} {f(i):>6} {f(s):>6}' for c, i, s in zip(m['classes'], m['IoU'], m['Fscore'])]
     return '\n'.join(rows + [f"{'mean':>12} {f(m['mIoU']):>6} {f(m['mFscore']):>6}   aAcc {f(m['aAcc'])}"])
 
-# %% ../nbs/80_mapping.ipynb #95d7f1da
+# %% ../nbs/80_mapping.ipynb #2ed546e7
 class _Fn:
     "A function of normalised tiles as a spatial predictor."
     def __init__(self, fn): self.fn = fn
@@ -263,7 +292,7 @@ def predict_tiled(predict, # fn({source: (B, T, C, h, w) tensor}) -> (B, K, tile
 
 
 
-# %% ../nbs/80_mapping.ipynb #8de2eceb
+# %% ../nbs/80_mapping.ipynb #55f222ee
 class TilePredictor:
     "A trained `MultiSourceMapper` as a spatial predictor for `predict_raster`."
     def __init__(self, model, cfg:dict, stats:dict, device=None):
@@ -294,7 +323,7 @@ def infer_cube(model, cfg:dict, stats:dict, cubes:dict, tile=None, overlap=None,
     return predict_raster(TilePredictor(model, cfg, stats, device), cubes, out, tile=tile, overlap=overlap,
                           batch_size=batch_size or i['batch_size'], chunk=chunk, client=client, device=device, progress=progress)
 
-# %% ../nbs/80_mapping.ipynb #b66c7019
+# %% ../nbs/80_mapping.ipynb #752f1d4b
 def _png(path, img, **kw):
     import matplotlib; import matplotlib.pyplot as plt
     with atomic_path(path) as tmp: plt.imsave(tmp, img, format='png', **kw)
@@ -359,7 +388,7 @@ def infer(config, # config (infer.inputs: source -> GeoTIFF stack / .nc / DataAr
         _finish_maps(written[n], chunk, client)
     return written
 
-# %% ../nbs/80_mapping.ipynb #0a4a5d47
+# %% ../nbs/80_mapping.ipynb #744869ad
 def sparse_labels(root, split:str='train', n:int=20, seed:int=0, ignore_index:int=-1,
                   n_tiles:int|None=None, # draw the pixels from this many random samples only (None = all)
                  )->dict:
@@ -378,7 +407,7 @@ def sparse_labels(root, split:str='train', n:int=20, seed:int=0, ignore_index:in
     for nm, l in labs.items(): out[nm] = out_flat[start:start + l.size].reshape(l.shape); start += l.size
     return out
 
-# %% ../nbs/80_mapping.ipynb #f2181e40
+# %% ../nbs/80_mapping.ipynb #04c820c1
 def few_shot(config, # config of the model (its data.root is the new region's samples)
              ckpt=None, # trained checkpoint to fine-tune; None = train from scratch
              n_pixels:int=20, # labelled pixels

@@ -167,3 +167,76 @@ def test_names_from_data(tmp_path, name):
     if s is not None:
         assert (tmp_path / s).resolve().parent == tmp_path.resolve()     # stays in its folder
     clean('check_output_path', check_output_path, tmp_path / name)
+
+# ---- settings, checkpoint metadata, fit loop, GeoTIFFs, mapping labels (issue 15, second part) ------------------
+from agrinb.core import check_settings, check_hparams
+size = st.one_of(st.integers(-3, 300), st.sampled_from([200_000, 2**40, 0, 2.5, float('nan'), float('inf'), True]))
+rate = st.one_of(st.floats(-1, 3), st.sampled_from([float('nan'), float('inf'), 0.0, 0.999, 1.0]))
+lrate = st.one_of(st.floats(-1, 1), st.sampled_from([float('nan'), float('inf'), 0.0, 1e-300, 1e300]))
+
+def _valid_size(v): return isinstance(v, bool) or not isinstance(v, (int, float)) or (np.isfinite(v) and v == int(v) and v >= 1)
+
+@fuzz(150)
+@given(size, rate, lrate, st.booleans())
+def test_check_settings(hidden, dropout, lr, nested):
+    s = {'hidden': hidden, 'dropout': dropout, 'outer_lr': lr}
+    got = clean('check_settings', check_settings, {'fit': s} if nested else s, 'x')
+    ok = _valid_size(hidden) and 0 <= dropout < 1 and 0 < lr <= np.finfo(np.float32).max   # a rate float32 weights can take
+    assert (got is not None) == ok, (s, got)
+
+@fuzz(80)
+@given(size, size, rate, st.integers(1, 40), st.booleans())
+def test_checkpoint_hparams(tmp_path, hidden, in_features, dropout, width, fit_loop_layout):
+    w = {'model': {'w': torch.zeros(4 * width, width), 'b': torch.zeros(1)}}
+    hp = {'hidden': hidden, 'in_features': in_features, 'dropout': dropout}
+    p = tmp_path / 'c.pt'
+    if fit_loop_layout: save_checkpoint(p, 'MAML', {'fit': w}, meta={'hparams': hp})
+    else: save_checkpoint(p, 'MAML', w, hparams=hp)
+    obj = clean('load_checkpoint(hparams)', load_checkpoint, p)
+    if obj is None: return
+    for v in (hidden, in_features):   # what loads is a size the file's tensors can hold (no 640 GB model from metadata)
+        assert isinstance(v, bool) or (_valid_size(v) and v <= 4 * width), (hp, width)
+    assert 0 <= dropout < 1
+
+@fuzz(60)
+@given(st.one_of(st.integers(-3, 6), st.sampled_from([1.5, True, None])), st.one_of(st.integers(-2, 4), st.sampled_from([1.5])),
+       st.one_of(st.integers(-1, 3)), lrate, rate, st.sampled_from([0.5, float('nan'), float('inf')]), st.booleans())
+def test_fit_loop_degenerate(steps, seed, val_every, lr, dropout, val_value, with_val):
+    from agrinb.meta.core import fit_loop
+    w = torch.zeros(1, requires_grad=True); opt = torch.optim.SGD([w], lr=0.1)
+    if isinstance(lr, float): opt.param_groups[0]['lr'] = lr      # what a learner's optimiser holds
+    def step(s, rng): loss = ((w - 1) ** 2).sum(); opt.zero_grad(); loss.backward(); opt.step(); return loss
+    out = clean('fit_loop', fit_loop, step, steps, lambda: {'w': w.detach().clone(), 'opt': opt.state_dict()}, lambda s: None,
+                'fz', val=(lambda: val_value) if with_val else None, val_every=val_every, seed=seed, progress=False,
+                meta={'hparams': {'dropout': dropout}})
+    if out is None: return
+    assert isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1 and len(out['history']) == steps
+    assert seed >= 0 and val_every >= 1 and 0 < lr <= np.finfo(np.float32).max and 0 <= dropout < 1
+    assert all(np.isfinite(r['train_loss']) and np.isfinite(r.get('val_loss', 0.)) for r in out['history'])
+
+@fuzz(50)
+@given(st.sampled_from([None, 'EPSG:4326', 'EPSG:32631']), st.sampled_from(['degrees', 'metres']),
+       st.sampled_from([None, 'EPSG:4326', 'EPSG:32631', 'EPSG:bogus']), st.one_of(st.none(), st.integers(0, 20_000)))
+def test_read_geotiff(tmp_path, crs, units, given_crs, cut):
+    import xarray as xr, rioxarray  # noqa: F401
+    from agrinb.data.raster import read_geotiff, load_raster
+    y, x = (8. - 1e-3 * np.arange(6), 1. + 1e-3 * np.arange(5)) if units == 'degrees' else (9e5 - 10 * np.arange(6), 3e5 + 10 * np.arange(5))
+    da = xr.DataArray(np.ones((4, 6, 5), np.float32), dims=('band', 'y', 'x'), coords={'band': np.arange(1, 5), 'y': y, 'x': x})
+    p = tmp_path / f"g{CASES['read_geotiff']}.tif"   # a new file each time (GDAL will not rewrite a truncated one)
+    (da.rio.write_crs(crs) if crs else da).rio.to_raster(p)
+    if cut is not None: p.write_bytes(p.read_bytes()[:cut])
+    g = clean('read_geotiff', read_geotiff, p, crs=given_crs)
+    clean('load_raster(stack)', load_raster, p, n_time=2, crs=given_crs)
+    if g is None: return
+    assert g.rio.crs is not None                                  # never degrees-or-metres guessed
+    if g.rio.crs.is_geographic: assert np.abs(g.y.values).max() <= 90 and np.abs(g.x.values).max() <= 360
+    if crs is not None and given_crs is not None: assert g.rio.crs.to_epsg() == int(given_crs.split(':')[1])
+
+@fuzz(60)
+@given(arrays(np.int64, (4, 4), elements=st.integers(-3, 5)), st.integers(2, 4), st.sampled_from([-1, 255]))
+def test_mapping_labels(tmp_path, lab, num_classes, ignore):
+    from agrinb.data.h5maps import write_sample, check_sample
+    p = tmp_path / 's.h5'; write_sample(p, {'S2': np.zeros((2, 3, 4, 4), np.float32)}, lab)
+    r = clean('h5maps.check_sample(labels)', check_sample, p, {'S2': 3}, num_classes, ignore)
+    ok = ((lab == ignore) | ((lab >= 0) & (lab < num_classes))).all()
+    assert (r is not None) == bool(ok)

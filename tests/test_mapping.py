@@ -142,6 +142,35 @@ def test_train_history_and_best_checkpoint(trained):
     assert cfg['data']['root'] == ov['data.root'] and set(stats) == {'S2', 'Modis'}
     assert sorted(f.name for f in (root / 'run').iterdir()) == ['MultiSourceMapper-train.pt', 'MultiSourceMapper.pt', 'history.json']
 
+def _copy_samples(root, dst, label=None, val=None):
+    "A copy of the trained fixture's samples, every label set to `label` and the val list replaced by `val` (when given)."
+    import shutil, h5py
+    shutil.copytree(root / 'samples', dst)
+    if label is not None:
+        for p in (dst / 'h5_samples').glob('*.h5'):
+            with h5py.File(p, 'r+') as h: h['label'][...] = label
+    if val is not None: write_data_list(dst, 'val', val)
+    return dst
+
+@pytest.mark.parametrize('label,val,match', [(5, None, r"h5_samples/sample_\w+\.h5: field 'label': expected classes 0\.\.1"),
+                                             (-1, None, r"train\.txt: field 'samples'.*0 labelled pixels"),
+                                             (None, [], r"val\.txt: field 'samples'.*got 0 sample\(s\)")])
+def test_train_refuses_unusable_labels_before_training(trained, tmp_path, label, val, match):
+    "Labels >= num_classes, every pixel ignored (a NaN loss) and an empty validation split end before step 1."
+    root, ov, _ = trained
+    d = _copy_samples(root, tmp_path / 's', label, val)
+    with pytest.raises(AgrinbError, match=match): train('tiny', tmp_path / 'run', progress=False, overrides={**ov, 'data.root': str(d)})
+    assert not (tmp_path / 'run' / 'MultiSourceMapper-train.pt').exists()
+
+def test_a_config_must_describe_the_checkpoint(trained):
+    "A 2-class checkpoint is not scored as 3 classes, nor with another model section."
+    root, ov, res = trained
+    with pytest.raises(AgrinbError, match=r"'data\.num_classes'.*\(2, 3\)"):
+        evaluate_checkpoint('tiny', res['best_checkpoint'], progress=False, overrides={**ov, 'data.num_classes': 3})
+    with pytest.raises(AgrinbError, match=r"'model\.embed_dim'"):
+        evaluate_checkpoint('tiny', res['best_checkpoint'], progress=False, overrides={**ov, 'model.embed_dim': 16})
+    assert evaluate_checkpoint('tiny', res['best_checkpoint'], progress=False, overrides=ov)['samples'] > 0
+
 def _train_code(root, work, ov):
     return f"from agrinb.mapping import train; train('tiny', {str(work)!r}, device='cpu', progress=False, overrides={ov!r})"
 

@@ -205,9 +205,16 @@ def read_data_list(root, split:str)->list[str]:
 
 def check_sample(path, # H5 sample
                  sources:dict, # source name -> number of bands (or a dict with 'bands')
+                 num_classes:int|None=None, # labels must be classes 0..num_classes-1 or `ignore_index` (None: not checked)
+                 ignore_index:int=-1, # the label of unlabelled pixels
                 )->tuple[dict, np.ndarray]:
-    "Read a sample and check ranks, band counts and label size; returns (data, label)."
+    "Read a sample and check ranks, band counts, label size and label values; returns (data, label)."
     data, lab = read_sample(path, list(sources))
+    if num_classes is not None:
+        if lab.dtype.kind not in 'iu': raise bad_input(path, 'label', 'integer class labels', f'dtype {lab.dtype}')
+        bad = (lab != ignore_index) & ((lab < 0) | (lab >= num_classes))
+        if bad.any(): raise bad_input(path, 'label', f'classes 0..{num_classes - 1} (data.num_classes) or {ignore_index} '
+                                      f'(ignored)', f'{int(bad.sum())} pixel(s) with values {np.unique(lab[bad])[:5].tolist()}')
     for k, spec in sources.items():
         C = spec['bands'] if isinstance(spec, dict) else spec
         v = data[k]
@@ -278,16 +285,25 @@ class MappingDataset(torch.utils.data.Dataset):
                  augment:bool=False, # random flips and rotations
                  size:int|None=None, # resize label to size x size (None: keep)
                  check:bool=True, # validate every sample now
-                 seed:int=0):
+                 seed:int=0,
+                 num_classes:int|None=None, # with `check`: labels must be 0..num_classes-1 or `ignore_index`
+                 ignore_index:int=-1, # the label of unlabelled pixels
+                 need_labels:bool=False, # refuse a split without samples or without one labelled pixel (training, validation)
+                ):
         self.root, self.split, self.do_augment, self.size = Path(root), split, augment, size
         self.stats = source_stats(stats) if stats else None
         self.names = read_data_list(root, split)
         if sources is None:
             data, _ = read_sample(self.path(self.names[0])) if self.names else ({}, None)
             sources = {k: v.shape[1] for k, v in data.items()}
-        self.sources = sources
+        self.sources, self.labelled = sources, None   # labelled: pixels with a class (counted by the check)
         if check:
-            for n in self.names: check_sample(self.path(n), sources)
+            self.labelled = sum(int((check_sample(self.path(n), sources, num_classes, ignore_index)[1] != ignore_index).sum())
+                                for n in self.names)
+        if need_labels and not self.labelled:
+            lst = self.root / 'data_lists' / f'{split}.txt'
+            raise bad_input(lst, 'samples', f'at least one sample with a labelled pixel (a label other than {ignore_index})',
+                            f'{len(self.names)} sample(s), {self.labelled or 0} labelled pixels')
         self.rng = np.random.default_rng(seed)
 
     def path(self, name): return self.root / 'h5_samples' / f'{name}.h5'
@@ -301,7 +317,7 @@ class MappingDataset(torch.utils.data.Dataset):
         if self.do_augment: data, lab = augment(data, lab, self.rng)
         return {'data': data, 'label': lab, 'file_name': name}
 
-# %% ../../nbs/06_data.h5maps.ipynb #2887ed68
+# %% ../../nbs/06_data.h5maps.ipynb #9bc4aa05
 def demo_samples(root, # output folder
                  size:int=128, # cube size (pixels)
                  tile:int=32, # sample size (pixels)

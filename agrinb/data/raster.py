@@ -8,24 +8,49 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 import rioxarray  # noqa: F401  (registers the .rio accessor)
-from ..core import AgrinbError, bad_input, suggest
+from ..core import AgrinbError, bad_input, suggest, check_lat_lon
 from .pixels import CROPHARVEST_BANDS
 
 # %% auto #0
-__all__ = ['read_geotiff', 'load_raster', 'raster_lonlat', 'lonlat_to_xy', 'lonlat_bounds', 'check_raster']
+__all__ = ['read_geotiff', 'check_degrees', 'load_raster', 'raster_lonlat', 'lonlat_to_xy', 'lonlat_bounds', 'check_raster']
 
 # %% ../../nbs/07_data.raster.ipynb #bf0d6dfe
+def _reason(ex:BaseException)->str:
+    "The most specific message in an exception chain (rasterio's own says only 'See previous exception')."
+    msgs = []
+    while ex is not None and len(msgs) < 5: msgs.append(' '.join(str(ex).split())); ex = ex.__cause__ or ex.__context__
+    return next((m for m in reversed(msgs) if m), 'no message')[:300]
+
 def read_geotiff(path, # a GeoTIFF file
                  masked:bool=False, # nodata values become NaN
+                 crs=None, # the CRS of a file that has none (e.g. 'EPSG:4326'); a file's own CRS must agree with it
                 )->xr.DataArray: # (band, y, x) with the file's CRS and transform
-    "Open a GeoTIFF into memory, keeping its georeference."
+    "Open a GeoTIFF into memory, keeping its georeference; a file without a CRS needs `crs=`."
     path = Path(path)
     if not path.exists(): raise bad_input(path, 'path', 'an existing GeoTIFF', 'no such file')
     try: da = rioxarray.open_rasterio(path, masked=masked).load()
-    except Exception as ex: raise bad_input(path, 'contents', 'a GeoTIFF', f'unreadable ({ex})') from None
+    except Exception as ex:
+        raise bad_input(path, 'contents', 'a readable GeoTIFF', f'unreadable: truncated or damaged? ({_reason(ex)})') from None
+    if crs is not None:
+        from pyproj import CRS
+        try: want = CRS.from_user_input(crs)
+        except Exception: raise bad_input(path, 'crs', "a CRS such as 'EPSG:4326' or 'EPSG:32631'", repr(crs)) from None
+        if da.rio.crs is None: da = da.rio.write_crs(want.to_wkt())
+        elif CRS.from_user_input(da.rio.crs.to_wkt()) != want:
+            raise bad_input(path, 'crs', f'the CRS given, {crs}', f'the file\'s own {da.rio.crs} (drop crs= to use it)')
+    if da.rio.crs is None:
+        raise bad_input(path, 'crs', "a coordinate reference system: the file has none, so its x/y could be degrees or metres; "
+                        "pass crs='EPSG:4326' (or the grid's EPSG code), or set one with raster.rio.write_crs('EPSG:4326')", 'none')
+    check_degrees(da, path)
     return da.assign_attrs(source=path.name)
 
-# %% ../../nbs/07_data.raster.ipynb #1c040987
+def check_degrees(raster:xr.DataArray, where)->xr.DataArray:
+    "A raster in a geographic CRS (lon/lat) must hold degrees: |y| <= 90, |x| <= 360 (projected numbers are refused)."
+    if raster.rio.crs is not None and raster.rio.crs.is_geographic:
+        check_lat_lon([float(raster.y.min()), float(raster.y.max())], [float(raster.x.min()), float(raster.x.max())], where)
+    return raster
+
+# %% ../../nbs/07_data.raster.ipynb #0e0ace84
 def _stack(da:xr.DataArray, n_time:int, bands, path)->xr.DataArray:
     "A (T x C, y, x) GeoTIFF as a (time, band, y, x) cube, keeping its georeference."
     n = da.sizes['band']
@@ -41,20 +66,24 @@ def _stack(da:xr.DataArray, n_time:int, bands, path)->xr.DataArray:
 def load_raster(src, # a DataArray, a netCDF datacube, a GeoTIFF stack (with `n_time`) or a raw Earth Engine export
                 n_time:int|None=None, # time steps of a GeoTIFF stack (None: the GeoTIFF is a raw Earth Engine export)
                 bands=None, # band names of a GeoTIFF stack (default 'b0', 'b1', ...)
+                crs=None, # the CRS of a GeoTIFF stack or netCDF cube that has none (see `read_geotiff`)
                )->xr.DataArray: # (time, band, y, x), not yet checked
     "Open a raster as a (time, band, y, x) cube; gaps are kept."
     if isinstance(src, xr.DataArray): return src
     path = Path(src)
     if not path.exists(): raise bad_input(path, 'path', 'an existing GeoTIFF or netCDF file', 'no such file')
     if path.suffix.lower() in ('.nc', '.nc4'):
-        return xr.open_dataarray(path, decode_coords='all').load().assign_attrs(source=path.name)
-    if n_time is not None: return _stack(read_geotiff(path), n_time, bands, path)
+        try: da = xr.open_dataarray(path, decode_coords='all').load()
+        except Exception as ex: raise bad_input(path, 'contents', 'a readable netCDF datacube (one variable)', _reason(ex)) from None
+        if da.rio.crs is None and crs is not None: da = da.rio.write_crs(crs)
+        return check_degrees(da, path).assign_attrs(source=path.name)
+    if n_time is not None: return _stack(read_geotiff(path, crs=crs), n_time, bands, path)
     if path.suffix.lower() in ('.tif', '.tiff'):
         from agrinb.data.cropharvest import tif_to_datacube
         return tif_to_datacube(path, fill=False)
     raise bad_input(path, 'suffix', "'.tif' (an Earth Engine export or, with n_time, a stack) or '.nc' (a datacube)", repr(path.suffix))
 
-# %% ../../nbs/07_data.raster.ipynb #d470c16e
+# %% ../../nbs/07_data.raster.ipynb #5112a552
 def _to_lonlat(crs):
     from pyproj import Transformer
     return Transformer.from_crs(crs, 'EPSG:4326', always_xy=True)
@@ -80,7 +109,7 @@ def lonlat_bounds(raster:xr.DataArray)->tuple: # (W, S, E, N) degrees
     if _geographic(raster): return tuple(float(v) for v in box)
     return tuple(float(v) for v in _to_lonlat(raster.rio.crs).transform_bounds(*box, densify_pts=21))
 
-# %% ../../nbs/07_data.raster.ipynb #b7109e50
+# %% ../../nbs/07_data.raster.ipynb #3959c808
 def _check_form(raster, where, need_crs:bool, in_order:bool)->str:
     if not isinstance(raster, xr.DataArray):
         raise bad_input(where or 'raster', 'type', 'an xarray.DataArray (time, band, y, x) or a GeoTIFF path', type(raster).__name__)
@@ -99,7 +128,7 @@ def _check_bands(raster, bands, where):
         raise AgrinbError(str(bad_input(where, 'band', f"the model's {len(bands)} bands {list(bands)}",
                                         f"{have}, missing {missing}")) + suggest(missing[0], have))
 
-# %% ../../nbs/07_data.raster.ipynb #db9327af
+# %% ../../nbs/07_data.raster.ipynb #97b19b6e
 def check_raster(raster:xr.DataArray, # (time, band, y, x) datacube in any CRS
                  bands=CROPHARVEST_BANDS, # the bands the learner expects, in its order (None: any)
                  n_time:int|None=12, # the number of time steps the learner expects (None: any)
@@ -108,7 +137,7 @@ def check_raster(raster:xr.DataArray, # (time, band, y, x) datacube in any CRS
                  in_order:bool=False, # dims must already be (time, band, y, x) (else they are put in order)
                 )->xr.DataArray: # float32 (time, band, y, x), bands in `bands` order, lat/lon coordinates (y, x)
     "Check that a learner can use `raster`; return it in the learner's order with per-pixel lat/lon."
-    where = _check_form(raster, where, need_crs, in_order)
+    where = _check_form(raster, where, need_crs, in_order); check_degrees(raster, where)
     if bands is not None: _check_bands(raster, bands, where)
     if n_time is not None and raster.sizes['time'] != n_time:
         raise bad_input(where, 'time', f"{n_time} time steps like the model's training data", raster.sizes['time'])

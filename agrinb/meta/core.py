@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from torch import nn
 import torch.nn.functional as F
 from torch.func import functional_call, vmap
-from ..core import bad_input, save_checkpoint, load_checkpoint
+from ..core import bad_input, save_checkpoint, load_checkpoint, check_settings, diff_settings, is_learning_rate
 from .distributed import is_main, barrier
 
 # %% auto #0
@@ -217,16 +217,32 @@ def _set_rng_state(st:dict):
 # %% ../../nbs/30_meta.core.ipynb #06021a64
 def _check_resume(ck, saved:dict, meta:dict):
     "A resumed run must have the settings it was started with."
-    diff = {k: (saved.get(k), meta.get(k)) for k in sorted(set(saved) | set(meta)) if saved.get(k) != meta.get(k)}
+    diff, nested = diff_settings(saved, meta), {}
+    for k, v in diff.items():                 # shown nested: {'fit': {'k_support': (5, 3)}}
+        *parents, last = k.split('.'); cur = nested
+        for p in parents: cur = cur.setdefault(p, {})
+        cur[last] = v
     if diff: raise bad_input(ck, 'meta', 'the settings of the run being resumed (or resume=False to start over)',
-                             f'differences (saved, now): {diff}')
+                             f'differences (saved, now): {nested}')
 
-def _check_loss(loss, step:int, where:str)->float:
+def _check_loss(loss, step:int, where:str, field:str='train_loss')->float:
     loss = float(loss)
     if not math.isfinite(loss):
-        raise bad_input(where, 'train_loss', 'a finite training loss (lower the learning rate, check the inputs)',
-                        f'{loss} at step {step}')
+        say = 'a finite training loss (lower the learning rate, check the inputs)' if field == 'train_loss' else \
+              'a finite validation loss (check the validation inputs and labels)'
+        raise bad_input(where, field, say, f'{loss} at step {step}')
     return loss
+
+def _check_optimizers(state:dict, where:str):
+    "Every optimiser state dict in `state` (a dict with `param_groups`) has finite learning rates > 0."
+    for k, v in state.items():
+        if not isinstance(v, dict): continue
+        if isinstance(v.get('param_groups'), list):
+            for i, g in enumerate(v['param_groups']):
+                lr = g.get('lr') if isinstance(g, dict) else None
+                if isinstance(lr, (int, float)) and not is_learning_rate(lr):
+                    raise bad_input(where, f'{k}.param_groups[{i}].lr', 'a finite learning rate > 0 (within float32)', repr(lr))
+        else: _check_optimizers(v, where)
 
 # %% ../../nbs/30_meta.core.ipynb #72fc2697
 def fit_loop(step, # (step:int, rng:np.random.Generator) -> float: one optimiser step, returns its training loss
@@ -246,14 +262,18 @@ def fit_loop(step, # (step:int, rng:np.random.Generator) -> float: one optimiser
     "Run `step` until `steps`, validating, checkpointing and resuming; the best validated state is restored."
     where = desc or kind
     for n, v in dict(steps=steps, val_every=val_every, checkpoint_every=checkpoint_every).items():
-        if not isinstance(v, (int, np.integer)) or v < 1: raise bad_input(where, n, 'a positive whole number', v)
-    meta = dict(meta or {}); rng = np.random.default_rng(seed); torch.manual_seed(seed)
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1: raise bad_input(where, n, 'a positive whole number', v)
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0: raise bad_input(where, 'seed', 'a whole number ≥ 0', repr(seed))
+    meta = check_settings(dict(meta or {}), where); _check_optimizers(state(), where)   # dropout 2, lr 0: refused before step 1
+    meta['seed'] = int(seed)                                                            # resuming with another seed is flagged
+    rng = np.random.default_rng(seed); torch.manual_seed(seed)
     ck = Path(checkpoint_dir) / f'{kind}.pt' if checkpoint_dir is not None else None
     if ck is not None and is_main() and ck.parent.exists(): _remove_orphans(ck)   # rank 0 alone writes (and cleans up)
     start, history, best_val, best_step, best = 0, [], None, None, None
     if resume and ck is not None and ck.exists():
         obj = load_checkpoint(ck, kind); m, st = obj['meta'], obj['state']
-        _check_resume(ck, m['meta'], meta)
+        _check_resume(ck, m['meta'] if 'seed' in m['meta'] else dict(m['meta'], seed=meta['seed']), meta)  # (older files: no seed)
+        if m['step'] > steps: raise bad_input(ck, 'steps', f"at least the {m['step']} steps the checkpoint has done", steps)
         load(st['fit']); _set_rng_state(st['rng']); rng.bit_generator.state = m['np_rng']
         start, history, best_val, best_step, best = m['step'], list(m['history']), m['best_val'], m['best_step'], st['best'] or None
     bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress or not is_main(), desc=where)
@@ -261,7 +281,7 @@ def fit_loop(step, # (step:int, rng:np.random.Generator) -> float: one optimiser
         rec = {'step': s + 1, 'train_loss': _check_loss(step(s, rng), s + 1, where)}
         last = s + 1 == steps
         if val is not None and ((s + 1) % val_every == 0 or last):
-            rec['val_loss'] = v = float(val())
+            rec['val_loss'] = v = _check_loss(val(), s + 1, where, 'val_loss')
             if best_val is None or v < best_val: best_val, best_step, best = v, s + 1, _copy_state(state())
         history.append(rec); bar.set_postfix(loss=f"{rec['train_loss']:.3f}", refresh=False)
         if ck is not None and is_main() and ((s + 1) % checkpoint_every == 0 or last):
