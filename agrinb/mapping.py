@@ -371,7 +371,7 @@ def infer(config, # config (infer.inputs: source -> GeoTIFF stack / .nc / DataAr
     check_tiling(tile or i['tile'], i['overlap'] if overlap is None else overlap, '--tile/--overlap')   # before any work
     inputs = inputs if inputs else i['inputs']
     cubes = _load_inputs(cfg, inputs, chunk) if inputs else None
-    model, _, stats = load_model(ckpt, device)
+    model, _, stats = load_model(ckpt, device, config=cfg)   # the checkpoint must match the config it is run with
     if inputs:
         paths = map_paths(make_folder(out_dir))
         infer_cube(model, cfg, stats, cubes, tile, overlap, device=device, progress=progress, out=paths['prob'], chunk=chunk, client=client)
@@ -420,7 +420,7 @@ def few_shot(config, # config of the model (its data.root is the new region's sa
     "Adapt (or train from scratch) on `n_pixels` labelled pixels of the train split with `inner_loop`; metrics on the test split."
     cfg = load_config(config, overrides); d = cfg['data']; dev = get_device(device); seed_everything(seed)
     srcs = _sources(cfg)
-    if ckpt is not None: model, _, stats = load_model(ckpt, dev)
+    if ckpt is not None: model, _, stats = load_model(ckpt, dev, config=cfg)
     else: model = build_model(cfg).to(dev)
     if ckpt is None or region_stats: stats = compute_stats(d['root'], read_data_list(d['root'], 'train'), srcs)
     labels = sparse_labels(d['root'], 'train', n_pixels, seed, d['ignore_index'], n_tiles)
