@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['lstm_tasks_forward', 'lstm_tasks_grads', 'task_grads_hvp', 'lstm_loss_and_grads', 'lstm_predict']
+__all__ = ['lstm_tasks_forward', 'lstm_tasks_grads', 'task_grads_hvp', 'lstm_loss_and_grads', 'lstm_many_loss_and_grads',
+           'lstm_predict']
 
 # %% ../../nbs/23_models.lstm_kernels.ipynb #24aa2ed0
 def _lin(inp, W): # inp (K, m, i); W (o, i) shared or (K, o, i) per task
@@ -415,6 +416,84 @@ def lstm_loss_and_grads(p:dict, # LSTMClassifier parameters (plain tensors)
         return _one_task(x, n, T, p['lstm.weight_hh_l0'].shape[1])(p, xi, y, *_carried(film, mask))
 
 # %% ../../nbs/23_models.lstm_kernels.ipynb #e0209b3c
+class _ManyTasks:
+    "K tasks' loss and gradients, buffers (T, K, n, .) made once; the steps of `_OneTask` with a leading K."
+    def __init__(self, like:torch.Tensor, K:int, n:int, T:int, H:int):
+        e = like.new_empty; H2, H3 = 2 * H, 3 * H
+        self.S, self.dG, self.D = e(T, K, n, 4 * H), e(T, K, n, 4 * H), e(T, K, n, 4 * H)
+        self.C, self.Hs, self.TC, self.OD = like.new_zeros(T + 1, K, n, H), like.new_zeros(T + 1, K, n, H), e(T, K, n, H), e(T, K, n, H)
+        self.dht, self.dc, self.one = e(K, n, H), e(K, n, H), like.new_ones(()); self.dc3 = self.dc.unsqueeze(2)
+        S, C, Hs, TC, dG, D = self.S, self.C, self.Hs, self.TC, self.dG, self.D
+        self.fw = [(S[t], S[t, ..., H3:], S[t, ..., :H], S[t, ..., H:H2], S[t, ..., H2:H3], C[t], C[t + 1], TC[t], Hs[t], Hs[t + 1])
+                   for t in range(T)]
+        self.bw = [(dG[t, ..., H3:], dG[t, ..., :H3].view(K, n, 3, H), D[t, ..., H3:], D[t, ..., :H3].view(K, n, 3, H),
+                    S[t + 1, ..., H:H2] if t + 1 < T else None, self.OD[t], dG[t]) for t in range(T)]
+        self.Dv = (D[..., H3:], D[..., :H], D[..., H:H2], D[..., H2:H3], S[..., H2:H3], C[:-1], S[..., :H], S[..., H3:])
+
+    def __call__(self, p, xt, y, mg=None, bm=None):
+        "xt (T, K, n, B) FiLM-applied inputs, y (K, n); the carried state is h * mg + bm. Losses (K,) and gradients (K, ...)."
+        W_ih, W_hh, W_o = p['lstm.weight_ih_l0'], p['lstm.weight_hh_l0'], p['head.weight']
+        T, K, n, B = xt.shape; H = W_hh.shape[-1]; one = self.one
+        xk = _task_major(xt)                                                    # (K, T*n, B)
+        b = _per_task(p['lstm.bias_ih_l0'] + p['lstm.bias_hh_l0'], K)
+        if W_hh.dim() == 3: W_hhT, W_ihT = W_hh.transpose(1, 2).contiguous(), W_ih.transpose(1, 2).contiguous()  # bmm's
+        else: W_hhT, W_ihT = W_hh.T, W_ih.T                                     # fast layout (and mm's: a view)
+        self.S.copy_((_lin_t(xk, W_ihT) + b).view(K, T, n, 4 * H).transpose(0, 1))  # all steps' input products at once
+        for t, (G, o, i, f, u, c0, c, tc, h0, h) in enumerate(self.fw):
+            if t: _mm_acc(G, h0, W_hhT)                                          # h_0 = 0
+            u.add_(u); G.sigmoid_(); u.add_(u).sub_(one)                          # u = tanh(g) = 2 sigmoid(2g) - 1
+            if t: torch.mul(f, c0, out=c).addcmul_(i, u)
+            else: torch.mul(i, u, out=c)
+            torch.tanh(c, out=tc); torch.mul(o, tc, out=h)
+            if mg is not None: h.mul_(mg)
+            if bm is not None: h.add_(bm)
+        h = self.Hs[T]; z = _lin(h, W_o) + _per_task(p['head.bias'], K)
+        if W_o.shape[-2] == 1:
+            yf = y.to(z.dtype)[..., None]
+            losses = F.binary_cross_entropy_with_logits(z, yf, reduction='none').mean((1, 2)); dz = torch.sigmoid(z).sub_(yf).div_(n)
+        else:
+            losses = F.cross_entropy(z.flatten(0, 1), y.flatten(), reduction='none').view(K, n).mean(1)
+            dz = torch.softmax(z, -1).sub_(F.one_hot(y, z.shape[-1]).to(z.dtype)).div_(n)
+        Do, Di, Df, Dg, U, C0, Si, So = self.Dv
+        torch.addcmul(self.S, self.S, self.S, value=-1, out=self.D); Dg.add_(one).sub_(U)
+        Do.mul_(self.TC); Di.mul_(U); Df.mul_(C0); Dg.mul_(Si)
+        torch.mul(self.TC, self.TC, out=self.OD).neg_().add_(one).mul_(So)
+        if mg is not None: self.OD.mul_(mg); Do.mul_(mg)
+        dht, dc, dc3 = _lin_t_into(self.dht, dz, W_o), self.dc, self.dc3
+        for t in range(T - 1, -1, -1):
+            dGo, dGc, FFo, FFc, fn, od, dGt = self.bw[t]
+            if fn is None: torch.mul(dht, od, out=dc)
+            else: dc.mul_(fn).addcmul_(dht, od)
+            torch.mul(dht, FFo, out=dGo); torch.mul(dc3, FFc, out=dGc)
+            if t: _lin_t_into(dht, dGt, W_hh)
+        dGk = _task_major(self.dG); gb = dGk.sum(1); dGkT = dGk.transpose(1, 2)
+        return losses, {'head.weight': torch.bmm(dz.transpose(1, 2), h), 'head.bias': dz.sum(1),
+                        'lstm.weight_hh_l0': torch.bmm(dGkT[..., n:], _task_major(self.Hs[1:T])),
+                        'lstm.weight_ih_l0': torch.bmm(dGkT, xk), 'lstm.bias_ih_l0': gb, 'lstm.bias_hh_l0': gb.clone()}
+
+def _mm_acc(out, inp, WT): # out (K, n, o) += inp (K, n, i) @ WT, WT (i, o) shared or (K, i, o)
+    if WT.dim() == 2: out.view(-1, out.shape[-1]).addmm_(inp.reshape(-1, inp.shape[-1]), WT); return out
+    return out.baddbmm_(inp, WT)
+
+_MANY_TASKS = {}
+
+def lstm_many_loss_and_grads(p:dict, # parameters, each shared (as in the state dict) or with a leading K
+                             x:torch.Tensor, y:torch.Tensor, # (K, n, T, B), (K, n)
+                             film:dict|None=None, # fixed FiLM parameters (K, size) or None
+                             mask:torch.Tensor|None=None, # (K, n, H) dropout mask (scaled) or None
+                            )->tuple: # (losses (K,), dict of per-task gradients (K, ...)), no graph
+    "Each task's loss and gradients by hand-written back-propagation through time, all tasks at once, no autograd."
+    K, n, T, _ = x.shape; H = p['lstm.weight_hh_l0'].shape[-1]; key = (K, n, T, H, x.dtype, x.device)
+    if key not in _MANY_TASKS:
+        if len(_MANY_TASKS) > 8: _MANY_TASKS.clear()
+        _MANY_TASKS[key] = _ManyTasks(x, K, n, T, H)
+    f = film or {}
+    with torch.no_grad():
+        xi = x * f['gamma_in'][:, None, None] + f['beta_in'][:, None, None] if 'gamma_in' in f else x
+        mg, bm = _carried({k: f[k][:, None] for k in ('gamma_h', 'beta_h') if k in f}, mask)
+        return _MANY_TASKS[key](p, xi.permute(2, 0, 1, 3), y, mg, bm)
+
+# %% ../../nbs/23_models.lstm_kernels.ipynb #d1361b27
 _GATE_KEYS = ('lstm.weight_ih_l0', 'lstm.weight_hh_l0', 'lstm.bias_ih_l0', 'lstm.bias_hh_l0')
 
 def _to_oifg(p:dict)->dict:
