@@ -95,11 +95,14 @@ def lstm_tasks_grads(p:dict, x:torch.Tensor, y:torch.Tensor, # parameters (share
     return losses, grads
 
 # %% ../../nbs/23_models.lstm_kernels.ipynb #e19e49c6
-def _lin_into(out, inp, W, acc=False): # out (K, n, o) = [out +] inp (K, n, i) @ W^T, W (o, i) shared or (K, o, i)
-    if W.dim() == 2:
+def _wT(W): # W^T in the layout the products are fastest with: a view of shared (o, i), a copy of per-task (K, o, i)
+    return W.T if W.dim() == 2 else W.transpose(1, 2).contiguous()   # (bmm with a transposed view: ~1.6x slower)
+
+def _linT_into(out, inp, WT, acc=False): # out (K, n, o) = [out +] inp (K, n, i) @ WT, WT from `_wT`
+    if WT.dim() == 2:
         o2, i2 = out.view(-1, out.shape[-1]), inp.reshape(-1, inp.shape[-1])
-        return o2.addmm_(i2, W.T) if acc else torch.mm(i2, W.T, out=o2)
-    return out.baddbmm_(inp, W.transpose(1, 2)) if acc else torch.bmm(inp, W.transpose(1, 2), out=out)
+        return o2.addmm_(i2, WT) if acc else torch.mm(i2, WT, out=o2)
+    return out.baddbmm_(inp, WT) if acc else torch.bmm(inp, WT, out=out)
 
 def _lin_t_into(out, inp, W): # out (K, n, i) = inp (K, n, o) @ W
     if W.dim() == 2: torch.mm(inp.reshape(-1, inp.shape[-1]), W, out=out.view(-1, out.shape[-1])); return out
@@ -124,6 +127,7 @@ class _TasksBPTT:
         self.mg, self.bm = mg, bm = _carried({k: f[k][:, None] for k in ('gamma_h', 'beta_h') if k in f}, mask)
         W_ih, W_hh, W_o = p['lstm.weight_ih_l0'], p['lstm.weight_hh_l0'], p['head.weight']
         H = W_hh.shape[-1]; self.H = H; H2, H3 = 2 * H, 3 * H
+        W_ihT, W_hhT = _wT(W_ih), _wT(W_hh)
         xt = x.permute(2, 0, 1, 3).contiguous()                                # (T, K, n, B)
         e = x.new_empty
         self.S, self.D, self.FF = S, D, FF = e(T, K, n, 4 * H), e(T, K, n, 4 * H), e(T, K, n, 4 * H)
@@ -131,8 +135,8 @@ class _TasksBPTT:
         self.TC, self.E, self.A = TC, E, A = e(T, K, n, H), e(T, K, n, H), e(T, K, n, H)
         b = _per_task(p['lstm.bias_ih_l0'] + p['lstm.bias_hh_l0'], K)
         for t in range(T):
-            G = S[t]; _lin_into(G, xt[t], W_ih); G.add_(b)
-            if t: _lin_into(G, Hs[t], W_hh, acc=True)
+            G = S[t]; _linT_into(G, xt[t], W_ihT); G.add_(b)
+            if t: _linT_into(G, Hs[t], W_hhT, acc=True)
             i, f, u, o = G.chunk(4, -1)
             G[..., :H2].sigmoid_(); u.tanh_(); o.sigmoid_()
             if t: torch.mul(f, C[t], out=C[t + 1]).addcmul_(i, u)
@@ -436,11 +440,10 @@ class _ManyTasks:
         T, K, n, B = xt.shape; H = W_hh.shape[-1]; one = self.one
         xk = _task_major(xt)                                                    # (K, T*n, B)
         b = _per_task(p['lstm.bias_ih_l0'] + p['lstm.bias_hh_l0'], K)
-        if W_hh.dim() == 3: W_hhT, W_ihT = W_hh.transpose(1, 2).contiguous(), W_ih.transpose(1, 2).contiguous()  # bmm's
-        else: W_hhT, W_ihT = W_hh.T, W_ih.T                                     # fast layout (and mm's: a view)
+        W_hhT, W_ihT = _wT(W_hh), _wT(W_ih)
         self.S.copy_((_lin_t(xk, W_ihT) + b).view(K, T, n, 4 * H).transpose(0, 1))  # all steps' input products at once
         for t, (G, o, i, f, u, c0, c, tc, h0, h) in enumerate(self.fw):
-            if t: _mm_acc(G, h0, W_hhT)                                          # h_0 = 0
+            if t: _linT_into(G, h0, W_hhT, acc=True)                             # h_0 = 0
             u.add_(u); G.sigmoid_(); u.add_(u).sub_(one)                          # u = tanh(g) = 2 sigmoid(2g) - 1
             if t: torch.mul(f, c0, out=c).addcmul_(i, u)
             else: torch.mul(i, u, out=c)
@@ -470,10 +473,6 @@ class _ManyTasks:
         return losses, {'head.weight': torch.bmm(dz.transpose(1, 2), h), 'head.bias': dz.sum(1),
                         'lstm.weight_hh_l0': torch.bmm(dGkT[..., n:], _task_major(self.Hs[1:T])),
                         'lstm.weight_ih_l0': torch.bmm(dGkT, xk), 'lstm.bias_ih_l0': gb, 'lstm.bias_hh_l0': gb.clone()}
-
-def _mm_acc(out, inp, WT): # out (K, n, o) += inp (K, n, i) @ WT, WT (i, o) shared or (K, i, o)
-    if WT.dim() == 2: out.view(-1, out.shape[-1]).addmm_(inp.reshape(-1, inp.shape[-1]), WT); return out
-    return out.baddbmm_(inp, WT)
 
 _MANY_TASKS = {}
 
