@@ -15,7 +15,9 @@ with torch.cuda.max_memory_allocated on CUDA.
 
 `adapt_many` (100 support sets of 20 labels, 250 steps each, one task-batched pass) is timed against 100 `adapt`
 calls with the same seed, and the machine's float32 matmul rate (1024 x 1024) is measured in the same run, so
-figures from different machines can be read side by side.
+figures from different machines can be read side by side; prediction is also given in GFLOP/s (multiply-adds x 2 of
+the LSTM's products, `predict_flops`) and as a share of that matmul rate, per wall second and, on CPU, per CPU second
+(the figure that survives a machine shared with other work).
 """
 import argparse, json, os, platform, resource, statistics, subprocess, sys, time
 import numpy as np
@@ -117,11 +119,16 @@ def peak_memory(variant, device, K, threads):
     return int(out.stdout.strip().splitlines()[-1])
 
 
-def matmul_gflops(device, n=1024, repeats=5):
-    "float32 matmul rate of this machine, now (GFLOP/s, median of `repeats`)."
+def matmul_gflops(device, n=1024, repeats=5, cpu=False):
+    "float32 matmul rate of this machine, now (GFLOP/s per wall second, or per CPU second with `cpu`; median of `repeats`)."
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    ts, _ = timeit(lambda: a @ b, device, repeats, 2)
-    return 2 * n ** 3 / statistics.median(ts) / 1e9
+    ts, cs = timeit(lambda: a @ b, device, repeats, 2)
+    return 2 * n ** 3 / statistics.median(cs if cpu else ts) / 1e9
+
+
+def predict_flops(T=12, B=18, H=128, n_out=1):
+    "Multiply-adds x 2 of one series through the LSTM classifier: input products, recurrent products (h_0 = 0), head."
+    return 2 * T * B * 4 * H + 2 * (T - 1) * H * 4 * H + 2 * H * n_out
 
 
 def bench_many(learner, device, n_tasks, repeats):
@@ -129,9 +136,11 @@ def bench_many(learner, device, n_tasks, repeats):
     tasks = toy_tasks(n_tasks, n=40, seed=3)
     many = lambda: learner.adapt_many(tasks, steps=250, seed=0, device=device)
     loop = lambda: [learner.adapt(t, steps=250, seed=0, device=device) for t in tasks]
-    tm, _ = timeit(many, device, repeats, 1); tl, _ = timeit(loop, device, repeats, 0)
+    tm, cm = timeit(many, device, repeats, 1); tl, cl = timeit(loop, device, repeats, 0)
     return dict(n_tasks=n_tasks, support=len(tasks[0].support_y), adapt_many_s=statistics.median(tm),
-                adapt_loop_s=statistics.median(tl), many_speedup=statistics.median(tl) / statistics.median(tm))
+                adapt_loop_s=statistics.median(tl), many_speedup=statistics.median(tl) / statistics.median(tm),
+                adapt_many_cpu_s=statistics.median(cm), adapt_loop_cpu_s=statistics.median(cl),
+                many_speedup_cpu=statistics.median(cl) / statistics.median(cm))
 
 
 def bench(args):
@@ -139,6 +148,7 @@ def bench(args):
     res = dict(device=str(device), threads=torch.get_num_threads(), torch=torch.__version__, cpu=platform.processor() or platform.machine(),
                tasks=args.tasks, support=20, query=8, hidden=128, time_steps=12, repeats=args.repeats)
     res['matmul_gflops'] = matmul_gflops(device)
+    if device.type == 'cpu': res['matmul_gflops_cpu'] = matmul_gflops(device, cpu=True)
     model, params, data = setup(device, args.tasks)
     # interleave the two variants so that background load hits both alike
     ts, cs = {'agrinb': [], 'loop': []}, {'agrinb': [], 'loop': []}
@@ -175,6 +185,11 @@ def bench(args):
     pt, pc = timeit(lambda: pred.predict_proba(X), device, max(1, args.repeats // 2), 1)
     res['predict_series_per_s'] = args.predict_n / statistics.median(pt)
     res['predict_series_per_cpu_s'] = args.predict_n / statistics.median(pc)
+    res['predict_gflops'] = res['predict_series_per_s'] * predict_flops() / 1e9
+    res['predict_of_matmul'] = res['predict_gflops'] / res['matmul_gflops']
+    if 'matmul_gflops_cpu' in res:
+        res['predict_gflops_cpu'] = res['predict_series_per_cpu_s'] * predict_flops() / 1e9
+        res['predict_of_matmul_cpu'] = res['predict_gflops_cpu'] / res['matmul_gflops_cpu']
     return res
 
 
@@ -189,11 +204,13 @@ def table(res):
             ('adapt: 250 steps, 20 labels', f"{res['adapt_250_steps_s'] * 1e3:9.1f} ms", f"{res['adapt_250_steps_cpu_s'] * 1e3:9.1f} ms", '', ''),
             *([('adapt: default (steps chosen)', f"{res['adapt_default_s'] * 1e3:9.1f} ms", f"{res['adapt_default_cpu_s'] * 1e3:9.1f} ms", '', '')]
               if 'adapt_default_s' in res else []),
-            *([(f"adapt_many: {mn['n_tasks']} x {mn['support']} labels", f"{mn['adapt_many_s']:9.2f} s ", '', '', ''),
-               (f"{mn['n_tasks']} adapt calls", f"{mn['adapt_loop_s']:9.2f} s ", '', '', ''),
-               ('speed-up (calls / adapt_many)', f"{mn['many_speedup']:9.2f} x", '', '', '')] if (mn := res.get('many')) else []),
-            ('matmul float32 1024^2 (GFLOP/s)', f"{res['matmul_gflops']:12.1f}", '', '', ''),
-            ('predict_proba (series/s)', f"{res['predict_series_per_s']:12.0f}", f"{res['predict_series_per_cpu_s']:12.0f}", '', '')]
+            *([(f"adapt_many: {mn['n_tasks']} x {mn['support']} labels", f"{mn['adapt_many_s']:9.2f} s ", f"{mn['adapt_many_cpu_s']:9.2f} s ", '', ''),
+               (f"{mn['n_tasks']} adapt calls", f"{mn['adapt_loop_s']:9.2f} s ", f"{mn['adapt_loop_cpu_s']:9.2f} s ", '', ''),
+               ('speed-up (calls / adapt_many)', f"{mn['many_speedup']:9.2f} x", f"{mn['many_speedup_cpu']:9.2f} x", '', '')] if (mn := res.get('many')) else []),
+            ('matmul float32 1024^2 (GFLOP/s)', f"{res['matmul_gflops']:12.1f}", f"{res.get('matmul_gflops_cpu', float('nan')):12.1f}", '', ''),
+            ('predict_proba (series/s)', f"{res['predict_series_per_s']:12.0f}", f"{res['predict_series_per_cpu_s']:12.0f}", '', ''),
+            ('predict_proba (GFLOP/s)', f"{res['predict_gflops']:12.1f}", f"{res.get('predict_gflops_cpu', float('nan')):12.1f}", '', ''),
+            ('predict_proba / matmul rate', f"{res['predict_of_matmul'] * 100:11.0f}%", f"{res.get('predict_of_matmul_cpu', float('nan')) * 100:11.0f}%", '', '')]
     head = (f"agrinb MAML benchmark on {res['device']} ({res['threads']} threads, torch {res['torch']}): second-order outer "
             f"step, LSTM 18->128 x 12 steps, {res['tasks']} tasks x (20 support + 8 query), 1 inner step; "
             f"median of {res['repeats']} repeats; 'cpu' = process CPU time (per CPU-second for throughput)")

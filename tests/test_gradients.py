@@ -186,3 +186,16 @@ def test_empty_query(tasks):
     sx, sy = torch.randn(2, 4, 12, 18), torch.randint(0, 2, (2, 4))
     with pytest.raises(AgrinbError, match='empty query'):
         query_losses(m, dict(m.named_parameters()), sx, sy, sx[:, :0], sy[:, :0])
+
+
+def test_adapt_many_equals_adapt_per_task():
+    "adapt_many (tasks batched, support sets of different sizes padded) gives each task what adapt gives it, same seed."
+    torch.manual_seed(0)
+    lr = MAML(hidden=32, dropout=0.0)          # dropout off: with it a batch draws other masks than one task does
+    news = toy_tasks(2, n=40, seed=7) + toy_tasks(2, n=24, seed=8)             # 20 and 12 support series
+    assert len({len(t.support_y) for t in news}) == 2
+    many, one = lr.adapt_many(news, steps=30, seed=4), [lr.adapt(t, steps=30, seed=4) for t in news]
+    assert [m.steps for m in many] == [o.steps for o in one] == [30] * 4
+    for m, o, t in zip(many, one, news):
+        a, b, zero = m.predict_proba(t.query_x), o.predict_proba(t.query_x), lr.predictor().predict_proba(t.query_x)
+        assert np.abs(a - b).max() < 1e-5 and np.abs(a - zero).max() > 1e-3   # equal, and adapted (it can fail)

@@ -63,21 +63,20 @@ def shard(n:int, where='shard')->slice:
     return shard_slice(n, rank(), world_size(), where)
 
 # %% ../../nbs/37_meta.distributed.ipynb #349fd0fe
-def _weights(n_local:int, dev)->tuple:
-    n = torch.tensor([float(n_local)], dtype=torch.float64, device=dev)
-    tot = n.clone(); dist.all_reduce(tot)
-    return float(n), float(tot)
-
 def average_grads(params, # iterable of tensors whose `.grad` holds the mean over this rank's `n_local` tasks
                   n_local:int, # tasks behind this rank's gradients
                  ):
-    "All-reduce gradients so every rank holds the mean over all ranks' tasks (weighted by `n_local`)."
+    """All-reduce gradients so every rank holds the mean over all ranks' tasks (weighted by `n_local`): one flat
+    bucket per dtype and device (one all-reduce, not one per tensor), this rank's task count riding in it."""
     if not is_distributed(): return
-    ps = [p for p in params if p.grad is not None]
-    if not ps: return
-    n, tot = _weights(n_local, ps[0].device)
-    for p in ps:
-        p.grad.mul_(n / tot); dist.all_reduce(p.grad)
+    groups = {}
+    for p in params:
+        if p.grad is not None: groups.setdefault((p.grad.dtype, p.grad.device), []).append(p.grad)
+    for gs in groups.values():
+        flat = torch.cat([g.reshape(-1) for g in gs] + [gs[0].new_ones(1)]).mul_(float(n_local))  # sum of n g, and n
+        dist.all_reduce(flat)
+        flat[:-1].div_(flat[-1])
+        torch._foreach_copy_(gs, [v.view_as(g) for v, g in zip(flat[:-1].split([g.numel() for g in gs]), gs)])
 
 def mean_over_ranks(value:float, # a mean over this rank's `n_local` tasks, e.g. its training loss
                     n_local:int)->float:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 from ..core import bad_input
 from .lstm_kernels import (lstm_tasks_forward, lstm_tasks_grads, task_grads_hvp, _TaskLoss,
-                                        lstm_loss_and_grads, lstm_predict)
+                                        lstm_loss_and_grads, lstm_many_loss_and_grads, lstm_predict)
 
 # %% auto #0
 __all__ = ['GateLSTM', 'LSTMClassifier', 'TaskEncoder']
@@ -91,11 +91,14 @@ def task_grads(self:LSTMClassifier, params:dict, x:torch.Tensor, y:torch.Tensor,
     "Per-task losses (K,) and gradients (K, ...) of K tasks, differentiable (see `lstm_tasks_grads`, `task_grads_hvp`)."
     mask = self._mask(x, *x.shape[:2])
     if x.requires_grad: return lstm_tasks_grads(params, x, y, film, mask)   # autograd's second order
-    if x.shape[0] == 1 and not (torch.is_grad_enabled() and any(v.requires_grad for v in [*params.values(), *(film or {}).values()])):
-        one = {k: v[0] if v.dim() > (2 if 'weight' in k else 1) else v for k, v in params.items()}   # one task, no graph:
-        loss, g = lstm_loss_and_grads(one, x[0], y[0], {k: v[0] for k, v in film.items()} if film else None,  # the fused
-                                      None if mask is None else mask[0])                                     # kernel
-        return loss[None], {k: v[None] for k, v in g.items()}
+    if not (torch.is_grad_enabled() and any(v.requires_grad for v in [*params.values(), *(film or {}).values()])):
+        K, n, T = x.shape[:3]
+        if K > 1 and (x.is_cuda or T * n * 4 * self.hidden <= 65536):             # many small tasks, no graph: at once
+            return lstm_many_loss_and_grads(params, x, y, film, mask)
+        out = [lstm_loss_and_grads({k: v[i] if v.dim() > (2 if 'weight' in k else 1) else v for k, v in params.items()},
+                                   x[i], y[i], {k: v[i] for k, v in film.items()} if film else None,    # else one at a
+                                   None if mask is None else mask[i]) for i in range(K)]               # time, fused kernel
+        return torch.stack([l for l, _ in out]), {k: torch.stack([g[k] for _, g in out]) for k in out[0][1]}
     return task_grads_hvp(params, x, y, mask, film)
 
 @patch

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['lstm_tasks_forward', 'lstm_tasks_grads', 'task_grads_hvp', 'lstm_loss_and_grads', 'lstm_predict']
+__all__ = ['lstm_tasks_forward', 'lstm_tasks_grads', 'task_grads_hvp', 'lstm_loss_and_grads', 'lstm_many_loss_and_grads',
+           'lstm_predict']
 
 # %% ../../nbs/23_models.lstm_kernels.ipynb #24aa2ed0
 def _lin(inp, W): # inp (K, m, i); W (o, i) shared or (K, o, i) per task
@@ -94,11 +95,14 @@ def lstm_tasks_grads(p:dict, x:torch.Tensor, y:torch.Tensor, # parameters (share
     return losses, grads
 
 # %% ../../nbs/23_models.lstm_kernels.ipynb #e19e49c6
-def _lin_into(out, inp, W, acc=False): # out (K, n, o) = [out +] inp (K, n, i) @ W^T, W (o, i) shared or (K, o, i)
-    if W.dim() == 2:
+def _wT(W): # W^T in the layout the products are fastest with: a view of shared (o, i), a copy of per-task (K, o, i)
+    return W.T if W.dim() == 2 else W.transpose(1, 2).contiguous()   # (bmm with a transposed view: ~1.6x slower)
+
+def _linT_into(out, inp, WT, acc=False): # out (K, n, o) = [out +] inp (K, n, i) @ WT, WT from `_wT`
+    if WT.dim() == 2:
         o2, i2 = out.view(-1, out.shape[-1]), inp.reshape(-1, inp.shape[-1])
-        return o2.addmm_(i2, W.T) if acc else torch.mm(i2, W.T, out=o2)
-    return out.baddbmm_(inp, W.transpose(1, 2)) if acc else torch.bmm(inp, W.transpose(1, 2), out=out)
+        return o2.addmm_(i2, WT) if acc else torch.mm(i2, WT, out=o2)
+    return out.baddbmm_(inp, WT) if acc else torch.bmm(inp, WT, out=out)
 
 def _lin_t_into(out, inp, W): # out (K, n, i) = inp (K, n, o) @ W
     if W.dim() == 2: torch.mm(inp.reshape(-1, inp.shape[-1]), W, out=out.view(-1, out.shape[-1])); return out
@@ -123,6 +127,7 @@ class _TasksBPTT:
         self.mg, self.bm = mg, bm = _carried({k: f[k][:, None] for k in ('gamma_h', 'beta_h') if k in f}, mask)
         W_ih, W_hh, W_o = p['lstm.weight_ih_l0'], p['lstm.weight_hh_l0'], p['head.weight']
         H = W_hh.shape[-1]; self.H = H; H2, H3 = 2 * H, 3 * H
+        W_ihT, W_hhT = _wT(W_ih), _wT(W_hh)
         xt = x.permute(2, 0, 1, 3).contiguous()                                # (T, K, n, B)
         e = x.new_empty
         self.S, self.D, self.FF = S, D, FF = e(T, K, n, 4 * H), e(T, K, n, 4 * H), e(T, K, n, 4 * H)
@@ -130,8 +135,8 @@ class _TasksBPTT:
         self.TC, self.E, self.A = TC, E, A = e(T, K, n, H), e(T, K, n, H), e(T, K, n, H)
         b = _per_task(p['lstm.bias_ih_l0'] + p['lstm.bias_hh_l0'], K)
         for t in range(T):
-            G = S[t]; _lin_into(G, xt[t], W_ih); G.add_(b)
-            if t: _lin_into(G, Hs[t], W_hh, acc=True)
+            G = S[t]; _linT_into(G, xt[t], W_ihT); G.add_(b)
+            if t: _linT_into(G, Hs[t], W_hhT, acc=True)
             i, f, u, o = G.chunk(4, -1)
             G[..., :H2].sigmoid_(); u.tanh_(); o.sigmoid_()
             if t: torch.mul(f, C[t], out=C[t + 1]).addcmul_(i, u)
@@ -415,6 +420,79 @@ def lstm_loss_and_grads(p:dict, # LSTMClassifier parameters (plain tensors)
         return _one_task(x, n, T, p['lstm.weight_hh_l0'].shape[1])(p, xi, y, *_carried(film, mask))
 
 # %% ../../nbs/23_models.lstm_kernels.ipynb #e0209b3c
+class _ManyTasks:
+    "K tasks' loss and gradients, buffers (T, K, n, .) made once; the steps of `_OneTask` with a leading K."
+    def __init__(self, like:torch.Tensor, K:int, n:int, T:int, H:int):
+        e = like.new_empty; H2, H3 = 2 * H, 3 * H
+        self.S, self.dG, self.D = e(T, K, n, 4 * H), e(T, K, n, 4 * H), e(T, K, n, 4 * H)
+        self.C, self.Hs, self.TC, self.OD = like.new_zeros(T + 1, K, n, H), like.new_zeros(T + 1, K, n, H), e(T, K, n, H), e(T, K, n, H)
+        self.dht, self.dc, self.one = e(K, n, H), e(K, n, H), like.new_ones(()); self.dc3 = self.dc.unsqueeze(2)
+        S, C, Hs, TC, dG, D = self.S, self.C, self.Hs, self.TC, self.dG, self.D
+        self.fw = [(S[t], S[t, ..., H3:], S[t, ..., :H], S[t, ..., H:H2], S[t, ..., H2:H3], C[t], C[t + 1], TC[t], Hs[t], Hs[t + 1])
+                   for t in range(T)]
+        self.bw = [(dG[t, ..., H3:], dG[t, ..., :H3].view(K, n, 3, H), D[t, ..., H3:], D[t, ..., :H3].view(K, n, 3, H),
+                    S[t + 1, ..., H:H2] if t + 1 < T else None, self.OD[t], dG[t]) for t in range(T)]
+        self.Dv = (D[..., H3:], D[..., :H], D[..., H:H2], D[..., H2:H3], S[..., H2:H3], C[:-1], S[..., :H], S[..., H3:])
+
+    def __call__(self, p, xt, y, mg=None, bm=None):
+        "xt (T, K, n, B) FiLM-applied inputs, y (K, n); the carried state is h * mg + bm. Losses (K,) and gradients (K, ...)."
+        W_ih, W_hh, W_o = p['lstm.weight_ih_l0'], p['lstm.weight_hh_l0'], p['head.weight']
+        T, K, n, B = xt.shape; H = W_hh.shape[-1]; one = self.one
+        xk = _task_major(xt)                                                    # (K, T*n, B)
+        b = _per_task(p['lstm.bias_ih_l0'] + p['lstm.bias_hh_l0'], K)
+        W_hhT, W_ihT = _wT(W_hh), _wT(W_ih)
+        self.S.copy_((_lin_t(xk, W_ihT) + b).view(K, T, n, 4 * H).transpose(0, 1))  # all steps' input products at once
+        for t, (G, o, i, f, u, c0, c, tc, h0, h) in enumerate(self.fw):
+            if t: _linT_into(G, h0, W_hhT, acc=True)                             # h_0 = 0
+            u.add_(u); G.sigmoid_(); u.add_(u).sub_(one)                          # u = tanh(g) = 2 sigmoid(2g) - 1
+            if t: torch.mul(f, c0, out=c).addcmul_(i, u)
+            else: torch.mul(i, u, out=c)
+            torch.tanh(c, out=tc); torch.mul(o, tc, out=h)
+            if mg is not None: h.mul_(mg)
+            if bm is not None: h.add_(bm)
+        h = self.Hs[T]; z = _lin(h, W_o) + _per_task(p['head.bias'], K)
+        if W_o.shape[-2] == 1:
+            yf = y.to(z.dtype)[..., None]
+            losses = F.binary_cross_entropy_with_logits(z, yf, reduction='none').mean((1, 2)); dz = torch.sigmoid(z).sub_(yf).div_(n)
+        else:
+            losses = F.cross_entropy(z.flatten(0, 1), y.flatten(), reduction='none').view(K, n).mean(1)
+            dz = torch.softmax(z, -1).sub_(F.one_hot(y, z.shape[-1]).to(z.dtype)).div_(n)
+        Do, Di, Df, Dg, U, C0, Si, So = self.Dv
+        torch.addcmul(self.S, self.S, self.S, value=-1, out=self.D); Dg.add_(one).sub_(U)
+        Do.mul_(self.TC); Di.mul_(U); Df.mul_(C0); Dg.mul_(Si)
+        torch.mul(self.TC, self.TC, out=self.OD).neg_().add_(one).mul_(So)
+        if mg is not None: self.OD.mul_(mg); Do.mul_(mg)
+        dht, dc, dc3 = _lin_t_into(self.dht, dz, W_o), self.dc, self.dc3
+        for t in range(T - 1, -1, -1):
+            dGo, dGc, FFo, FFc, fn, od, dGt = self.bw[t]
+            if fn is None: torch.mul(dht, od, out=dc)
+            else: dc.mul_(fn).addcmul_(dht, od)
+            torch.mul(dht, FFo, out=dGo); torch.mul(dc3, FFc, out=dGc)
+            if t: _lin_t_into(dht, dGt, W_hh)
+        dGk = _task_major(self.dG); gb = dGk.sum(1); dGkT = dGk.transpose(1, 2)
+        return losses, {'head.weight': torch.bmm(dz.transpose(1, 2), h), 'head.bias': dz.sum(1),
+                        'lstm.weight_hh_l0': torch.bmm(dGkT[..., n:], _task_major(self.Hs[1:T])),
+                        'lstm.weight_ih_l0': torch.bmm(dGkT, xk), 'lstm.bias_ih_l0': gb, 'lstm.bias_hh_l0': gb.clone()}
+
+_MANY_TASKS = {}
+
+def lstm_many_loss_and_grads(p:dict, # parameters, each shared (as in the state dict) or with a leading K
+                             x:torch.Tensor, y:torch.Tensor, # (K, n, T, B), (K, n)
+                             film:dict|None=None, # fixed FiLM parameters (K, size) or None
+                             mask:torch.Tensor|None=None, # (K, n, H) dropout mask (scaled) or None
+                            )->tuple: # (losses (K,), dict of per-task gradients (K, ...)), no graph
+    "Each task's loss and gradients by hand-written back-propagation through time, all tasks at once, no autograd."
+    K, n, T, _ = x.shape; H = p['lstm.weight_hh_l0'].shape[-1]; key = (K, n, T, H, x.dtype, x.device)
+    if key not in _MANY_TASKS:
+        if len(_MANY_TASKS) > 8: _MANY_TASKS.clear()
+        _MANY_TASKS[key] = _ManyTasks(x, K, n, T, H)
+    f = film or {}
+    with torch.no_grad():
+        xi = x * f['gamma_in'][:, None, None] + f['beta_in'][:, None, None] if 'gamma_in' in f else x
+        mg, bm = _carried({k: f[k][:, None] for k in ('gamma_h', 'beta_h') if k in f}, mask)
+        return _MANY_TASKS[key](p, xi.permute(2, 0, 1, 3), y, mg, bm)
+
+# %% ../../nbs/23_models.lstm_kernels.ipynb #d1361b27
 _GATE_KEYS = ('lstm.weight_ih_l0', 'lstm.weight_hh_l0', 'lstm.bias_ih_l0', 'lstm.bias_hh_l0')
 
 def _to_oifg(p:dict)->dict:
