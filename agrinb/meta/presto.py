@@ -14,8 +14,8 @@ from ..data.pixels import CROPHARVEST_BANDS, fill_gaps
 from ..models.presto import pretrained
 
 # %% auto #0
-__all__ = ['support_inputs', 'location', 'PrestoProbe', 'ProbePredictor', 'PrestoEnsemble', 'EnsemblePredictor', 'FiLMHead',
-           'EmbeddedTask', 'PrestoTIML', 'TIMLPredictor']
+__all__ = ['support_inputs', 'location', 'PrestoProbe', 'raw_features', 'ProbePredictor', 'PrestoEnsemble', 'EnsemblePredictor',
+           'FiLMHead', 'EmbeddedTask', 'PrestoTIML', 'TIMLPredictor']
 
 # %% ../../nbs/34_meta.presto.ipynb #4a24bdae
 def support_inputs(support_x, support_y=None, info=None, where:str='PrestoProbe.adapt')->tuple:
@@ -50,16 +50,20 @@ class PrestoProbe:
                  max_iter:int=1000, # solver iterations
                  batch_size:int=128, # series per encoder batch
                  device=None, # where the encoder runs (None = CUDA if available)
-                 progress:bool=False): # progress bar while embedding
+                 progress:bool=False, # progress bar while embedding
+                 standardize:bool=True, # standardise the head's features with the support set's mean and s.d.
+                 raw:bool=True): # given raw series, the head also sees them (flattened, gaps filled), not only embeddings
         self.month, self.bands, self.C, self.max_iter = month, list(bands), C, max_iter
         self.batch_size, self.progress, self.device, self._model = batch_size, progress, get_device(device), None
+        self.standardize, self.raw = standardize, raw
     @property
     def model(self):
         if self._model is None: self._model = pretrained(self.device)
         return self._model
     def settings(self)->dict:
         m = self.month if np.ndim(self.month) == 0 else np.asarray(self.month).tolist()
-        return dict(month=m, bands=self.bands, C=self.C, max_iter=self.max_iter, batch_size=self.batch_size, progress=self.progress)
+        return dict(month=m, bands=self.bands, C=self.C, max_iter=self.max_iter, batch_size=self.batch_size, progress=self.progress,
+                    standardize=self.standardize, raw=self.raw)
     def embed(self, x, lat=None, lon=None, info=None, month=None, device=None)->np.ndarray: # (n, 128)
         "Presto embeddings of raw series `x` (n, T, B); (n, 128) embeddings are returned as they are."
         x = np.asarray(x)
@@ -70,16 +74,30 @@ class PrestoProbe:
                                 batch_size=self.batch_size, progress=self.progress)
 
 # %% ../../nbs/34_meta.presto.ipynb #5eb2bdba
+def raw_features(x, band_mean, shape, where:str)->np.ndarray: # (n, T * B) float32
+    "Raw series (n, T, B) flattened, gaps filled with the support set's band means (`fill_gaps`)."
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 3 or x.shape[1:] != tuple(shape):
+        raise bad_input(where, 'x', f'raw series of shape (n, {shape[0]}, {shape[1]}) like the support set '
+                        '(this head was fitted on embeddings + raw series)', x.shape)
+    return fill_gaps(x, band_mean).reshape(len(x), -1)
+
 class ProbePredictor:
-    "A logistic regression on Presto embeddings of one support set."
-    def __init__(self, probe, head, lat=None, lon=None, month=None):
-        self.probe, self.head, self.lat, self.lon, self.month = probe, head, lat, lon, month
+    "A logistic regression on Presto embeddings (and, when fitted so, the raw series) of one support set."
+    def __init__(self, probe, head, lat=None, lon=None, month=None,
+                 scale=None, # (mean, s.d.) of the support features, or None
+                 raw=None): # (band_mean, (T, B)) when the head also reads the raw series, else None
+        self.probe, self.head, self.lat, self.lon, self.month, self.scale, self.raw = probe, head, lat, lon, month, scale, raw
+    def features(self, x, lat=None, lon=None, month=None, z=None)->np.ndarray:
+        "The head's input: embeddings (`z`, else embedded from `x`), then the raw series when the head reads them."
+        z = self.probe.embed(x if z is None else z, self.lat if lat is None else lat, self.lon if lon is None else lon,
+                             month=self.month if month is None else month)
+        f = z if self.raw is None else np.c_[z, raw_features(x, *self.raw, 'PrestoProbe predict_proba')]
+        return f if self.scale is None else (f - self.scale[0]) / self.scale[1]
     def predict_proba(self, x, # (N, T, B) raw series (NaN gaps allowed) or (N, 128) embeddings
                       lat=None, lon=None, # degrees, scalars or (N,); default: the support's location
-                      month=None)->np.ndarray: # (N,) P(positive)
-        z = self.probe.embed(x, self.lat if lat is None else lat, self.lon if lon is None else lon,
-                             month=self.month if month is None else month)
-        return self.head.predict_proba(z)[:, list(self.head.classes_).index(1)]
+                      month=None, z=None)->np.ndarray: # z: cached (N, 128) embeddings of raw `x`; -> (N,) P(positive)
+        return self.head.predict_proba(self.features(x, lat, lon, month, z))[:, list(self.head.classes_).index(1)]
 
 # %% ../../nbs/34_meta.presto.ipynb #b3fe8c14
 def _scalar(v): return v if v is not None and np.ndim(v) == 0 else None
@@ -94,13 +112,21 @@ def adapt(self:PrestoProbe, support_x, # (n, T, B) raw series, (n, 128) embeddin
           support_y=None, # (n,) labels in {0, 1} (taken from the task when one is given)
           info=None, # task info; its lat / lon locate the series when `lat` / `lon` are not given
           steps=None, seed=None, # the solver runs to convergence; `seed` seeds it
-          device=None, lat=None, lon=None, month=None)->ProbePredictor:
-    "Fit the logistic-regression head on the support embeddings."
+          device=None, lat=None, lon=None, month=None,
+          z=None)->ProbePredictor: # z: cached (n, 128) Presto embeddings of the raw support series
+    "Fit the logistic-regression head on the support embeddings (and raw series), standardised on the support set."
     x, y, info = support_inputs(support_x, support_y, info)
-    if x.ndim == 3: lat, lon = location(lat, lon, info, 'PrestoProbe.adapt')
-    z = self.embed(x, lat, lon, month=month, device=device)
-    head = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=seed).fit(z, y)
-    return ProbePredictor(self, head, _scalar(lat), _scalar(lon), month if np.ndim(month) == 0 else None)
+    if x.ndim == 3 and z is None: lat, lon = location(lat, lon, info, 'PrestoProbe.adapt')
+    if z is not None and np.shape(z) != (len(x), 128): raise bad_input('PrestoProbe.adapt', 'z', f'({len(x)}, 128) embeddings of support_x', np.shape(z))
+    zs = self.embed(x if z is None else z, lat, lon, month=month, device=device)
+    raw = None
+    if self.raw and x.ndim == 3:
+        xr = x.astype(np.float32); bm = np.nanmean(xr.reshape(-1, xr.shape[2]), 0)
+        raw = (np.where(np.isnan(bm), 0, bm), xr.shape[1:]); zs = np.c_[zs, raw_features(xr, *raw, 'PrestoProbe.adapt')]
+    scale = None
+    if self.standardize: sd = zs.std(0); scale = (zs.mean(0), np.where(sd > 1e-6, sd, 1).astype(np.float32))
+    head = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=seed).fit(zs if scale is None else (zs - scale[0]) / scale[1], y)
+    return ProbePredictor(self, head, _scalar(lat), _scalar(lon), month if np.ndim(month) == 0 else None, scale, raw)
 
 # %% ../../nbs/34_meta.presto.ipynb #bf4d7c8c
 @patch
@@ -134,7 +160,9 @@ class EnsemblePredictor:
         x = np.asarray(x, dtype=np.float32)
         if x.shape[1:] != self.shape: raise bad_input('PrestoEnsemble.predict_proba', 'x', f'series of shape {self.shape} like the support set', x.shape[1:])
         rf = self.forest.predict_proba(fill_gaps(x, self.band_mean).reshape(len(x), -1))[:, list(self.forest.classes_).index(1)]
-        return (self.first.predict_proba(x if z is None else z, **kwargs) + rf) / 2
+        first = self.first.predict_proba(x, z=z, **kwargs) if isinstance(self.first, ProbePredictor) else \
+                self.first.predict_proba(x if z is None else z, **kwargs)
+        return (first + rf) / 2
 
 # %% ../../nbs/34_meta.presto.ipynb #5490fefe
 @patch
@@ -145,7 +173,8 @@ def adapt(self:PrestoEnsemble, support_x, support_y=None, info=None, steps=None,
     x, y, info = support_inputs(support_x, support_y, info, 'PrestoEnsemble.adapt')
     if x.ndim != 3: raise bad_input('PrestoEnsemble.adapt', 'support_x', 'raw series (n, time, band) for the forest', x.shape)
     seed = seed if seed is not None else self.seed if self.seed is not None else int(np.random.randint(2**31 - 1))
-    first = self.learner.adapt(x if z is None else z, y, info, steps=steps, seed=seed, device=device, **kwargs)
+    if isinstance(self.learner, PrestoProbe): first = self.learner.adapt(x, y, info, steps=steps, seed=seed, device=device, z=z, **kwargs)
+    else: first = self.learner.adapt(x if z is None else z, y, info, steps=steps, seed=seed, device=device, **kwargs)
     x = x.astype(np.float32); band_mean = np.nanmean(x.reshape(-1, x.shape[2]), 0)
     band_mean = np.where(np.isnan(band_mean), 0, band_mean)  # a band absent from the whole support set
     rf = clone(self.forest).set_params(random_state=seed).fit(fill_gaps(x, band_mean).reshape(len(x), -1), y)
