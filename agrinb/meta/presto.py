@@ -8,6 +8,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.metrics import roc_auc_score
 from fastcore.basics import patch
 from ..core import bad_input, get_device, save_checkpoint, load_checkpoint
 from ..data.pixels import CROPHARVEST_BANDS, fill_gaps
@@ -15,7 +16,7 @@ from ..models.presto import pretrained
 
 # %% auto #0
 __all__ = ['support_inputs', 'location', 'PrestoProbe', 'raw_features', 'ProbePredictor', 'PrestoEnsemble', 'EnsemblePredictor',
-           'FiLMHead', 'EmbeddedTask', 'PrestoTIML', 'TIMLPredictor']
+           'FiLMHead', 'EmbeddedTask', 'PrestoTIML', 'support_folds', 'probe_oof', 'TIMLPredictor']
 
 # %% ../../nbs/34_meta.presto.ipynb #4a24bdae
 def support_inputs(support_x, support_y=None, info=None, where:str='PrestoProbe.adapt')->tuple:
@@ -44,6 +45,7 @@ def location(lat=None, lon=None, info=None, where:str='PrestoProbe'):
 class PrestoProbe:
     "Frozen Presto encoder + logistic regression fitted on the support embeddings."
     name = 'Presto + logistic regression'
+    takes_z = True # adapt / predict_proba take raw series with their cached embeddings as z=
     def __init__(self, month=0, # start month of the series (0 = January), an int, (n,) or (n, T)
                  bands=CROPHARVEST_BANDS, # band names of the series
                  C:float=1.0, # inverse regularisation of the logistic regression
@@ -84,6 +86,7 @@ def raw_features(x, band_mean, shape, where:str)->np.ndarray: # (n, T * B) float
 
 class ProbePredictor:
     "A logistic regression on Presto embeddings (and, when fitted so, the raw series) of one support set."
+    takes_z, chosen = True, 'probe'
     def __init__(self, probe, head, lat=None, lon=None, month=None,
                  scale=None, # (mean, s.d.) of the support features, or None
                  raw=None): # (band_mean, (T, B)) when the head also reads the raw series, else None
@@ -160,7 +163,7 @@ class EnsemblePredictor:
         x = np.asarray(x, dtype=np.float32)
         if x.shape[1:] != self.shape: raise bad_input('PrestoEnsemble.predict_proba', 'x', f'series of shape {self.shape} like the support set', x.shape[1:])
         rf = self.forest.predict_proba(fill_gaps(x, self.band_mean).reshape(len(x), -1))[:, list(self.forest.classes_).index(1)]
-        first = self.first.predict_proba(x, z=z, **kwargs) if isinstance(self.first, ProbePredictor) else \
+        first = self.first.predict_proba(x, z=z, **kwargs) if getattr(self.first, 'takes_z', False) else \
                 self.first.predict_proba(x if z is None else z, **kwargs)
         return (first + rf) / 2
 
@@ -173,7 +176,7 @@ def adapt(self:PrestoEnsemble, support_x, support_y=None, info=None, steps=None,
     x, y, info = support_inputs(support_x, support_y, info, 'PrestoEnsemble.adapt')
     if x.ndim != 3: raise bad_input('PrestoEnsemble.adapt', 'support_x', 'raw series (n, time, band) for the forest', x.shape)
     seed = seed if seed is not None else self.seed if self.seed is not None else int(np.random.randint(2**31 - 1))
-    if isinstance(self.learner, PrestoProbe): first = self.learner.adapt(x, y, info, steps=steps, seed=seed, device=device, z=z, **kwargs)
+    if getattr(self.learner, 'takes_z', False): first = self.learner.adapt(x, y, info, steps=steps, seed=seed, device=device, z=z, **kwargs)
     else: first = self.learner.adapt(x if z is None else z, y, info, steps=steps, seed=seed, device=device, **kwargs)
     x = x.astype(np.float32); band_mean = np.nanmean(x.reshape(-1, x.shape[2]), 0)
     band_mean = np.where(np.isnan(band_mean), 0, band_mean)  # a band absent from the whole support set
@@ -253,17 +256,19 @@ class EmbeddedTask:
 class PrestoTIML:
     "TIML on the frozen Presto encoder: a FiLM-modulated MLP head with learned step sizes, meta-trained on cached embeddings."
     kind = name = 'PrestoTIML'
+    takes_z = True
     def __init__(self, hidden:int=64, # hidden units of the head
                  encoder_width:int=64, encoder_dropout:float=0.1, # the TaskEncoder's width and dropout
                  inner_lr:float=0.1, # initial inner step size (learned per tensor by `meta_fit`)
                  info_size:int=13, # size of the task vector
                  max_steps:int=50, # most adaptation steps `adapt` considers when choosing them on the support set
+                 fallback:bool=True, # `adapt` returns the probe's predictor when its held-out loss inside the support is lower
                  month=0, bands=CROPHARVEST_BANDS, batch_size:int=128, # how series are embedded (see `PrestoProbe`)
                  device=None, seed:int=0, progress:bool=False):
         self.probe = PrestoProbe(month, bands, batch_size=batch_size, device=device, progress=progress)
         self.device = self.probe.device
         self.hparams = dict(hidden=hidden, encoder_width=encoder_width, encoder_dropout=encoder_dropout, inner_lr=inner_lr,
-                            info_size=info_size, max_steps=max_steps, month=self.probe.settings()['month'], bands=list(bands),
+                            info_size=info_size, max_steps=max_steps, fallback=fallback, month=self.probe.settings()['month'], bands=list(bands),
                             batch_size=batch_size, seed=seed)
         torch.manual_seed(seed)
         self.head = FiLMHead(128, hidden, inner_lr).to(self.device)
@@ -376,28 +381,50 @@ def _masked_losses(logits, y): # y = -1 marks examples outside a fold's training
 def choose_steps(self:PrestoTIML, z, y, film:dict, # support embeddings (n, 128) and labels (n,) as tensors, FiLM of the task
                  seed:int=0)->int: # the number of steps with the lowest held-out log-loss inside the support set
     "Adaptation steps chosen by stratified folds inside the support set, all folds adapted at once."
-    yn = y.cpu().numpy(); n_f = int(min(5, yn.sum(), len(yn) - yn.sum()))
-    if n_f < 2: return self.fit_config['inner_steps']
-    rng, fold = np.random.default_rng(seed), np.zeros(len(yn), int)
-    for c in (0, 1): i = rng.permutation(np.flatnonzero(yn == c)); fold[i] = np.arange(len(i)) % n_f
+    curve, _ = self.step_curve(z, y, film, support_folds(y.cpu().numpy(), seed))
+    return self.fit_config['inner_steps'] if curve is None else int(np.argmin(curve))
+
+def support_folds(y:np.ndarray, seed:int=0)->np.ndarray|None:
+    "Stratified fold number (n,) of each support example, up to 5 folds; None when a class has fewer than 2."
+    n_f = int(min(5, y.sum(), len(y) - y.sum()))
+    if n_f < 2: return None
+    rng, fold = np.random.default_rng(seed), np.zeros(len(y), int)
+    for c in (0, 1): i = rng.permutation(np.flatnonzero(y == c)); fold[i] = np.arange(len(i)) % n_f
+    return fold
+
+@patch
+def step_curve(self:PrestoTIML, z, y, film:dict, fold)->tuple: # (S + 1,) held-out log-losses, (S + 1, n) out-of-fold logits
+    "Mean held-out log-loss of the folds after 0..max_steps inner steps, and each example's logit when held out."
+    if fold is None: return None, None
+    n_f = int(fold.max()) + 1
     held = torch.as_tensor(fold[None] == np.arange(n_f)[:, None], device=z.device)           # (F, n)
     ytr = torch.where(held, -1, y[None]); yte = torch.where(held, y[None], -1)
     zz, ff = self.head.film_input(z[None], film).expand(n_f, *z.shape), {k: v.expand(n_f, *v.shape[1:]) for k, v in film.items()}
-    p, curve = stack_params({k: v.detach() for k, v in self.head.adapted().items()}, n_f), []
+    p, curve, oof = stack_params({k: v.detach() for k, v in self.head.adapted().items()}, n_f), [], []
     with torch.no_grad():
         for s in range(self.hparams['max_steps'] + 1):
-            curve.append(float(_masked_losses(self.head.forward_tasks(p, zz, ff), yte).mean()))
+            o = self.head.forward_tasks(p, zz, ff)
+            curve.append(float(_masked_losses(o, yte).mean())); oof.append((o[..., 0] * held).sum(0))
             if s < self.hparams['max_steps']:
                 p = inner_loop(self.head, p, zz, ytr, ff, lr=1.0, steps=1, first_order=True, loss_fn=_masked_losses)
-    return int(np.argmin(curve))
+    return curve, torch.stack(oof).cpu().numpy()
+
+def probe_oof(probe, x, y, fold, z=None, **kwargs)->np.ndarray: # (n,) P(positive) of each example when held out
+    "The probe's out-of-fold probabilities over the same support folds."
+    out = np.zeros(len(y))
+    for f in range(int(fold.max()) + 1):
+        tr, te = fold != f, fold == f
+        out[te] = probe.adapt(x[tr], y[tr], z=None if z is None else z[tr], **kwargs).predict_proba(x[te], z=None if z is None else z[te])
+    return out
 
 class TIMLPredictor:
     "The PrestoTIML head adapted to one task."
     def __init__(self, learner, params, film, lat=None, lon=None, month=None, steps=None):
         self.learner, self.params, self.film, self.lat, self.lon, self.month, self.steps = learner, params, film, lat, lon, month, steps
+    takes_z, chosen = True, 'head'
     def predict_proba(self, x, # (N, T, B) raw series or (N, 128) embeddings
-                      lat=None, lon=None, month=None)->np.ndarray: # (N,) P(positive)
-        z = self.learner.probe.embed(x, self.lat if lat is None else lat, self.lon if lon is None else lon,
+                      lat=None, lon=None, month=None, z=None)->np.ndarray: # z: cached embeddings of raw `x`; -> (N,) P(positive)
+        z = self.learner.probe.embed(x if z is None else z, self.lat if lat is None else lat, self.lon if lon is None else lon,
                                      month=self.month if month is None else month)
         with torch.no_grad():
             head = self.learner.head
@@ -409,18 +436,27 @@ def adapt(self:PrestoTIML, support_x, # (n, T, B) raw series, (n, 128) embedding
           support_y=None, # (n,) labels in {0, 1}
           info=None, # TaskInfo or (13,) task vector (default: the task's; else a crop task at lat / lon)
           steps:int|None=None, # inner steps (None: chosen on the support set)
-          seed:int|None=None, device=None, lat=None, lon=None, month=None)->TIMLPredictor:
-    "Adapt the meta-learned head to a support set with the learned step sizes."
+          seed:int|None=None, device=None, lat=None, lon=None, month=None,
+          z=None)->TIMLPredictor: # z: cached (n, 128) embeddings of raw support series; -> a TIMLPredictor or the probe's
+    "Adapt the meta-learned head to a support set with the learned step sizes (or fall back to the probe, see `fallback`)."
     x, y, info = support_inputs(support_x, support_y, info, 'PrestoTIML.adapt')
     if device is not None: self.to(device)
-    if x.ndim == 3: lat, lon = location(lat, lon, info, 'PrestoTIML.adapt')
+    if z is not None and np.shape(z) != (len(x), 128): raise bad_input('PrestoTIML.adapt', 'z', f'({len(x)}, 128) embeddings of support_x', np.shape(z))
+    if x.ndim == 3 and z is None: lat, lon = location(lat, lon, info, 'PrestoTIML.adapt')
     if info is None and _scalar(lat) is not None and _scalar(lon) is not None: info = TaskInfo(float(lat), float(lon))
     v = torch.as_tensor(info_vector(info, self.hparams['info_size'], 'PrestoTIML.adapt'), device=self.device)
-    z = torch.as_tensor(self.probe.embed(x, lat, lon, info=info, month=month), device=self.device)
-    yt = torch.as_tensor(y, device=self.device)
+    zn = self.probe.embed(x if z is None else z, lat, lon, info=info, month=month)
+    zt, yt = torch.as_tensor(zn, device=self.device), torch.as_tensor(y, device=self.device)
     self.encoder.eval()
     with torch.no_grad(): film = self.encoder(v[None])
-    if steps is None: steps = self.choose_steps(z, yt, film, 0 if seed is None else seed)
+    if steps is None:
+        fold = support_folds(y, 0 if seed is None else seed); curve, oof = self.step_curve(zt, yt, film, fold)
+        steps = self.fit_config['inner_steps'] if curve is None else int(np.argmin(curve))
+        if curve is not None and self.hparams.get('fallback', False):
+            kw = dict(lat=lat, lon=lon, month=month, seed=seed)
+            if roc_auc_score(y, probe_oof(self.probe, x, y, fold, z=None if x.ndim == 2 else zn, **kw)) > roc_auc_score(y, oof[steps]):
+                return self.probe.adapt(x, y, info, z=None if x.ndim == 2 else zn, **kw)
+    z = zt
     if int(steps) < 0: raise bad_input('PrestoTIML.adapt', 'steps', 'a number of steps >= 0 (or None to choose)', steps)
     p = stack_params({k: t.detach() for k, t in self.head.adapted().items()}, 1)
     with torch.no_grad():
