@@ -2,7 +2,9 @@
 """Spatial few-shot tasks on the real algae-bloom samples and on the embedded synthetic data: PrestoTIML, PrestoProbe,
 PrestoEnsemble (probe + forest, PrestoTIML + forest) against a random forest on the raw support series, with the PAIRED
 AUC-minus-forest (same support and query sets) and its standard error; then the speed figures of issue 13.
-`python benchmarks/bench_presto_fewshot.py [--threads 1] [--reps 10] [--syn-reps 3] [--meta-steps 300] [--skip-synthetic]`.
+`python benchmarks/bench_presto_fewshot.py [--threads 1] [--reps 10] [--syn-reps 3] [--meta-steps 300] [--skip-synthetic]
+[--skip-speed] [--no-old]`. Rows 'old PrestoProbe' / 'old PrestoTIML' are the previous defaults on the same draws (the
+probe on unstandardised embeddings only; the head without the fallback to the probe), for before / after side by side.
 A script, not a test.
 
 Algae tasks: regions are KMeans(8) clusters of lat/lon; a binary task asks "severity >= t" (targets run 1..5) in one
@@ -30,7 +32,8 @@ p.add_argument('--threads', type=int, default=1); p.add_argument('--reps', type=
 p.add_argument('--syn-reps', type=int, default=3); p.add_argument('--syn-n', type=int, default=6000)
 p.add_argument('--meta-steps', type=int, default=300); p.add_argument('--shots', default='5,10,20')
 p.add_argument('--shared', default=str(Path(__file__).resolve().parent.parent / '..' / '..' / 'shared' / 'data'))
-p.add_argument('--skip-synthetic', action='store_true'); p.add_argument('--skip-algae', action='store_true')
+p.add_argument('--no-old', action='store_true', help='skip the rows of the previous defaults')
+p.add_argument('--skip-speed', action='store_true'); p.add_argument('--skip-synthetic', action='store_true'); p.add_argument('--skip-algae', action='store_true')
 a = p.parse_args()
 torch.set_num_threads(a.threads)
 shared = shared_data(a.shared)
@@ -52,14 +55,30 @@ def evaluate(test, learners, reps, seed0=0):
     return rows
 
 
-def make_learners(tl):
-    probe, rf = PrestoProbe(device='cpu'), RandomForest()
+class NoFallback:
+    "The meta-trained PrestoTIML with the fallback to the probe switched off (the head always answers)."
+    def __init__(self, tl): self.tl = tl
+    def adapt(self, *a, **k):
+        self.tl.hparams['fallback'] = False
+        try: return self.tl.adapt(*a, **k)
+        finally: self.tl.hparams['fallback'] = True
+
+
+def make_learners(tl, old:bool):
+    "Every learner at its defaults, given the raw support series and their cached embeddings (z=); `old` adds the "
+    "defaults before issue 13's second round (the probe on embeddings only, unstandardised; the head without fallback)."
+    probe, rf, nofb = PrestoProbe(device='cpu'), RandomForest(), NoFallback(tl)
     ens_p, ens_t = PrestoEnsemble(probe, device='cpu'), PrestoEnsemble(tl, device='cpu')
-    return {'Random forest': lambda t, x, s, q, sd: rf.adapt(x[s], t.y[s], seed=sd).predict_proba(x[q]),
-            'PrestoProbe': lambda t, x, s, q, sd: probe.adapt(t.z[s], t.y[s], seed=sd).predict_proba(t.z[q]),
-            'PrestoTIML': lambda t, x, s, q, sd: tl.adapt(t.z[s], t.y[s], t.info, seed=sd).predict_proba(t.z[q]),
-            'PrestoEnsemble(probe)': lambda t, x, s, q, sd: ens_p.adapt(x[s], t.y[s], seed=sd, z=t.z[s]).predict_proba(x[q], z=t.z[q]),
-            'PrestoEnsemble(TIML)': lambda t, x, s, q, sd: ens_t.adapt(x[s], t.y[s], t.info, seed=sd, z=t.z[s]).predict_proba(x[q], z=t.z[q])}
+    out = {'Random forest': lambda t, x, s, q, sd: rf.adapt(x[s], t.y[s], seed=sd).predict_proba(x[q]),
+           'PrestoProbe': lambda t, x, s, q, sd: probe.adapt(x[s], t.y[s], seed=sd, z=t.z[s]).predict_proba(x[q], z=t.z[q]),
+           'PrestoTIML': lambda t, x, s, q, sd: tl.adapt(x[s], t.y[s], t.info, seed=sd, z=t.z[s]).predict_proba(x[q], z=t.z[q]),
+           'PrestoEnsemble(probe)': lambda t, x, s, q, sd: ens_p.adapt(x[s], t.y[s], seed=sd, z=t.z[s]).predict_proba(x[q], z=t.z[q]),
+           'PrestoEnsemble(TIML)': lambda t, x, s, q, sd: ens_t.adapt(x[s], t.y[s], t.info, seed=sd, z=t.z[s]).predict_proba(x[q], z=t.z[q])}
+    if old:
+        old_probe = PrestoProbe(device='cpu', standardize=False, raw=False)
+        out.update({'old PrestoProbe': lambda t, x, s, q, sd: old_probe.adapt(t.z[s], t.y[s], seed=sd).predict_proba(t.z[q]),
+                    'old PrestoTIML': lambda t, x, s, q, sd: nofb.adapt(t.z[s], t.y[s], t.info, seed=sd).predict_proba(t.z[q])})
+    return out
 
 
 def report(title, rows):
@@ -110,7 +129,7 @@ if arr is not None and not a.skip_algae:
         print(f'  held-out region {r}: PrestoTIML meta-trained on {len(train)} tasks in {time.perf_counter() - t0:.1f} s, '
               f'best val step {max(tl.history, key=lambda h: -h.get("val_loss", np.inf))["step"]}, '
               f'step sizes {", ".join(f"{k} {v:.3f}" for k, v in tl.step_sizes.items())}')
-        rows += evaluate([tasks[k] for k in test_keys if k[0] == r], make_learners(tl), a.reps)
+        rows += evaluate([tasks[k] for k in test_keys if k[0] == r], make_learners(tl, not a.no_old), a.reps)
     report('ALGAE BLOOMS (real), leave-one-region-out', rows)
 
 # ------------------------------------------------------------------------------------------------------ synthetic
@@ -128,10 +147,11 @@ if not a.skip_synthetic:
         t0 = time.perf_counter()
         tl = PrestoTIML(device='cpu').meta_fit(train, steps=a.meta_steps, progress=False)
         print(f'  fold {f}: meta-trained on {len(train)} regions in {time.perf_counter() - t0:.1f} s; testing on {len(test)} regions')
-        rows += evaluate(test, make_learners(tl), a.syn_reps)
+        rows += evaluate(test, make_learners(tl, not a.no_old), a.syn_reps)
     report('SYNTHETIC (embedded make_dataset), held-out region folds', rows)
 
 # ---------------------------------------------------------------------------------------------------------- speed
+if a.skip_speed: print(f'total {time.perf_counter() - t_all:.0f} s'); sys.exit(0)
 print(f'\nspeed ({a.threads} thread(s); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: other work slows small ops most)')
 r = np.random.default_rng(0)
 fake = [EmbeddedTask(f't{i}', r.normal(size=(80, 128)).astype(np.float32), np.r_[np.ones(40), np.zeros(40)].astype(int),
