@@ -215,3 +215,19 @@ def test_presto_timl_fallback_to_probe():
     assert isinstance(head, TIMLPredictor) and head.chosen == 'head'
     np.testing.assert_allclose(head.predict_proba(x, z=z), head.predict_proba(z), atol=1e-6)
     with pytest.raises(AgrinbError, match="field 'z'"): tl.adapt(x, y, TaskInfo(7., 1.), z=z[:, :64])
+
+
+def test_finetune_adapts_a_copy_and_checks_inputs(tmp_path):
+    "PrestoFineTune moves its copy's weights (not the shipped model's), keeps the fixed tables, refuses embeddings and bad steps."
+    from agrinb.meta.presto import PrestoFineTune
+    x = _series(n=8).astype(np.float32); y = np.r_[np.ones(4, int), np.zeros(4, int)]; x[y == 1, :, 8] += 2000
+    ft = PrestoFineTune(steps=2, lr=1e-3, device='cpu'); shipped = {n: w.clone() for n, w in ft.probe.model.encoder.state_dict().items()}
+    pred = ft.adapt(x, y, lat=7., lon=1., seed=0)
+    moved = {n for n, w in pred.encoder.state_dict().items() if not torch.equal(w, shipped[n])}
+    assert 'blocks.0.attn.qkv.weight' in moved and 'pos_embed' not in moved and 'month_embed.weight' not in moved
+    assert all(torch.equal(w, shipped[n]) for n, w in ft.probe.model.encoder.state_dict().items())
+    p = pred.predict_proba(x); assert p.shape == (8,) and np.all((0 <= p) & (p <= 1))
+    with pytest.raises(AgrinbError, match='raw series'): ft.adapt(ft.probe.embed(x, 7., 1.), y)
+    with pytest.raises(AgrinbError, match="field 'steps'"): ft.adapt(x, y, lat=7., lon=1., steps=-1)
+    with pytest.raises(AgrinbError, match='lat/lon'): ft.adapt(x, y)
+    ft.save(tmp_path / 'ft.pt'); assert PrestoFineTune.load(tmp_path / 'ft.pt').settings() == ft.settings()

@@ -15,8 +15,9 @@ from ..data.pixels import CROPHARVEST_BANDS, fill_gaps
 from ..models.presto import pretrained
 
 # %% auto #0
-__all__ = ['support_inputs', 'location', 'PrestoProbe', 'raw_features', 'ProbePredictor', 'PrestoEnsemble', 'EnsemblePredictor',
-           'FiLMHead', 'EmbeddedTask', 'PrestoTIML', 'support_folds', 'probe_oof', 'TIMLPredictor']
+__all__ = ['FIXED', 'support_inputs', 'location', 'PrestoProbe', 'raw_features', 'ProbePredictor', 'PrestoEnsemble',
+           'EnsemblePredictor', 'FiLMHead', 'EmbeddedTask', 'PrestoTIML', 'support_folds', 'probe_oof', 'TIMLPredictor',
+           'PrestoFineTune', 'FineTunePredictor']
 
 # %% ../../nbs/34_meta.presto.ipynb #4a24bdae
 def support_inputs(support_x, support_y=None, info=None, where:str='PrestoProbe.adapt')->tuple:
@@ -478,3 +479,77 @@ def load(cls:PrestoTIML, path, device=None)->PrestoTIML:
     self = cls(device=device, **m['hparams']); self.load_state(st)
     self.fit_config.update(m['fit']); self.history, self.best_val = list(m.get('history', [])), m.get('best_val')
     return self
+
+# %% ../../nbs/34_meta.presto.ipynb #ba0c4a6c
+import copy
+from ..models.presto import prepare, _to
+
+FIXED = ('pos_embed', 'month_embed.weight') # the fixed sinusoid tables stay as published
+
+class PrestoFineTune:
+    "Presto with all encoder weights fine-tuned on the support set, under a linear head started at the probe's."
+    name = kind = 'PrestoFineTune'
+    def __init__(self, steps:int=20, # Adam steps on the support set
+                 lr:float=1e-4, head_lr:float=1e-3, # step sizes of the encoder and of the head
+                 C:float=1.0, # the starting probe's inverse regularisation
+                 month=0, bands=CROPHARVEST_BANDS, batch_size:int=128, device=None, progress:bool=False):
+        self.probe = PrestoProbe(month, bands, C=C, batch_size=batch_size, device=device, progress=progress, standardize=False, raw=False)
+        self.steps, self.lr, self.head_lr, self.device = steps, lr, head_lr, self.probe.device
+    def settings(self)->dict:
+        p = self.probe.settings()
+        return dict(steps=self.steps, lr=self.lr, head_lr=self.head_lr, C=p['C'], month=p['month'], bands=p['bands'], batch_size=p['batch_size'])
+    def meta_fit(self, tasks=None, val_tasks=None, **kwargs):
+        "Nothing to meta-learn: the published weights are the start of every adaptation."
+        return self
+
+class FineTunePredictor:
+    "A fine-tuned encoder copy and its linear head."
+    def __init__(self, learner, encoder, head, lat=None, lon=None, month=None):
+        self.learner, self.encoder, self.head, self.lat, self.lon, self.month = learner, encoder, head, lat, lon, month
+    def predict_proba(self, x, # (N, T, B) raw series
+                      lat=None, lon=None, month=None)->np.ndarray: # (N,) P(positive)
+        lat, lon = location(self.lat if lat is None else lat, self.lon if lon is None else lon, None, 'PrestoFineTune predict_proba')
+        pr = self.learner.probe
+        p = prepare(x, lat, lon, pr.month if month is None and self.month is None else self.month if month is None else month,
+                    pr.bands, where='PrestoFineTune predict_proba')
+        out = []
+        with torch.no_grad():
+            for s in range(0, len(p['x']), pr.batch_size):
+                out.append(torch.sigmoid(self.head(self.encoder(*_to(p, slice(s, s + pr.batch_size), self.learner.device)))[:, 0]))
+        return torch.cat(out).cpu().numpy() if out else np.zeros(0)
+
+# %% ../../nbs/34_meta.presto.ipynb #64f85bd4
+@patch
+def adapt(self:PrestoFineTune, support_x, # (n, T, B) raw series or a task of them
+          support_y=None, info=None, # labels; info locates the series when lat / lon are not given
+          steps:int|None=None, # Adam steps (None: the learner's)
+          seed:int|None=None, device=None, lat=None, lon=None, month=None)->FineTunePredictor:
+    "Fine-tune a copy of the encoder and a linear head on the support set."
+    x, y, info = support_inputs(support_x, support_y, info, 'PrestoFineTune.adapt')
+    if x.ndim != 3: raise bad_input('PrestoFineTune.adapt', 'support_x', 'raw series (n, time, band): the encoder is fine-tuned on them', x.shape)
+    steps = self.steps if steps is None else steps
+    if int(steps) < 0: raise bad_input('PrestoFineTune.adapt', 'steps', 'a number of steps >= 0', steps)
+    if device is not None: self.device = get_device(device); self.probe.device = self.device; self.probe._model = None
+    lat, lon = location(lat, lon, info, 'PrestoFineTune.adapt'); mo = self.probe.month if month is None else month
+    start = self.probe.adapt(x, y, lat=lat, lon=lon, month=mo, seed=seed).head
+    torch.manual_seed(0 if seed is None else seed)
+    enc = copy.deepcopy(self.probe.model.encoder).to(self.device).train()
+    for n, w in enc.named_parameters(): w.requires_grad_(n not in FIXED)   # the shipped model is frozen; the copy learns
+    head = nn.Linear(128, 1).to(self.device)
+    with torch.no_grad(): head.weight.copy_(torch.as_tensor(start.coef_)); head.bias.copy_(torch.as_tensor(start.intercept_))
+    p = _to(prepare(x, lat, lon, mo, self.probe.bands, where='PrestoFineTune.adapt'), slice(None), self.device)
+    yt = torch.as_tensor(y, dtype=torch.float32, device=self.device)
+    opt = torch.optim.Adam([dict(params=enc.parameters(), lr=self.lr), dict(params=head.parameters(), lr=self.head_lr)])
+    for _ in range(int(steps)):
+        opt.zero_grad(); F.binary_cross_entropy_with_logits(head(enc(*p))[:, 0], yt).backward(); opt.step()
+    enc.eval()
+    return FineTunePredictor(self, enc, head, _scalar(lat), _scalar(lon), month if np.ndim(month) == 0 else None)
+
+@patch
+def save(self:PrestoFineTune, path):
+    "Write the settings (the weights are the published ones; a fine-tuned copy belongs to its predictor)."
+    return save_checkpoint(path, self.kind, {}, **self.settings())
+
+@patch(cls_method=True)
+def load(cls:PrestoFineTune, path, device=None)->PrestoFineTune:
+    return cls(device=device, **load_checkpoint(path, cls.kind)['meta'])
