@@ -2,7 +2,9 @@
 """Spatial few-shot tasks on the real algae-bloom samples and on the embedded synthetic data: PrestoTIML, PrestoProbe,
 PrestoEnsemble (probe + forest, PrestoTIML + forest) against a random forest on the raw support series, with the PAIRED
 AUC-minus-forest (same support and query sets) and its standard error; then the speed figures of issue 13.
-`python benchmarks/bench_presto_fewshot.py [--threads 1] [--reps 10] [--syn-reps 3] [--meta-steps 300] [--skip-synthetic]`.
+`python benchmarks/bench_presto_fewshot.py [--threads 1] [--reps 10] [--syn-reps 3] [--meta-steps 300] [--skip-synthetic]
+[--skip-speed] [--no-old]`. Rows 'old PrestoProbe' / 'old PrestoTIML' are the previous defaults on the same draws (the
+probe on unstandardised embeddings only; the head without the fallback to the probe), for before / after side by side.
 A script, not a test.
 
 Algae tasks: regions are KMeans(8) clusters of lat/lon; a binary task asks "severity >= t" (targets run 1..5) in one
@@ -20,7 +22,7 @@ from agrinb.data.synthetic import make_dataset
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from agrinb.eval import standard_error
 from agrinb.meta.baselines import RandomForest
-from agrinb.meta.presto import PrestoProbe, PrestoTIML, PrestoEnsemble, EmbeddedTask, FiLMHead
+from agrinb.meta.presto import PrestoProbe, PrestoTIML, PrestoEnsemble, PrestoFineTune, EmbeddedTask, FiLMHead
 from agrinb.models.presto import pretrained
 from agrinb.tasks.pixels import TaskInfo, draw_by_id
 from realtasks import shared_data, algae_arrays, algae_tasks, synthetic_tasks, support_draw
@@ -30,7 +32,9 @@ p.add_argument('--threads', type=int, default=1); p.add_argument('--reps', type=
 p.add_argument('--syn-reps', type=int, default=3); p.add_argument('--syn-n', type=int, default=6000)
 p.add_argument('--meta-steps', type=int, default=300); p.add_argument('--shots', default='5,10,20')
 p.add_argument('--shared', default=str(Path(__file__).resolve().parent.parent / '..' / '..' / 'shared' / 'data'))
-p.add_argument('--skip-synthetic', action='store_true'); p.add_argument('--skip-algae', action='store_true')
+p.add_argument('--no-old', action='store_true', help='skip the rows of the previous defaults')
+p.add_argument('--ft-reps', type=int, default=3, help='support draws per task and k for PrestoFineTune (0: skip it)')
+p.add_argument('--skip-speed', action='store_true'); p.add_argument('--skip-synthetic', action='store_true'); p.add_argument('--skip-algae', action='store_true')
 a = p.parse_args()
 torch.set_num_threads(a.threads)
 shared = shared_data(a.shared)
@@ -47,19 +51,44 @@ def evaluate(test, learners, reps, seed0=0):
             for r in range(reps):
                 s, q = support_draw(t.y, k, seed0 + 1000 * k + r); seed = seed0 + 1000 * k + r
                 for name, fn in learners.items():
+                    if name == 'PrestoFineTune' and r >= a.ft_reps: continue   # the slow one: fewer draws (still paired)
                     rows.append(dict(task=t.name, k=k, rep=r, learner=name,
                                      auc=roc_auc_score(t.y[q], fn(t, x, s, q, seed))))
     return rows
 
 
-def make_learners(tl):
-    probe, rf = PrestoProbe(device='cpu'), RandomForest()
+class NoFallback:
+    "The meta-trained PrestoTIML with the fallback to the probe switched off (the head always answers)."
+    def __init__(self, tl): self.tl = tl
+    def adapt(self, *a, **k):
+        self.tl.hparams['fallback'] = False
+        try: return self.tl.adapt(*a, **k)
+        finally: self.tl.hparams['fallback'] = True
+
+
+def located(t, latlon, month):
+    "The task with each series' lat, lon and months (PrestoFineTune re-embeds the series; Dynamic World is not passed)."
+    t.lat, t.lon, t.month = latlon[:, 0], latlon[:, 1], month
+    return t
+
+
+def make_learners(tl, old:bool):
+    "Every learner at its defaults, given the raw support series and their cached embeddings (z=); `old` adds the "
+    "defaults before issue 13's second round (the probe on embeddings only, unstandardised; the head without fallback)."
+    probe, rf, nofb, ft = PrestoProbe(device='cpu'), RandomForest(), NoFallback(tl), PrestoFineTune(device='cpu')
     ens_p, ens_t = PrestoEnsemble(probe, device='cpu'), PrestoEnsemble(tl, device='cpu')
-    return {'Random forest': lambda t, x, s, q, sd: rf.adapt(x[s], t.y[s], seed=sd).predict_proba(x[q]),
-            'PrestoProbe': lambda t, x, s, q, sd: probe.adapt(t.z[s], t.y[s], seed=sd).predict_proba(t.z[q]),
-            'PrestoTIML': lambda t, x, s, q, sd: tl.adapt(t.z[s], t.y[s], t.info, seed=sd).predict_proba(t.z[q]),
-            'PrestoEnsemble(probe)': lambda t, x, s, q, sd: ens_p.adapt(x[s], t.y[s], seed=sd, z=t.z[s]).predict_proba(x[q], z=t.z[q]),
-            'PrestoEnsemble(TIML)': lambda t, x, s, q, sd: ens_t.adapt(x[s], t.y[s], t.info, seed=sd, z=t.z[s]).predict_proba(x[q], z=t.z[q])}
+    out = {'Random forest': lambda t, x, s, q, sd: rf.adapt(x[s], t.y[s], seed=sd).predict_proba(x[q]),
+           'PrestoProbe': lambda t, x, s, q, sd: probe.adapt(x[s], t.y[s], seed=sd, z=t.z[s]).predict_proba(x[q], z=t.z[q]),
+           'PrestoTIML': lambda t, x, s, q, sd: tl.adapt(x[s], t.y[s], t.info, seed=sd, z=t.z[s]).predict_proba(x[q], z=t.z[q]),
+           'PrestoEnsemble(probe)': lambda t, x, s, q, sd: ens_p.adapt(x[s], t.y[s], seed=sd, z=t.z[s]).predict_proba(x[q], z=t.z[q]),
+           'PrestoEnsemble(TIML)': lambda t, x, s, q, sd: ens_t.adapt(x[s], t.y[s], t.info, seed=sd, z=t.z[s]).predict_proba(x[q], z=t.z[q]),
+           'PrestoFineTune': lambda t, x, s, q, sd: ft.adapt(x[s], t.y[s], lat=t.lat[s], lon=t.lon[s], month=t.month[s], seed=sd).predict_proba(
+               x[q], lat=t.lat[q], lon=t.lon[q], month=t.month[q])}
+    if old:
+        old_probe = PrestoProbe(device='cpu', standardize=False, raw=False)
+        out.update({'old PrestoProbe': lambda t, x, s, q, sd: old_probe.adapt(t.z[s], t.y[s], seed=sd).predict_proba(t.z[q]),
+                    'old PrestoTIML': lambda t, x, s, q, sd: nofb.adapt(t.z[s], t.y[s], t.info, seed=sd).predict_proba(t.z[q])})
+    return out
 
 
 def report(title, rows):
@@ -89,7 +118,8 @@ if arr is not None and not a.skip_algae:
     t0 = time.perf_counter()
     Z = encoder.embed(X, ll[:, 0], ll[:, 1], month=mo, dynamic_world=dwa, progress=False)
     print(f'algae: {len(X)} samples embedded once in {time.perf_counter() - t0:.1f} s; severity counts 1..5: {np.bincount(sev)[1:].tolist()}')
-    tasks = {key: (EmbeddedTask(t['name'], Z[t['idx']], t['y'], t['info']), X[t['idx']]) for key, t in algae_tasks(arr).items()}
+    tasks = {key: (located(EmbeddedTask(t['name'], Z[t['idx']], t['y'], t['info']), ll[t['idx']], mo[t['idx']]), X[t['idx']])
+             for key, t in algae_tasks(arr).items()}
     pilot, test_keys = {}, []
     for key, (t, x) in tasks.items():
         if min(t.y.sum(), len(t.y) - t.y.sum()) < 25: continue
@@ -110,7 +140,7 @@ if arr is not None and not a.skip_algae:
         print(f'  held-out region {r}: PrestoTIML meta-trained on {len(train)} tasks in {time.perf_counter() - t0:.1f} s, '
               f'best val step {max(tl.history, key=lambda h: -h.get("val_loss", np.inf))["step"]}, '
               f'step sizes {", ".join(f"{k} {v:.3f}" for k, v in tl.step_sizes.items())}')
-        rows += evaluate([tasks[k] for k in test_keys if k[0] == r], make_learners(tl), a.reps)
+        rows += evaluate([tasks[k] for k in test_keys if k[0] == r], make_learners(tl, not a.no_old), a.reps)
     report('ALGAE BLOOMS (real), leave-one-region-out', rows)
 
 # ------------------------------------------------------------------------------------------------------ synthetic
@@ -119,7 +149,8 @@ if not a.skip_synthetic:
     t0 = time.perf_counter(); Z = encoder.embed_dataset(ds, progress=False)
     print(f'\nsynthetic: {len(ds.x)} series embedded once in {time.perf_counter() - t0:.1f} s')
     regions = np.array(sorted(set(ds.regions))); fold = np.random.default_rng(0).permutation(len(regions)) % 4
-    tasks = {r: (EmbeddedTask(t['name'], Z[t['idx']], t['y'], t['info']), ds.x[t['idx']]) for r, t in synthetic_tasks(ds).items()}
+    tasks = {r: (located(EmbeddedTask(t['name'], Z[t['idx']], t['y'], t['info']), np.c_[ds.lat, ds.lon][t['idx']], np.zeros((len(t['idx']), ds.x.shape[1]), int)),
+                 ds.x[t['idx']]) for r, t in synthetic_tasks(ds).items()}
     rows = []
     for f in range(4):
         held = set(regions[fold == f])
@@ -128,10 +159,11 @@ if not a.skip_synthetic:
         t0 = time.perf_counter()
         tl = PrestoTIML(device='cpu').meta_fit(train, steps=a.meta_steps, progress=False)
         print(f'  fold {f}: meta-trained on {len(train)} regions in {time.perf_counter() - t0:.1f} s; testing on {len(test)} regions')
-        rows += evaluate(test, make_learners(tl), a.syn_reps)
+        rows += evaluate(test, make_learners(tl, not a.no_old), a.syn_reps)
     report('SYNTHETIC (embedded make_dataset), held-out region folds', rows)
 
 # ---------------------------------------------------------------------------------------------------------- speed
+if a.skip_speed: print(f'total {time.perf_counter() - t_all:.0f} s'); sys.exit(0)
 print(f'\nspeed ({a.threads} thread(s); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: other work slows small ops most)')
 r = np.random.default_rng(0)
 fake = [EmbeddedTask(f't{i}', r.normal(size=(80, 128)).astype(np.float32), np.r_[np.ones(40), np.zeros(40)].astype(int),

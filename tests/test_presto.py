@@ -155,8 +155,8 @@ def _auc(y, p): return float(((p[y == 1][:, None] > p[y == 0][None]).mean()))
 def test_presto_timl_meta_fit_beats_fresh_head_and_round_trips(tmp_path):
     from agrinb.meta.presto import PrestoTIML
     tasks = _toy_embedded(); train, test = tasks[:9], tasks[9:]
-    tl = PrestoTIML(device='cpu').meta_fit(train, steps=60, meta_batch=8, progress=False)
-    fresh = PrestoTIML(device='cpu')
+    tl = PrestoTIML(device='cpu', fallback=False).meta_fit(train, steps=60, meta_batch=8, progress=False)
+    fresh = PrestoTIML(device='cpu', fallback=False)   # the heads themselves, never the probe
     sup = np.r_[0:3, 30:33]; qry = np.setdiff1d(np.arange(60), sup)
     a_meta = np.mean([_auc(t.y[qry], tl.adapt(t.z[sup], t.y[sup], t.info, seed=0).predict_proba(t.z[qry])) for t in test])
     a_fresh = np.mean([_auc(t.y[qry], fresh.adapt(t.z[sup], t.y[sup], t.info, seed=0).predict_proba(t.z[qry])) for t in test])
@@ -183,3 +183,51 @@ def test_presto_timl_on_raw_task_and_errors():
     with pytest.raises(AgrinbError, match='lat/lon'): tl.adapt(task.support_x, task.support_y)
     with pytest.raises(AgrinbError, match="field 'steps'"): tl.adapt(task, steps=-1)
     with pytest.raises(AgrinbError, match="field 'tasks'"): tl.meta_fit([])
+
+
+def test_probe_reads_raw_series_and_checks_its_inputs():
+    "Fitted on raw series, the probe's head reads embeddings + raw values: cached z= gives the same answer, embeddings alone are refused."
+    from agrinb.meta.presto import PrestoProbe
+    x = _series(n=16).astype(np.float32); y = np.r_[np.ones(8, int), np.zeros(8, int)]; x[y == 1, :, 8] += 2000
+    probe = PrestoProbe(device='cpu'); z = probe.embed(x, 7., 1.)
+    pred = probe.adapt(x[::2], y[::2], lat=7., lon=1., seed=0)
+    assert pred.head.coef_.shape == (1, 128 + 12 * 18) and pred.chosen == 'probe'
+    np.testing.assert_allclose(probe.adapt(x[::2], y[::2], z=z[::2], seed=0).predict_proba(x[1::2], z=z[1::2]),
+                               pred.predict_proba(x[1::2]), atol=1e-5)
+    with pytest.raises(AgrinbError, match='embeddings \\+ raw series'): pred.predict_proba(z[1::2])
+    with pytest.raises(AgrinbError, match="field 'z'"): probe.adapt(x[::2], y[::2], z=z[:3])
+    with pytest.raises(AgrinbError, match="field 'x'"): pred.predict_proba(x[1::2, :6], lat=7., lon=1.)
+    emb = PrestoProbe(device='cpu', raw=False, standardize=False).adapt(x[::2], y[::2], lat=7., lon=1., seed=0)
+    assert emb.head.coef_.shape == (1, 128) and emb.scale is None and emb.raw is None
+
+
+def test_presto_timl_fallback_to_probe():
+    "With fallback (the default) a head that cannot adapt (max_steps=0: its random start) hands over to the probe on a support set the probe separates; without fallback, never."
+    from agrinb.meta.presto import PrestoTIML, ProbePredictor, TIMLPredictor
+    from agrinb.tasks import TaskInfo
+    x = _series(n=20).astype(np.float32); y = np.r_[np.ones(10, int), np.zeros(10, int)]; x[y == 1, :, 8] += 3000
+    tl = PrestoTIML(device='cpu', max_steps=0); z = tl.probe.embed(x, 7., 1.)
+    got = tl.adapt(x, y, TaskInfo(7., 1.), z=z, seed=0)
+    assert isinstance(got, ProbePredictor) and got.chosen == 'probe', getattr(got, 'chosen', None)
+    np.testing.assert_allclose(got.predict_proba(x, z=z), tl.probe.adapt(x, y, z=z, seed=0).predict_proba(x, z=z), atol=1e-9)
+    tl.hparams['fallback'] = False
+    head = tl.adapt(x, y, TaskInfo(7., 1.), z=z, seed=0)
+    assert isinstance(head, TIMLPredictor) and head.chosen == 'head'
+    np.testing.assert_allclose(head.predict_proba(x, z=z), head.predict_proba(z), atol=1e-6)
+    with pytest.raises(AgrinbError, match="field 'z'"): tl.adapt(x, y, TaskInfo(7., 1.), z=z[:, :64])
+
+
+def test_finetune_adapts_a_copy_and_checks_inputs(tmp_path):
+    "PrestoFineTune moves its copy's weights (not the shipped model's), keeps the fixed tables, refuses embeddings and bad steps."
+    from agrinb.meta.presto import PrestoFineTune
+    x = _series(n=8).astype(np.float32); y = np.r_[np.ones(4, int), np.zeros(4, int)]; x[y == 1, :, 8] += 2000
+    ft = PrestoFineTune(steps=2, lr=1e-3, device='cpu'); shipped = {n: w.clone() for n, w in ft.probe.model.encoder.state_dict().items()}
+    pred = ft.adapt(x, y, lat=7., lon=1., seed=0)
+    moved = {n for n, w in pred.encoder.state_dict().items() if not torch.equal(w, shipped[n])}
+    assert 'blocks.0.attn.qkv.weight' in moved and 'pos_embed' not in moved and 'month_embed.weight' not in moved
+    assert all(torch.equal(w, shipped[n]) for n, w in ft.probe.model.encoder.state_dict().items())
+    p = pred.predict_proba(x); assert p.shape == (8,) and np.all((0 <= p) & (p <= 1))
+    with pytest.raises(AgrinbError, match='raw series'): ft.adapt(ft.probe.embed(x, 7., 1.), y)
+    with pytest.raises(AgrinbError, match="field 'steps'"): ft.adapt(x, y, lat=7., lon=1., steps=-1)
+    with pytest.raises(AgrinbError, match='lat/lon'): ft.adapt(x, y)
+    ft.save(tmp_path / 'ft.pt'); assert PrestoFineTune.load(tmp_path / 'ft.pt').settings() == ft.settings()

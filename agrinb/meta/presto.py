@@ -8,14 +8,16 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.metrics import roc_auc_score
 from fastcore.basics import patch
 from ..core import bad_input, get_device, save_checkpoint, load_checkpoint
 from ..data.pixels import CROPHARVEST_BANDS, fill_gaps
 from ..models.presto import pretrained
 
 # %% auto #0
-__all__ = ['support_inputs', 'location', 'PrestoProbe', 'ProbePredictor', 'PrestoEnsemble', 'EnsemblePredictor', 'FiLMHead',
-           'EmbeddedTask', 'PrestoTIML', 'TIMLPredictor']
+__all__ = ['FIXED', 'support_inputs', 'location', 'PrestoProbe', 'raw_features', 'ProbePredictor', 'PrestoEnsemble',
+           'EnsemblePredictor', 'FiLMHead', 'EmbeddedTask', 'PrestoTIML', 'support_folds', 'probe_oof', 'TIMLPredictor',
+           'PrestoFineTune', 'FineTunePredictor']
 
 # %% ../../nbs/34_meta.presto.ipynb #4a24bdae
 def support_inputs(support_x, support_y=None, info=None, where:str='PrestoProbe.adapt')->tuple:
@@ -44,22 +46,27 @@ def location(lat=None, lon=None, info=None, where:str='PrestoProbe'):
 class PrestoProbe:
     "Frozen Presto encoder + logistic regression fitted on the support embeddings."
     name = 'Presto + logistic regression'
+    takes_z = True # adapt / predict_proba take raw series with their cached embeddings as z=
     def __init__(self, month=0, # start month of the series (0 = January), an int, (n,) or (n, T)
                  bands=CROPHARVEST_BANDS, # band names of the series
                  C:float=1.0, # inverse regularisation of the logistic regression
                  max_iter:int=1000, # solver iterations
                  batch_size:int=128, # series per encoder batch
                  device=None, # where the encoder runs (None = CUDA if available)
-                 progress:bool=False): # progress bar while embedding
+                 progress:bool=False, # progress bar while embedding
+                 standardize:bool=True, # standardise the head's features with the support set's mean and s.d.
+                 raw:bool=True): # given raw series, the head also sees them (flattened, gaps filled), not only embeddings
         self.month, self.bands, self.C, self.max_iter = month, list(bands), C, max_iter
         self.batch_size, self.progress, self.device, self._model = batch_size, progress, get_device(device), None
+        self.standardize, self.raw = standardize, raw
     @property
     def model(self):
         if self._model is None: self._model = pretrained(self.device)
         return self._model
     def settings(self)->dict:
         m = self.month if np.ndim(self.month) == 0 else np.asarray(self.month).tolist()
-        return dict(month=m, bands=self.bands, C=self.C, max_iter=self.max_iter, batch_size=self.batch_size, progress=self.progress)
+        return dict(month=m, bands=self.bands, C=self.C, max_iter=self.max_iter, batch_size=self.batch_size, progress=self.progress,
+                    standardize=self.standardize, raw=self.raw)
     def embed(self, x, lat=None, lon=None, info=None, month=None, device=None)->np.ndarray: # (n, 128)
         "Presto embeddings of raw series `x` (n, T, B); (n, 128) embeddings are returned as they are."
         x = np.asarray(x)
@@ -70,16 +77,31 @@ class PrestoProbe:
                                 batch_size=self.batch_size, progress=self.progress)
 
 # %% ../../nbs/34_meta.presto.ipynb #5eb2bdba
+def raw_features(x, band_mean, shape, where:str)->np.ndarray: # (n, T * B) float32
+    "Raw series (n, T, B) flattened, gaps filled with the support set's band means (`fill_gaps`)."
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 3 or x.shape[1:] != tuple(shape):
+        raise bad_input(where, 'x', f'raw series of shape (n, {shape[0]}, {shape[1]}) like the support set '
+                        '(this head was fitted on embeddings + raw series)', x.shape)
+    return fill_gaps(x, band_mean).reshape(len(x), -1)
+
 class ProbePredictor:
-    "A logistic regression on Presto embeddings of one support set."
-    def __init__(self, probe, head, lat=None, lon=None, month=None):
-        self.probe, self.head, self.lat, self.lon, self.month = probe, head, lat, lon, month
+    "A logistic regression on Presto embeddings (and, when fitted so, the raw series) of one support set."
+    takes_z, chosen = True, 'probe'
+    def __init__(self, probe, head, lat=None, lon=None, month=None,
+                 scale=None, # (mean, s.d.) of the support features, or None
+                 raw=None): # (band_mean, (T, B)) when the head also reads the raw series, else None
+        self.probe, self.head, self.lat, self.lon, self.month, self.scale, self.raw = probe, head, lat, lon, month, scale, raw
+    def features(self, x, lat=None, lon=None, month=None, z=None)->np.ndarray:
+        "The head's input: embeddings (`z`, else embedded from `x`), then the raw series when the head reads them."
+        z = self.probe.embed(x if z is None else z, self.lat if lat is None else lat, self.lon if lon is None else lon,
+                             month=self.month if month is None else month)
+        f = z if self.raw is None else np.c_[z, raw_features(x, *self.raw, 'PrestoProbe predict_proba')]
+        return f if self.scale is None else (f - self.scale[0]) / self.scale[1]
     def predict_proba(self, x, # (N, T, B) raw series (NaN gaps allowed) or (N, 128) embeddings
                       lat=None, lon=None, # degrees, scalars or (N,); default: the support's location
-                      month=None)->np.ndarray: # (N,) P(positive)
-        z = self.probe.embed(x, self.lat if lat is None else lat, self.lon if lon is None else lon,
-                             month=self.month if month is None else month)
-        return self.head.predict_proba(z)[:, list(self.head.classes_).index(1)]
+                      month=None, z=None)->np.ndarray: # z: cached (N, 128) embeddings of raw `x`; -> (N,) P(positive)
+        return self.head.predict_proba(self.features(x, lat, lon, month, z))[:, list(self.head.classes_).index(1)]
 
 # %% ../../nbs/34_meta.presto.ipynb #b3fe8c14
 def _scalar(v): return v if v is not None and np.ndim(v) == 0 else None
@@ -94,13 +116,21 @@ def adapt(self:PrestoProbe, support_x, # (n, T, B) raw series, (n, 128) embeddin
           support_y=None, # (n,) labels in {0, 1} (taken from the task when one is given)
           info=None, # task info; its lat / lon locate the series when `lat` / `lon` are not given
           steps=None, seed=None, # the solver runs to convergence; `seed` seeds it
-          device=None, lat=None, lon=None, month=None)->ProbePredictor:
-    "Fit the logistic-regression head on the support embeddings."
+          device=None, lat=None, lon=None, month=None,
+          z=None)->ProbePredictor: # z: cached (n, 128) Presto embeddings of the raw support series
+    "Fit the logistic-regression head on the support embeddings (and raw series), standardised on the support set."
     x, y, info = support_inputs(support_x, support_y, info)
-    if x.ndim == 3: lat, lon = location(lat, lon, info, 'PrestoProbe.adapt')
-    z = self.embed(x, lat, lon, month=month, device=device)
-    head = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=seed).fit(z, y)
-    return ProbePredictor(self, head, _scalar(lat), _scalar(lon), month if np.ndim(month) == 0 else None)
+    if x.ndim == 3 and z is None: lat, lon = location(lat, lon, info, 'PrestoProbe.adapt')
+    if z is not None and np.shape(z) != (len(x), 128): raise bad_input('PrestoProbe.adapt', 'z', f'({len(x)}, 128) embeddings of support_x', np.shape(z))
+    zs = self.embed(x if z is None else z, lat, lon, month=month, device=device)
+    raw = None
+    if self.raw and x.ndim == 3:
+        xr = x.astype(np.float32); bm = np.nanmean(xr.reshape(-1, xr.shape[2]), 0)
+        raw = (np.where(np.isnan(bm), 0, bm), xr.shape[1:]); zs = np.c_[zs, raw_features(xr, *raw, 'PrestoProbe.adapt')]
+    scale = None
+    if self.standardize: sd = zs.std(0); scale = (zs.mean(0), np.where(sd > 1e-6, sd, 1).astype(np.float32))
+    head = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=seed).fit(zs if scale is None else (zs - scale[0]) / scale[1], y)
+    return ProbePredictor(self, head, _scalar(lat), _scalar(lon), month if np.ndim(month) == 0 else None, scale, raw)
 
 # %% ../../nbs/34_meta.presto.ipynb #bf4d7c8c
 @patch
@@ -134,7 +164,9 @@ class EnsemblePredictor:
         x = np.asarray(x, dtype=np.float32)
         if x.shape[1:] != self.shape: raise bad_input('PrestoEnsemble.predict_proba', 'x', f'series of shape {self.shape} like the support set', x.shape[1:])
         rf = self.forest.predict_proba(fill_gaps(x, self.band_mean).reshape(len(x), -1))[:, list(self.forest.classes_).index(1)]
-        return (self.first.predict_proba(x if z is None else z, **kwargs) + rf) / 2
+        first = self.first.predict_proba(x, z=z, **kwargs) if getattr(self.first, 'takes_z', False) else \
+                self.first.predict_proba(x if z is None else z, **kwargs)
+        return (first + rf) / 2
 
 # %% ../../nbs/34_meta.presto.ipynb #5490fefe
 @patch
@@ -145,7 +177,8 @@ def adapt(self:PrestoEnsemble, support_x, support_y=None, info=None, steps=None,
     x, y, info = support_inputs(support_x, support_y, info, 'PrestoEnsemble.adapt')
     if x.ndim != 3: raise bad_input('PrestoEnsemble.adapt', 'support_x', 'raw series (n, time, band) for the forest', x.shape)
     seed = seed if seed is not None else self.seed if self.seed is not None else int(np.random.randint(2**31 - 1))
-    first = self.learner.adapt(x if z is None else z, y, info, steps=steps, seed=seed, device=device, **kwargs)
+    if getattr(self.learner, 'takes_z', False): first = self.learner.adapt(x, y, info, steps=steps, seed=seed, device=device, z=z, **kwargs)
+    else: first = self.learner.adapt(x if z is None else z, y, info, steps=steps, seed=seed, device=device, **kwargs)
     x = x.astype(np.float32); band_mean = np.nanmean(x.reshape(-1, x.shape[2]), 0)
     band_mean = np.where(np.isnan(band_mean), 0, band_mean)  # a band absent from the whole support set
     rf = clone(self.forest).set_params(random_state=seed).fit(fill_gaps(x, band_mean).reshape(len(x), -1), y)
@@ -224,17 +257,19 @@ class EmbeddedTask:
 class PrestoTIML:
     "TIML on the frozen Presto encoder: a FiLM-modulated MLP head with learned step sizes, meta-trained on cached embeddings."
     kind = name = 'PrestoTIML'
+    takes_z = True
     def __init__(self, hidden:int=64, # hidden units of the head
                  encoder_width:int=64, encoder_dropout:float=0.1, # the TaskEncoder's width and dropout
                  inner_lr:float=0.1, # initial inner step size (learned per tensor by `meta_fit`)
                  info_size:int=13, # size of the task vector
                  max_steps:int=50, # most adaptation steps `adapt` considers when choosing them on the support set
+                 fallback:bool=True, # `adapt` returns the probe's predictor when its held-out loss inside the support is lower
                  month=0, bands=CROPHARVEST_BANDS, batch_size:int=128, # how series are embedded (see `PrestoProbe`)
                  device=None, seed:int=0, progress:bool=False):
         self.probe = PrestoProbe(month, bands, batch_size=batch_size, device=device, progress=progress)
         self.device = self.probe.device
         self.hparams = dict(hidden=hidden, encoder_width=encoder_width, encoder_dropout=encoder_dropout, inner_lr=inner_lr,
-                            info_size=info_size, max_steps=max_steps, month=self.probe.settings()['month'], bands=list(bands),
+                            info_size=info_size, max_steps=max_steps, fallback=fallback, month=self.probe.settings()['month'], bands=list(bands),
                             batch_size=batch_size, seed=seed)
         torch.manual_seed(seed)
         self.head = FiLMHead(128, hidden, inner_lr).to(self.device)
@@ -347,28 +382,50 @@ def _masked_losses(logits, y): # y = -1 marks examples outside a fold's training
 def choose_steps(self:PrestoTIML, z, y, film:dict, # support embeddings (n, 128) and labels (n,) as tensors, FiLM of the task
                  seed:int=0)->int: # the number of steps with the lowest held-out log-loss inside the support set
     "Adaptation steps chosen by stratified folds inside the support set, all folds adapted at once."
-    yn = y.cpu().numpy(); n_f = int(min(5, yn.sum(), len(yn) - yn.sum()))
-    if n_f < 2: return self.fit_config['inner_steps']
-    rng, fold = np.random.default_rng(seed), np.zeros(len(yn), int)
-    for c in (0, 1): i = rng.permutation(np.flatnonzero(yn == c)); fold[i] = np.arange(len(i)) % n_f
+    curve, _ = self.step_curve(z, y, film, support_folds(y.cpu().numpy(), seed))
+    return self.fit_config['inner_steps'] if curve is None else int(np.argmin(curve))
+
+def support_folds(y:np.ndarray, seed:int=0)->np.ndarray|None:
+    "Stratified fold number (n,) of each support example, up to 5 folds; None when a class has fewer than 2."
+    n_f = int(min(5, y.sum(), len(y) - y.sum()))
+    if n_f < 2: return None
+    rng, fold = np.random.default_rng(seed), np.zeros(len(y), int)
+    for c in (0, 1): i = rng.permutation(np.flatnonzero(y == c)); fold[i] = np.arange(len(i)) % n_f
+    return fold
+
+@patch
+def step_curve(self:PrestoTIML, z, y, film:dict, fold)->tuple: # (S + 1,) held-out log-losses, (S + 1, n) out-of-fold logits
+    "Mean held-out log-loss of the folds after 0..max_steps inner steps, and each example's logit when held out."
+    if fold is None: return None, None
+    n_f = int(fold.max()) + 1
     held = torch.as_tensor(fold[None] == np.arange(n_f)[:, None], device=z.device)           # (F, n)
     ytr = torch.where(held, -1, y[None]); yte = torch.where(held, y[None], -1)
     zz, ff = self.head.film_input(z[None], film).expand(n_f, *z.shape), {k: v.expand(n_f, *v.shape[1:]) for k, v in film.items()}
-    p, curve = stack_params({k: v.detach() for k, v in self.head.adapted().items()}, n_f), []
+    p, curve, oof = stack_params({k: v.detach() for k, v in self.head.adapted().items()}, n_f), [], []
     with torch.no_grad():
         for s in range(self.hparams['max_steps'] + 1):
-            curve.append(float(_masked_losses(self.head.forward_tasks(p, zz, ff), yte).mean()))
+            o = self.head.forward_tasks(p, zz, ff)
+            curve.append(float(_masked_losses(o, yte).mean())); oof.append((o[..., 0] * held).sum(0))
             if s < self.hparams['max_steps']:
                 p = inner_loop(self.head, p, zz, ytr, ff, lr=1.0, steps=1, first_order=True, loss_fn=_masked_losses)
-    return int(np.argmin(curve))
+    return curve, torch.stack(oof).cpu().numpy()
+
+def probe_oof(probe, x, y, fold, z=None, **kwargs)->np.ndarray: # (n,) P(positive) of each example when held out
+    "The probe's out-of-fold probabilities over the same support folds."
+    out = np.zeros(len(y))
+    for f in range(int(fold.max()) + 1):
+        tr, te = fold != f, fold == f
+        out[te] = probe.adapt(x[tr], y[tr], z=None if z is None else z[tr], **kwargs).predict_proba(x[te], z=None if z is None else z[te])
+    return out
 
 class TIMLPredictor:
     "The PrestoTIML head adapted to one task."
     def __init__(self, learner, params, film, lat=None, lon=None, month=None, steps=None):
         self.learner, self.params, self.film, self.lat, self.lon, self.month, self.steps = learner, params, film, lat, lon, month, steps
+    takes_z, chosen = True, 'head'
     def predict_proba(self, x, # (N, T, B) raw series or (N, 128) embeddings
-                      lat=None, lon=None, month=None)->np.ndarray: # (N,) P(positive)
-        z = self.learner.probe.embed(x, self.lat if lat is None else lat, self.lon if lon is None else lon,
+                      lat=None, lon=None, month=None, z=None)->np.ndarray: # z: cached embeddings of raw `x`; -> (N,) P(positive)
+        z = self.learner.probe.embed(x if z is None else z, self.lat if lat is None else lat, self.lon if lon is None else lon,
                                      month=self.month if month is None else month)
         with torch.no_grad():
             head = self.learner.head
@@ -380,18 +437,27 @@ def adapt(self:PrestoTIML, support_x, # (n, T, B) raw series, (n, 128) embedding
           support_y=None, # (n,) labels in {0, 1}
           info=None, # TaskInfo or (13,) task vector (default: the task's; else a crop task at lat / lon)
           steps:int|None=None, # inner steps (None: chosen on the support set)
-          seed:int|None=None, device=None, lat=None, lon=None, month=None)->TIMLPredictor:
-    "Adapt the meta-learned head to a support set with the learned step sizes."
+          seed:int|None=None, device=None, lat=None, lon=None, month=None,
+          z=None)->TIMLPredictor: # z: cached (n, 128) embeddings of raw support series; -> a TIMLPredictor or the probe's
+    "Adapt the meta-learned head to a support set with the learned step sizes (or fall back to the probe, see `fallback`)."
     x, y, info = support_inputs(support_x, support_y, info, 'PrestoTIML.adapt')
     if device is not None: self.to(device)
-    if x.ndim == 3: lat, lon = location(lat, lon, info, 'PrestoTIML.adapt')
+    if z is not None and np.shape(z) != (len(x), 128): raise bad_input('PrestoTIML.adapt', 'z', f'({len(x)}, 128) embeddings of support_x', np.shape(z))
+    if x.ndim == 3 and z is None: lat, lon = location(lat, lon, info, 'PrestoTIML.adapt')
     if info is None and _scalar(lat) is not None and _scalar(lon) is not None: info = TaskInfo(float(lat), float(lon))
     v = torch.as_tensor(info_vector(info, self.hparams['info_size'], 'PrestoTIML.adapt'), device=self.device)
-    z = torch.as_tensor(self.probe.embed(x, lat, lon, info=info, month=month), device=self.device)
-    yt = torch.as_tensor(y, device=self.device)
+    zn = self.probe.embed(x if z is None else z, lat, lon, info=info, month=month)
+    zt, yt = torch.as_tensor(zn, device=self.device), torch.as_tensor(y, device=self.device)
     self.encoder.eval()
     with torch.no_grad(): film = self.encoder(v[None])
-    if steps is None: steps = self.choose_steps(z, yt, film, 0 if seed is None else seed)
+    if steps is None:
+        fold = support_folds(y, 0 if seed is None else seed); curve, oof = self.step_curve(zt, yt, film, fold)
+        steps = self.fit_config['inner_steps'] if curve is None else int(np.argmin(curve))
+        if curve is not None and self.hparams.get('fallback', False):
+            kw = dict(lat=lat, lon=lon, month=month, seed=seed)
+            if roc_auc_score(y, probe_oof(self.probe, x, y, fold, z=None if x.ndim == 2 else zn, **kw)) > roc_auc_score(y, oof[steps]):
+                return self.probe.adapt(x, y, info, z=None if x.ndim == 2 else zn, **kw)
+    z = zt
     if int(steps) < 0: raise bad_input('PrestoTIML.adapt', 'steps', 'a number of steps >= 0 (or None to choose)', steps)
     p = stack_params({k: t.detach() for k, t in self.head.adapted().items()}, 1)
     with torch.no_grad():
@@ -413,3 +479,77 @@ def load(cls:PrestoTIML, path, device=None)->PrestoTIML:
     self = cls(device=device, **m['hparams']); self.load_state(st)
     self.fit_config.update(m['fit']); self.history, self.best_val = list(m.get('history', [])), m.get('best_val')
     return self
+
+# %% ../../nbs/34_meta.presto.ipynb #ba0c4a6c
+import copy
+from ..models.presto import prepare, _to
+
+FIXED = ('pos_embed', 'month_embed.weight') # the fixed sinusoid tables stay as published
+
+class PrestoFineTune:
+    "Presto with all encoder weights fine-tuned on the support set, under a linear head started at the probe's."
+    name = kind = 'PrestoFineTune'
+    def __init__(self, steps:int=20, # Adam steps on the support set
+                 lr:float=1e-4, head_lr:float=1e-3, # step sizes of the encoder and of the head
+                 C:float=1.0, # the starting probe's inverse regularisation
+                 month=0, bands=CROPHARVEST_BANDS, batch_size:int=128, device=None, progress:bool=False):
+        self.probe = PrestoProbe(month, bands, C=C, batch_size=batch_size, device=device, progress=progress, standardize=False, raw=False)
+        self.steps, self.lr, self.head_lr, self.device = steps, lr, head_lr, self.probe.device
+    def settings(self)->dict:
+        p = self.probe.settings()
+        return dict(steps=self.steps, lr=self.lr, head_lr=self.head_lr, C=p['C'], month=p['month'], bands=p['bands'], batch_size=p['batch_size'])
+    def meta_fit(self, tasks=None, val_tasks=None, **kwargs):
+        "Nothing to meta-learn: the published weights are the start of every adaptation."
+        return self
+
+class FineTunePredictor:
+    "A fine-tuned encoder copy and its linear head."
+    def __init__(self, learner, encoder, head, lat=None, lon=None, month=None):
+        self.learner, self.encoder, self.head, self.lat, self.lon, self.month = learner, encoder, head, lat, lon, month
+    def predict_proba(self, x, # (N, T, B) raw series
+                      lat=None, lon=None, month=None)->np.ndarray: # (N,) P(positive)
+        lat, lon = location(self.lat if lat is None else lat, self.lon if lon is None else lon, None, 'PrestoFineTune predict_proba')
+        pr = self.learner.probe
+        p = prepare(x, lat, lon, pr.month if month is None and self.month is None else self.month if month is None else month,
+                    pr.bands, where='PrestoFineTune predict_proba')
+        out = []
+        with torch.no_grad():
+            for s in range(0, len(p['x']), pr.batch_size):
+                out.append(torch.sigmoid(self.head(self.encoder(*_to(p, slice(s, s + pr.batch_size), self.learner.device)))[:, 0]))
+        return torch.cat(out).cpu().numpy() if out else np.zeros(0)
+
+# %% ../../nbs/34_meta.presto.ipynb #64f85bd4
+@patch
+def adapt(self:PrestoFineTune, support_x, # (n, T, B) raw series or a task of them
+          support_y=None, info=None, # labels; info locates the series when lat / lon are not given
+          steps:int|None=None, # Adam steps (None: the learner's)
+          seed:int|None=None, device=None, lat=None, lon=None, month=None)->FineTunePredictor:
+    "Fine-tune a copy of the encoder and a linear head on the support set."
+    x, y, info = support_inputs(support_x, support_y, info, 'PrestoFineTune.adapt')
+    if x.ndim != 3: raise bad_input('PrestoFineTune.adapt', 'support_x', 'raw series (n, time, band): the encoder is fine-tuned on them', x.shape)
+    steps = self.steps if steps is None else steps
+    if int(steps) < 0: raise bad_input('PrestoFineTune.adapt', 'steps', 'a number of steps >= 0', steps)
+    if device is not None: self.device = get_device(device); self.probe.device = self.device; self.probe._model = None
+    lat, lon = location(lat, lon, info, 'PrestoFineTune.adapt'); mo = self.probe.month if month is None else month
+    start = self.probe.adapt(x, y, lat=lat, lon=lon, month=mo, seed=seed).head
+    torch.manual_seed(0 if seed is None else seed)
+    enc = copy.deepcopy(self.probe.model.encoder).to(self.device).train()
+    for n, w in enc.named_parameters(): w.requires_grad_(n not in FIXED)   # the shipped model is frozen; the copy learns
+    head = nn.Linear(128, 1).to(self.device)
+    with torch.no_grad(): head.weight.copy_(torch.as_tensor(start.coef_)); head.bias.copy_(torch.as_tensor(start.intercept_))
+    p = _to(prepare(x, lat, lon, mo, self.probe.bands, where='PrestoFineTune.adapt'), slice(None), self.device)
+    yt = torch.as_tensor(y, dtype=torch.float32, device=self.device)
+    opt = torch.optim.Adam([dict(params=enc.parameters(), lr=self.lr), dict(params=head.parameters(), lr=self.head_lr)])
+    for _ in range(int(steps)):
+        opt.zero_grad(); F.binary_cross_entropy_with_logits(head(enc(*p))[:, 0], yt).backward(); opt.step()
+    enc.eval()
+    return FineTunePredictor(self, enc, head, _scalar(lat), _scalar(lon), month if np.ndim(month) == 0 else None)
+
+@patch
+def save(self:PrestoFineTune, path):
+    "Write the settings (the weights are the published ones; a fine-tuned copy belongs to its predictor)."
+    return save_checkpoint(path, self.kind, {}, **self.settings())
+
+@patch(cls_method=True)
+def load(cls:PrestoFineTune, path, device=None)->PrestoFineTune:
+    return cls(device=device, **load_checkpoint(path, cls.kind)['meta'])
