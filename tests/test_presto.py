@@ -1,3 +1,4 @@
+import dataclasses
 """agrinb.models.presto: the published embeddings reproduced from raw values, the normalisation, the shipped
 weights, per-sample masks, bad inputs."""
 from pathlib import Path
@@ -169,6 +170,16 @@ def test_presto_timl_meta_fit_beats_fresh_head_and_round_trips(tmp_path):
     assert back.step_sizes == tl.step_sizes
     p0 = tl.adapt(t.z[sup], t.y[sup], t.info, steps=0).predict_proba(t.z[qry]); p5 = tl.adapt(t.z[sup], t.y[sup], t.info, steps=5).predict_proba(t.z[qry])
     assert np.abs(p0 - p5).max() > 1e-4
+
+
+def test_presto_timl_meta_fit_on_small_tasks():
+    "Tasks with fewer than k_query + 1 examples of a class (the quick demo's) still give episodes; 1 per class is refused."
+    from agrinb.meta.presto import PrestoTIML
+    small = _toy_embedded(n_tasks=6, n=12)   # 6 per class: below the default 10 queries + 1
+    tl = PrestoTIML(device='cpu', fallback=False).meta_fit(small, steps=3, meta_batch=4, progress=False)
+    assert len(tl.history) == 3 and all(np.isfinite(h['train_loss']) for h in tl.history)
+    tiny = [dataclasses.replace(t, z=t.z[[0, -1]], y=t.y[[0, -1]]) for t in small]
+    with pytest.raises(AgrinbError, match="field 'tasks'"): PrestoTIML(device='cpu').meta_fit(tiny, steps=2, progress=False)
 
 
 def test_presto_timl_on_raw_task_and_errors():

@@ -299,8 +299,10 @@ def _prepare(self:PrestoTIML, tasks:list, where:str)->list:
 def _episode(self:PrestoTIML, tasks:list, meta_batch:int, k_support, q:int, rng)->tuple:
     "A meta-batch of episodes whose tasks all have k + q examples of each class, k drawn in `k_support`."
     lo, hi = (k_support, k_support) if np.ndim(k_support) == 0 else k_support
-    room = np.array([min(t.labels.sum(), len(t.labels) - t.labels.sum()) - q for t in tasks])
-    k = int(min(rng.integers(lo, hi + 1), max(room.max(), 1)))
+    least = np.array([min(t.labels.sum(), len(t.labels) - t.labels.sum()) for t in tasks])   # the rarer class's count
+    if least.max() < 2: raise bad_input('PrestoTIML.meta_fit', 'tasks', 'a task with at least 2 examples of each class', f'at most {least.max()}')
+    q = int(min(q, least.max() - 1)); room = least - q   # small tasks: fewer queries rather than no episode at all
+    k = int(min(rng.integers(lo, hi + 1), room.max()))
     ok = np.flatnonzero(room >= k)
     pick = [tasks[i] for i in rng.choice(ok, meta_batch, replace=len(ok) < meta_batch)]
     return pick, draw_episodes(pick, k, q, rng)
