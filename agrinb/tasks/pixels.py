@@ -18,8 +18,8 @@ from ..data.pixels import PixelDataset, BandStats, NON_CROP, prepare_series
 # %% auto #0
 __all__ = ['FAO_GROUPS', 'CROP_GROUPS', 'NON_CROP_CLASSES', 'CROP_SYNONYMS', 'TASK_KINDS', 'TEST_SPEC', 'check_series',
            'check_labels', 'info_vector', 'register_crop', 'crop_name', 'TaskInfo', 'Task', 'draw_by_id', 'as_task',
-           'support_set', 'query_array', 'balanced_batches', 'TaskList', 'build_tasks', 'test_tasks', 'Benchmark',
-           'benchmark_tasks', 'TaskData', 'prepare_task', 'draw_episodes', 'toy_tasks']
+           'support_set', 'query_array', 'balanced_batches', 'TaskList', 'target_labels', 'build_tasks', 'test_tasks',
+           'Benchmark', 'benchmark_tasks', 'TaskData', 'prepare_task', 'draw_episodes', 'toy_tasks']
 
 # %% ../../nbs/10_tasks.pixels.ipynb #b04d8eb9
 def check_series(x, where, field, n_bands=None)->np.ndarray:
@@ -363,6 +363,17 @@ def _canonical(held_out)->tuple:
 # %% ../../nbs/10_tasks.pixels.ipynb #e9fd7946
 TASK_KINDS = ('crop', 'rest', 'non_crop')
 
+def target_labels(target:str, # 'crop', 'non_crop' or a registry crop name
+                  single:np.ndarray, # (n,) registry name of single-name labels, '' for mixed ones (`_label_parts`)
+                  parts:list, # (n,) tuple of registry names per sample
+                  crop:np.ndarray, # (n,) crop mask
+                 )->tuple: # (y (n,) int64, keep (n,) bool)
+    "THE label rule of a task: positives the exact label, negatives the samples whose names never contain it."
+    if target == 'crop': return crop.astype(np.int64), np.ones(len(crop), bool)
+    if target == NON_CROP: return (~crop).astype(np.int64), np.ones(len(crop), bool)
+    pos = np.asarray(single) == target
+    return pos.astype(np.int64), pos | np.array([target not in p for p in parts], bool)
+
 def _group_tasks(name, m, lat, lon, labels, is_crop, ids, x, min_per_class, balance_negatives, frac, rng,
                  parts=None, kinds=('crop', 'rest'), targets=None, skipped=None)->list:
     "Crop-vs-non-crop, crop-vs-rest and crop-vs-non-crop-only tasks of one group (positives: the exact label)."
@@ -377,10 +388,10 @@ def _group_tasks(name, m, lat, lon, labels, is_crop, ids, x, min_per_class, bala
     pm = [(l,) for l in lab] if parts is None else [parts[i] for i in np.flatnonzero(m)]
     names = pd.unique(lab[crop & (lab != '')]) if targets is None else [t for t in targets if (lab == t).any()]
     for c in sorted(names):
-        pos = np.flatnonzero(lab == c)
+        yt, ok = target_labels(c, lab, pm, crop); pos = np.flatnonzero(yt == 1)
         if len(pos) and CROP_GROUPS.get(c) == NON_CROP: continue       # a non-crop class is not a crop target
         if 'rest' in kinds:
-            free = np.array([c not in p for p in pm])                      # negatives never contain the crop
+            free = ok & (yt == 0)                                          # negatives never contain the crop
             other, non = np.flatnonzero(free & crop), np.flatnonzero(free & ~crop)
             if keep(f'{name}_{c}', len(pos), len(other) + len(non)):
                 if balance_negatives and 0 < len(other) < len(non):
@@ -470,18 +481,21 @@ def test_tasks(ds:PixelDataset, # the dataset holding the test regions
                seed:int=0, # chooses the `n_train` subset
                split_seed:int=0, # chooses the train/test split (keep it fixed across runs)
                by:str='country', # how the training tasks were built (decides the default statistics)
+               sep:str|None=None, # separator of mixed labels, as in `build_tasks`
               )->TaskList:
-    "Held-out test tasks: support = the region's training split, query = its test split."
+    "Held-out test tasks: support = the region's training split, query = its test split (labels: `target_labels`)."
     regions = tuple(r for r, _ in spec)
     if stats is None: stats = ds[~_held_out_mask(ds, regions, by)].compute_stats()
     out, known = TaskList(), list(pd.unique(ds.regions))
+    single, parts, crop = _label_parts(ds, sep)
     for region, target in spec:
         _check_target(target)
         m = ds.regions == region
         if not m.any():
             raise bad_input('test_tasks', 'spec', 'regions present in the dataset', repr(region) + '.' + suggest(region, known))
         idx = np.flatnonzero(m)
-        y = (ds.is_crop[m] if target == 'crop' else ds.labels[m] == target).astype(np.int64)
+        y, ok = target_labels(target, single[idx], [parts[i] for i in idx], crop[idx])
+        idx, y = idx[ok], y[ok]
         if y.min() == y.max():
             raise bad_input(f'test task {region}/{target}', 'y', 'both classes in the region', f'only class {y[0]}')
         q = _split_ids(y, idx, test_frac, np.random.default_rng(split_seed))
@@ -496,7 +510,7 @@ def test_tasks(ds:PixelDataset, # the dataset holding the test regions
 
 test_tasks.__test__ = False  # a builder, not a test: keeps pytest from collecting it where it is imported
 
-# %% ../../nbs/10_tasks.pixels.ipynb #d5bda87b
+# %% ../../nbs/10_tasks.pixels.ipynb #d76b2513
 @dataclass
 class Benchmark:
     "Meta-training, validation and test tasks sharing one set of normalisation statistics."
@@ -523,7 +537,7 @@ def benchmark_tasks(ds:PixelDataset, # e.g. `make_dataset()`
     test = test_tasks(ds, spec, n_train=n_train, stats=tasks.stats, seed=seed, by=by)
     return Benchmark(train, val, test, tasks.stats)
 
-# %% ../../nbs/10_tasks.pixels.ipynb #df4f754a
+# %% ../../nbs/10_tasks.pixels.ipynb #c67d15d3
 @dataclass
 class TaskData:
     "A task checked and on the device: all its labelled series, their labels and sample ids, its task vector."
@@ -555,7 +569,7 @@ def draw_episodes(tasks:list, # TaskData
     qx = torch.stack([t.x[i] for t, i in zip(tasks, qi)]); qy = torch.stack([t.y[i] for t, i in zip(tasks, qi)])
     return sx, sy, qx, qy
 
-# %% ../../nbs/10_tasks.pixels.ipynb #107b14b1
+# %% ../../nbs/10_tasks.pixels.ipynb #ea7fc592
 def toy_tasks(n_tasks:int=8, # number of tasks
               n:int=40, # series per task (half support, half query; classes alternate)
               T:int=12, B:int=18, # time steps, bands
