@@ -17,7 +17,7 @@ from .tasks.tiles import deepglobe_task
 from .meta.tiles import TileLearner
 
 # %% auto #0
-__all__ = ['METRICS', 'RF_NAME', 'binary_metrics', 'best_threshold', 'standard_error', 'subsample_support', 'calibration_split',
+__all__ = ['METRICS', 'RF_NAME', 'binary_metrics', 'best_threshold', 'standard_error', 'subsample_support',
            'calibrated_threshold', 'adapt_all', 'benchmark_runs', 'summarize', 'run_benchmark', 'paired_difference',
            'results_table', 'rf_table', 'evaluate_shots', 'choose_adaptation', 'confusion', 'metrics_from_confusion',
            'segmentation_scores', 'evaluate_segmentation']
@@ -106,23 +106,7 @@ def subsample_support(task, # a Task (support_x, support_y, query_x, query_y, in
     return dataclasses.replace(task, support_x=np.asarray(task.support_x)[idx], support_y=y[idx], **extra)
 
 # %% ../nbs/40_eval.ipynb #de838ac2
-def calibration_split(task, # its support set is split; the query set is not touched
-                      rng:np.random.Generator,
-                      holdout:float=.25, # fraction of each class held back
-                     )->tuple|None: # (task to adapt on, held-back x, held-back y), or None
-    "Split a task's support set into a part to adapt on and a stratified held-back part."
-    y = np.asarray(task.support_y)
-    hold = []
-    for c in (0, 1):
-        idx = rng.permutation(np.flatnonzero(y == c))
-        if len(idx) < 2: return None
-        hold.append(idx[:max(1, int(round(holdout * len(idx))))])
-    hold = np.concatenate(hold)
-    keep = np.setdiff1d(np.arange(len(y)), hold)
-    sx = np.asarray(task.support_x)
-    ids = getattr(task, 'support_ids', None)
-    extra = {} if ids is None else {'support_ids': np.asarray(ids)[keep]}
-    return dataclasses.replace(task, support_x=sx[keep], support_y=y[keep], **extra), sx[hold], y[hold]
+from .tasks.pixels import calibration_split   # THE support splitter (`support_folds`), lowest layer that needs it
 
 def calibrated_threshold(learner, # a meta-fitted learner (adapt -> predictor.predict_proba)
                          task, # the task whose *support* set is used

@@ -12,8 +12,13 @@ split in two at random (`--split-seed`): the learners meta-train (or pretrain) o
 support + query sets are the task's samples, halved) and are tested on the tasks of the other half with >= 25 of
 each class. Series are standardised per band with statistics of the training regions (`BandStats`). Every learner
 runs at its defaults except the number of meta-training steps (`--meta-steps`, to keep the run a few minutes);
-learners with `adapt_many` adapt all support draws of one shot count in one call. A script, not a test."""
-import argparse, os, statistics, sys, time
+learners with `adapt_many` adapt all support draws of one shot count in one call. A script, not a test.
+
+Diagnostics (same support / query draws, so rows compare paired): `--fit 'inner_lr=0.1'` and `--model 'hidden=32'`
+override meta_fit / constructor arguments of the learners that take them; `--adapt chosen,0,10` adds a row per
+adaptation variant (`chosen` = the default `steps=None`, `0` = the meta-learned model unadapted, `N` = N steps).
+Each half's table is printed as soon as it is done, then the pooled one."""
+import argparse, inspect, os, statistics, sys, time
 import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
@@ -33,9 +38,17 @@ p.add_argument('--meta-steps', type=int, default=150); p.add_argument('--shots',
 p.add_argument('--split-seed', type=int, default=0); p.add_argument('--shared', default=None)
 p.add_argument('--learners', default='MAML,MAML+info,TIML,Pretrained,Random')
 p.add_argument('--skip-synthetic', action='store_true'); p.add_argument('--syn-n', type=int, default=3000)
+p.add_argument('--fit', default='', help="meta_fit overrides of the learners whose meta_fit takes them, e.g. 'inner_lr=0.1,first_order=True'")
+p.add_argument('--model', default='', help="constructor overrides, e.g. 'hidden=64,dropout=0.3'")
+p.add_argument('--adapt', default='chosen', help="adaptation variants, each a row: 'chosen' (the default, steps=None) or a step count, 0 = no adaptation")
 a = p.parse_args()
 torch.set_num_threads(a.threads)
 SHOTS = [int(s) for s in a.shots.split(',')]
+def kv(text:str)->dict:
+    "'a=1,b=True' -> {'a': 1, 'b': True}"
+    import ast
+    return {k.strip(): ast.literal_eval(v) for k, v in (i.split('=', 1) for i in text.split(',') if i.strip())}
+FIT, MODEL, ADAPT = kv(a.fit), kv(a.model), a.adapt.split(',')
 MAKE = {'MAML': MAML, 'MAML+info': MAMLInfo, 'TIML': TIML, 'Pretrained': Pretrained, 'Random': RandomInit}
 
 
@@ -58,15 +71,21 @@ def run(X, train, test):
             for t, k, r, s, q in draws]
     for name in a.learners.split(','):
         t0 = time.perf_counter()
-        lrn = MAKE[name](device='cpu').meta_fit(tr, steps=a.meta_steps, progress=False)
+        make = MAKE[name]; sig = lambda f: inspect.signature(f).parameters
+        lrn = make(device='cpu', **{k: v for k, v in MODEL.items() if k in sig(make.__init__)})
+        lrn.meta_fit(tr, steps=a.meta_steps, progress=False, **{k: v for k, v in FIT.items() if k in sig(lrn.meta_fit)})
         t1 = time.perf_counter()
         for k in SHOTS:
             dk = [d for d in draws if d[1] == k]
             tasks = [as_task(t, Xs[t['idx']], s, q) for t, _, _, s, q in dk]
-            if hasattr(lrn, 'adapt_many'): preds = lrn.adapt_many(tasks, seed=k)
-            else: preds = [lrn.adapt(tk, seed=k) for tk in tasks]
-            rows += [dict(task=t['name'], k=k, rep=r, learner=name, auc=roc_auc_score(tk.query_y, pr.predict_proba(tk.query_x)),
-                          steps=getattr(pr, 'steps', 250)) for (t, _, r, _, _), tk, pr in zip(dk, tasks, preds)]
+            for v in ADAPT:
+                label = name if v == 'chosen' else f'{name}@{v}'
+                if v == '0': preds = [lrn.predictor(tk.info) if hasattr(lrn, 'predictor') else None for tk in tasks]
+                elif hasattr(lrn, 'adapt_many'): preds = lrn.adapt_many(tasks, seed=k, **({} if v == 'chosen' else dict(steps=int(v))))
+                else: preds = [lrn.adapt(tk, seed=k) for tk in tasks]
+                if preds[0] is None: continue
+                rows += [dict(task=t['name'], k=k, rep=r, learner=label, auc=roc_auc_score(tk.query_y, pr.predict_proba(tk.query_x)),
+                              steps=getattr(pr, 'steps', 0 if v == '0' else 250)) for (t, _, r, _, _), tk, pr in zip(dk, tasks, preds)]
         ss = lrn.step_sizes() if callable(getattr(lrn, 'step_sizes', None)) else lrn.fit_config.get('inner_lr')
         ss = f'{np.median(ss):.3g} (median of {len(ss)})' if isinstance(ss, list) else f'{ss}'
         print(f'  {name}: meta_fit {t1 - t0:.0f} s, adapt {time.perf_counter() - t1:.0f} s; best val step {lrn.best_val and max(lrn.history, key=lambda h: -h.get("val_loss", np.inf))["step"]}; inner step size {ss}', flush=True)
@@ -77,7 +96,7 @@ def report(title, rows, n_train):
     import pandas as pd
     df = pd.DataFrame(rows); key = ['task', 'k', 'rep']
     rf = df[df.learner == 'Random forest'].set_index(key).auc
-    print(f'\n{title}: agrinb from {os.path.dirname(agrinb.__file__)}; {n_train:g} training tasks, {df.task.nunique()} test tasks, '
+    print(f'\n{title}: agrinb from {os.path.dirname(agrinb.__file__)}; fit {FIT or "defaults"}, model {MODEL or "defaults"}; {n_train:g} training tasks, {df.task.nunique()} test tasks, '
           f'{a.reps} support draws per task and shot count, {a.meta_steps} meta-training steps (paired: same support and query sets)')
     print(f'{"learner":>14} | ' + ' | '.join(f'k={k:<2} AUC   minus forest (s.e.)  steps' for k in SHOTS))
     for name in df.learner.unique():
@@ -101,7 +120,8 @@ if arr is not None:
         test = [t for t in tasks.values() if t['region'] in held and min(t['y'].sum(), len(t['y']) - t['y'].sum()) >= 25]
         print(f'algae: {len(arr["x"])} samples, {len(tasks)} tasks; test regions {sorted(held)}: {[t["name"] for t in test]}; '
               f'{len(train)} training tasks (>= 14 of each class)', flush=True)
-        rows += run(arr['x'], train, test); n_tr += len(train)
+        half_rows = run(arr['x'], train, test); rows += half_rows; n_tr += len(train)
+        report(f'algae, test regions {sorted(held)} only', half_rows, len(train))
     report('ALGAE BLOOMS (real), each half of the regions held out in turn', rows, n_tr / 2)
 else: print('algae-bloom samples absent: skipped')
 if not a.skip_synthetic:

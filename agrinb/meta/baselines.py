@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 from fastcore.basics import patch
 from ..core import bad_input, get_device, save_checkpoint, load_checkpoint
-from ..tasks.pixels import Task, TaskInfo, as_task, support_set, query_array
+from ..tasks.pixels import Task, TaskInfo, as_task, support_set, query_array, calibration_split
 
 # %% auto #0
 __all__ = ['log', 'FINETUNE_GRID', 'ForestPredictor', 'RandomForest', 'RandomInit', 'Pretrained', 'ProtoPredictor', 'ProtoNet']
@@ -114,6 +114,7 @@ def meta_fit(self:Pretrained, train_tasks:list, # meta-training Tasks
     "Train the classifier on the pooled crop-vs-non-crop data of the meta-training tasks (`fit_loop`, `Pretrained.pt`)."
     if steps < 1: raise bad_input('Pretrained.meta_fit', 'steps', 'steps >= 1', steps)
     x, y, h, self.pool_report = _pool(train_tasks, 'Pretrained.meta_fit'); rep = self.pool_report
+    self.fit_config['n_steps'] = int(x.shape[1])              # adapt / predictors accept only this length
     if len(np.unique(y)) < 2 and rep['mode'] == 'crop/non-crop':
         raise bad_input('Pretrained.meta_fit', 'train_tasks', 'crop and non-crop series after dropping contradictions', rep)
     log.info('Pretrained.meta_fit: %s', rep)
@@ -153,25 +154,29 @@ def meta_fit(self:Pretrained, train_tasks:list, # meta-training Tasks
 # %% ../../nbs/33_meta.baselines.ipynb #1cf83621
 FINETUNE_GRID = ((0.01, 50), (0.01, 250), (0.03, 50), (0.03, 250), (0.1, 50), (0.1, 250)) # (lr, steps) tried
 
-def _choose_finetuning(self, task, seed, grid=FINETUNE_GRID)->dict:
-    "The (lr, steps) of `grid` with the best held-out AUC inside the support set of `task` (None: no split possible)."
+def _choose_finetuning(self, tasks:list, seed:int, grid=FINETUNE_GRID)->list:
+    "Per checked support `Task`: the (lr, steps) of `grid` with the best held-out AUC inside its support set, all tasks batched."
     from sklearn.metrics import roc_auc_score
-    from agrinb.eval import calibration_split
-    rng = np.random.default_rng([0 if seed is None else int(seed), 11])
-    split = calibration_split(task, rng)
-    if split is None: return dict(lr=None, steps=None, auc=None, how='default (support too small to split)')
-    fit, hx, hy = split
-    aucs = [roc_auc_score(hy, MAML.adapt(self, fit, steps=st, lr=lr, seed=seed).predict_proba(hx)) for lr, st in grid]
-    i = int(np.argmax(aucs))
-    return dict(lr=grid[i][0], steps=grid[i][1], auc=float(aucs[i]), how=f'best of {len(grid)} on {len(hy)} held-back support labels')
+    splits = [calibration_split(t, np.random.default_rng([int(seed), 11])) for t in tasks]
+    ok = [i for i, sp in enumerate(splits) if sp is not None]
+    out = [dict(lr=None, steps=None, auc=None, how='default (support too small to split)')] * len(tasks)
+    if not ok: return out
+    sup, aucs = [self._support(splits[i][0]) for i in ok], np.zeros((len(ok), len(grid)))
+    for j, (lr, st) in enumerate(grid):          # one task-batched pass per (lr, steps), every task's split at once
+        preds = self._adapt_tasks(sup, st, seed, lr, 10, None, None, None)
+        aucs[:, j] = [roc_auc_score(splits[i][2], p.predict_proba(splits[i][1])) for i, p in zip(ok, preds)]
+    for r, i in enumerate(ok):
+        b = int(np.argmax(aucs[r]))
+        out[i] = dict(lr=grid[b][0], steps=grid[b][1], auc=float(aucs[r, b]), how=f'best of {len(grid)} on {len(splits[i][2])} held-back support labels')
+    return out
 
 def _adapt_chosen(self, support_x, support_y=None, info=None, steps=None, seed=None, device=None, lr=None, **kw):
     "MAML's `adapt`; with neither `steps` nor `lr` given, both chosen on the support set (`learner.chosen`)."
     if steps is not None or lr is not None: return MAML.adapt(self, support_x, support_y, info, steps, seed, device, lr, **kw)
     if device is not None: self.to(device)
-    t = support_set(support_x, support_y, info, f'{self.name}.adapt')
+    t = support_set(support_x, support_y, info, f'{self.name}.adapt', self.n_bands, self.n_steps)
     seed = int(torch.randint(0, 2**31 - 1, ())) if seed is None else int(seed)
-    self.chosen = _choose_finetuning(self, t, seed)
+    self.chosen = _choose_finetuning(self, [t], seed)[0]
     return MAML.adapt(self, t, steps=self.chosen['steps'], seed=seed, lr=self.chosen['lr'], **kw)
 
 RandomInit.adapt = Pretrained.adapt = _adapt_chosen
@@ -307,3 +312,22 @@ def adapt_many(self:ProtoNet, tasks:list, steps=None, seed=None, device=None)->l
         out.append(ProtoPredictor(self.model.lstm, torch.stack([zt[yt == 0].mean(0), zt[yt == 1].mean(0)]),
                                   t.support_x.shape[1:], self.device))
     return out
+
+# %% ../../nbs/33_meta.baselines.ipynb #7e197685
+def _adapt_many_chosen(self, tasks:list, # Tasks (their support sets and info)
+                       steps:int|None=None, # given: MAML's `adapt_many`; None: chosen per task as `adapt` does
+                       seed:int|None=None, device=None)->list: # a Predictor per task (`.chosen` says what was chosen)
+    "`adapt` for many tasks: the fine-tuning chosen on every support set, then one batched pass per choice."
+    if steps is not None: return MAML.adapt_many(self, tasks, steps, seed, device)
+    if not len(tasks): raise bad_input(f'{self.name}.adapt_many', 'tasks', 'at least one Task', 'none')
+    if device is not None: self.to(device)
+    ts = [support_set(t, None, None, f'{self.name}.adapt_many', self.n_bands, self.n_steps) for t in tasks]
+    seed = int(torch.randint(0, 2**31 - 1, ())) if seed is None else int(seed)
+    chosen, out = _choose_finetuning(self, ts, seed), [None] * len(ts)
+    for key in dict.fromkeys((c['lr'], c['steps']) for c in chosen):
+        idx = [i for i, c in enumerate(chosen) if (c['lr'], c['steps']) == key]
+        for i, pr in zip(idx, self._adapt_tasks([self._support(ts[i]) for i in idx], key[1], seed, key[0], 10, None, None, None)):
+            pr.chosen = chosen[i]; out[i] = pr
+    return out
+
+RandomInit.adapt_many = Pretrained.adapt_many = _adapt_many_chosen

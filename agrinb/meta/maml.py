@@ -20,7 +20,7 @@ from ..models.lstm import LSTMClassifier, GateLSTM
 from .core import (stack_params, batched_forward, task_losses, fast_path, inner_loop, query_losses,
                               meta_backward, fit_loop)
 from ..tasks.pixels import (info_vector, check_series, check_labels, TaskData, prepare_task, draw_episodes, toy_tasks,
-                                 balanced_batches, support_set, query_array)
+                                 balanced_batches, support_set, query_array, support_folds)
 
 # %% auto #0
 __all__ = ['MODEL_VERSION', 'STEP_GRID', 'Predictor', 'StepSizes', 'MAML', 'adapt_dropout']
@@ -37,7 +37,7 @@ class Predictor:
                      )->np.ndarray: # (N,) binary or (N, C) n-way
         "Probabilities for many series at once."
         lr = self.learner
-        x = query_array(x, f'{lr.name} predictor', n_bands=lr.n_bands)
+        x = query_array(x, f'{lr.name} predictor', n_bands=lr.n_bands, n_steps=getattr(lr, 'n_steps', None))
         xt = lr._inputs(torch.as_tensor(x, device=self.device), self.info)
         model = lr.model
         if fast_path(model): return model.predict(self.params, xt, self.film).cpu().numpy()
@@ -92,6 +92,8 @@ class MAML:
 
     @property
     def n_bands(self)->int|None: return None if self.hparams.get('custom_model') else self.hparams['in_features']
+    @property
+    def n_steps(self)->int|None: return self.fit_config.get('n_steps')   # time steps of the training series (None: not trained)
     def _shared(self)->dict: return dict(self.model.named_parameters())
     def _outer_params(self)->list: return [p for m in self._modules().values() for p in m.parameters()]
     def to(self, device):
@@ -162,6 +164,13 @@ def _check_fit_args(self:MAML, train_tasks, steps, meta_batch, k_support, k_quer
     for n, v in dict(steps=steps, meta_batch=meta_batch, k_support=k_support, inner_steps=inner_steps).items():
         if int(v) < 1: raise bad_input(f'{self.name}.meta_fit', n, 'a positive number', v)
     if int(k_query) < 1: raise bad_input(f'{self.name}.meta_fit', 'k_query', 'at least 1 query example per class (an empty query set gives no meta-loss)', k_query)
+
+@patch
+def _set_steps(self:MAML, data:list, where:str):
+    "Record the time steps of the training series (all tasks alike); `adapt` and predictors then accept only those."
+    n = int(data[0].x.shape[1]); odd = next((d for d in data if d.x.shape[1] != n), None)
+    if odd is not None: raise bad_input(f'{where}: {odd.name}', 'x', f'{n} time steps like {data[0].name}', f'shape {tuple(odd.x.shape)}')
+    self.fit_config['n_steps'] = n
 
 @patch
 def step_sizes(self:MAML, differentiable:bool=False)->float|list:
@@ -247,6 +256,7 @@ def meta_fit(self:MAML, train_tasks:list, # Tasks to meta-train on
         val_tasks, train_tasks = [train_tasks[i] for i in order[:n_val]], [train_tasks[i] for i in order[n_val:]]
     train, val = ([prepare_task(t, dev, self.n_bands, self.info_size, k_support + k_query) for t in ts]
                   for ts in (train_tasks, val_tasks or []))
+    self._set_steps(train + val, f'{self.name}.meta_fit')
     self.fit_config.update(inner_lr=inner_lr, inner_steps=inner_steps, k_support=k_support, k_query=k_query,
                            first_order=first_order, outer_lr=outer_lr, meta_batch=meta_batch, learn_lr=learn_lr)
     self.step_size.reset(inner_lr)
@@ -284,7 +294,7 @@ def adapt_dropout(model:nn.Module, p:float):
 @patch
 def _support(self:MAML, support_x, support_y=None, info=None):
     "The support set as tensors on the device, checked once (`support_set`), and its task vector (or None)."
-    t = support_set(support_x, support_y, info, f'{self.name}.adapt', self.n_bands)
+    t = support_set(support_x, support_y, info, f'{self.name}.adapt', self.n_bands, self.n_steps)
     v = None if self.info_size is None else torch.as_tensor(
         info_vector(t.info, self.info_size, f'{self.name}.adapt: task {t.name!r}'), device=self.device)
     return torch.as_tensor(t.support_x, device=self.device), torch.as_tensor(t.support_y, device=self.device), v
@@ -334,12 +344,6 @@ def _adapt_batch(self:MAML, sup:list, # [(x (n, T, B), y (n,), v or None)]: chec
 # %% ../../nbs/31_meta.maml.ipynb #1fee0f1f
 STEP_GRID = (1, 3, 10, 30, 100, 250)    # adaptation steps `adapt(steps=None)` chooses from
 
-def _folds(y:np.ndarray, n:int, rng)->np.ndarray:
-    "Fold of each example: every class dealt round-robin over `n` folds in random order."
-    fold = np.empty(len(y), int)
-    for c in np.unique(y): idx = np.flatnonzero(y == c); fold[rng.permutation(idx)] = np.arange(len(idx)) % n
-    return fold
-
 @patch
 def _choose_steps(self:MAML, sup:list, seed:int, lr, batch_per_class=10, dropout=None, grad_clip=None)->list:
     "Steps of `STEP_GRID` with the lowest held-out loss over up to 3 class-stratified folds of each support set."
@@ -347,7 +351,7 @@ def _choose_steps(self:MAML, sup:list, seed:int, lr, batch_per_class=10, dropout
     for i, (x, y, v) in enumerate(sup):
         yn = y.cpu().numpy(); nf = min(3, int(np.bincount(yn).min()))
         if nf < 2: continue
-        fold = torch.as_tensor(_folds(yn, nf, np.random.default_rng(seed)), device=x.device)
+        fold = torch.as_tensor(support_folds(yn, nf, np.random.default_rng(seed)), device=x.device)
         for f in range(nf): folds.append(((x[fold != f], y[fold != f], v), x[fold == f], y[fold == f])); owner.append(i)
     if not folds: return chosen
     nh = max(len(hy) for *_, hy in folds); K = len(folds)

@@ -18,8 +18,9 @@ from ..data.pixels import PixelDataset, BandStats, NON_CROP, prepare_series
 # %% auto #0
 __all__ = ['FAO_GROUPS', 'CROP_GROUPS', 'NON_CROP_CLASSES', 'CROP_SYNONYMS', 'TASK_KINDS', 'TEST_SPEC', 'check_series',
            'check_labels', 'info_vector', 'register_crop', 'crop_name', 'TaskInfo', 'Task', 'draw_by_id', 'as_task',
-           'support_set', 'query_array', 'balanced_batches', 'TaskList', 'build_tasks', 'test_tasks', 'Benchmark',
-           'benchmark_tasks', 'TaskData', 'prepare_task', 'draw_episodes', 'toy_tasks']
+           'support_set', 'query_array', 'support_folds', 'calibration_split', 'balanced_batches', 'TaskList',
+           'target_labels', 'build_tasks', 'test_tasks', 'Benchmark', 'benchmark_tasks', 'TaskData', 'prepare_task',
+           'draw_episodes', 'toy_tasks']
 
 # %% ../../nbs/10_tasks.pixels.ipynb #b04d8eb9
 def check_series(x, where, field, n_bands=None)->np.ndarray:
@@ -264,6 +265,7 @@ def support_set(support_x, # (n, T, B) series, a Task (or task-like object), or 
                 info=None, # the task's TaskInfo or vector (None: the task's own)
                 where:str='adapt', # named in errors
                 n_bands:int|None=None, # bands the learner expects (None: any)
+                n_steps:int|None=None, # time steps the learner was trained on (None: any)
                )->Task:
     "The support set as a checked `Task` (its `info` replaced by `info` when given), both classes in its support."
     if isinstance(support_x, (tuple, list)) and support_y is None and len(support_x) == 2: support_x, support_y = support_x
@@ -274,16 +276,45 @@ def support_set(support_x, # (n, T, B) series, a Task (or task-like object), or 
     check_labels(t.support_y, f'{where}: task {t.name!r}', 'support_y', len(t.support_y))        # both classes
     if n_bands is not None and t.support_x.shape[2] != n_bands:
         raise bad_input(f'{where}: task {t.name!r}', 'support_x', f'{n_bands} bands in the last dimension', f'shape {t.support_x.shape}')
+    _check_time(t.support_x, f'{where}: task {t.name!r}', 'support_x', n_steps)
     return t
 
-def query_array(x, where='predict_proba', shape=None, n_bands=None)->np.ndarray:
-    "Check query inputs: finite, (N, T, B), with `n_bands` bands or the (T, B) `shape` the predictor was adapted on."
-    x = check_series(x, where, 'x', n_bands)
+def _check_time(x, where, field, n_steps):
+    if n_steps is not None and x.shape[1] != n_steps:
+        raise bad_input(where, field, f'{n_steps} time steps (as in training) in the second dimension', f'shape {x.shape}')
+
+def query_array(x, where='predict_proba', shape=None, n_bands=None,
+                n_steps=None, # time steps the learner was trained on (None: any)
+               )->np.ndarray:
+    "Check query inputs: finite, (N, T, B), with `n_bands` bands / `n_steps` steps or the (T, B) `shape` adapted on."
+    x = check_series(x, where, 'x', n_bands); _check_time(x, where, 'x', n_steps)
     if shape is not None and x.shape[1:] != tuple(shape):
         raise bad_input(where, 'x', f'series of shape (time, band) = {tuple(shape)} like the support set', x.shape[1:])
     return x
 
 # %% ../../nbs/10_tasks.pixels.ipynb #7fe78863
+def support_folds(y:np.ndarray, # (n,) integer labels
+                  n:int, # number of folds
+                  rng:np.random.Generator,
+                 )->np.ndarray: # (n,) fold of each example
+    "Fold of each example: every class dealt round-robin over `n` folds in random order."
+    y = np.asarray(y); fold = np.empty(len(y), int)
+    for c in np.unique(y): idx = np.flatnonzero(y == c); fold[rng.permutation(idx)] = np.arange(len(idx)) % n
+    return fold
+
+def calibration_split(task, # its support set is split; the query set is not touched
+                      rng:np.random.Generator,
+                      holdout:float=.25, # share of each class held back (fold 0 of round(1 / holdout) folds)
+                     )->tuple|None: # (task to adapt on, held-back x, held-back y), or None
+    "Split a task's support set into a part to adapt on and a stratified held-back part (`support_folds`)."
+    y = np.asarray(task.support_y)
+    if min((y == c).sum() for c in (0, 1)) < 2: return None
+    hold = support_folds(y, max(2, int(round(1 / holdout))), rng) == 0; keep = np.flatnonzero(~hold)
+    sx, ids = np.asarray(task.support_x), getattr(task, 'support_ids', None)
+    extra = {} if ids is None else {'support_ids': np.asarray(ids)[keep]}
+    return dataclasses.replace(task, support_x=sx[keep], support_y=y[keep], **extra), sx[hold], y[hold]
+
+# %% ../../nbs/10_tasks.pixels.ipynb #8a030193
 def balanced_batches(y:np.ndarray, # (n,) integer labels
                      steps:int, # number of batches
                      per_class:int=10, # examples of each class per batch
@@ -299,7 +330,7 @@ def balanced_batches(y:np.ndarray, # (n,) integer labels
         cols.append(idx[pick])
     return np.stack(cols, 2).reshape(steps, -1)   # interleaved classes
 
-# %% ../../nbs/10_tasks.pixels.ipynb #8a030193
+# %% ../../nbs/10_tasks.pixels.ipynb #6c7102d7
 class TaskList(list):
     "A list of tasks that remembers the normalisation statistics and the regions held out when it was built."
     stats:BandStats|None = None
@@ -318,7 +349,7 @@ def _make_task(name, x, y, ids, info, frac, rng)->Task:
     q = _split_ids(y, ids, frac, rng)
     return Task(name, x[~q], y[~q], x[q], y[q], info, ids[~q], ids[q])
 
-# %% ../../nbs/10_tasks.pixels.ipynb #6c7102d7
+# %% ../../nbs/10_tasks.pixels.ipynb #3c46d9b9
 def _groups(ds:PixelDataset, by:str, held_out:tuple):
     "Yield (name, sample mask, centre lat, centre lon) per group."
     if by in ('region', 'region_year'):
@@ -337,7 +368,7 @@ def _groups(ds:PixelDataset, by:str, held_out:tuple):
         m = (lat >= b.min_lat) & (lat <= b.max_lat) & (lon >= b.min_lon) & (lon <= b.max_lon)
         if m.any(): yield (b.name if b.part == 0 else f'{b.name}_{b.part}'), m, float(b.center_lat), float(b.center_lon)
 
-# %% ../../nbs/10_tasks.pixels.ipynb #65e6a1a7
+# %% ../../nbs/10_tasks.pixels.ipynb #0ca85192
 def _held_out_mask(ds:PixelDataset, held_out:tuple, by:str)->np.ndarray:
     "Samples that belong to a held-out region (by name, and with by='country' by lying in its country's boxes)."
     out = np.isin(ds.regions, held_out)
@@ -360,8 +391,19 @@ def _canonical(held_out)->tuple:
         except AgrinbError: pass
     return tuple(dict.fromkeys(names))
 
-# %% ../../nbs/10_tasks.pixels.ipynb #e9fd7946
+# %% ../../nbs/10_tasks.pixels.ipynb #025067f4
 TASK_KINDS = ('crop', 'rest', 'non_crop')
+
+def target_labels(target:str, # 'crop', 'non_crop' or a registry crop name
+                  single:np.ndarray, # (n,) registry name of single-name labels, '' for mixed ones (`_label_parts`)
+                  parts:list, # (n,) tuple of registry names per sample
+                  crop:np.ndarray, # (n,) crop mask
+                 )->tuple: # (y (n,) int64, keep (n,) bool)
+    "THE label rule of a task: positives the exact label, negatives the samples whose names never contain it."
+    if target == 'crop': return crop.astype(np.int64), np.ones(len(crop), bool)
+    if target == NON_CROP: return (~crop).astype(np.int64), np.ones(len(crop), bool)
+    pos = np.asarray(single) == target
+    return pos.astype(np.int64), pos | np.array([target not in p for p in parts], bool)
 
 def _group_tasks(name, m, lat, lon, labels, is_crop, ids, x, min_per_class, balance_negatives, frac, rng,
                  parts=None, kinds=('crop', 'rest'), targets=None, skipped=None)->list:
@@ -377,10 +419,10 @@ def _group_tasks(name, m, lat, lon, labels, is_crop, ids, x, min_per_class, bala
     pm = [(l,) for l in lab] if parts is None else [parts[i] for i in np.flatnonzero(m)]
     names = pd.unique(lab[crop & (lab != '')]) if targets is None else [t for t in targets if (lab == t).any()]
     for c in sorted(names):
-        pos = np.flatnonzero(lab == c)
+        yt, ok = target_labels(c, lab, pm, crop); pos = np.flatnonzero(yt == 1)
         if len(pos) and CROP_GROUPS.get(c) == NON_CROP: continue       # a non-crop class is not a crop target
         if 'rest' in kinds:
-            free = np.array([c not in p for p in pm])                      # negatives never contain the crop
+            free = ok & (yt == 0)                                          # negatives never contain the crop
             other, non = np.flatnonzero(free & crop), np.flatnonzero(free & ~crop)
             if keep(f'{name}_{c}', len(pos), len(other) + len(non)):
                 if balance_negatives and 0 < len(other) < len(non):
@@ -395,7 +437,7 @@ def _group_tasks(name, m, lat, lon, labels, is_crop, ids, x, min_per_class, bala
                 out.append(_make_task(f'{name}_{c}_vs_non_crop', xm[rows], y, gid[rows], TaskInfo(lat, lon, str(c)), frac, rng))
     return out
 
-# %% ../../nbs/10_tasks.pixels.ipynb #343d5508
+# %% ../../nbs/10_tasks.pixels.ipynb #7a1fa671
 def _label_parts(ds:PixelDataset, sep:str|None)->tuple:
     "(single, parts, is_crop): registry name of single-name labels ('' for mixed), names per sample, crop mask."
     raw, given = ds.labels.astype(str), ds.is_crop.astype(bool)
@@ -451,7 +493,7 @@ def build_tasks(ds:PixelDataset, # labelled pixel series (raw values, gaps allow
     tasks.stats, tasks.held_out, tasks.skipped = stats, held, skipped
     return tasks
 
-# %% ../../nbs/10_tasks.pixels.ipynb #cbcef087
+# %% ../../nbs/10_tasks.pixels.ipynb #a553d264
 TEST_SPEC = [('Togo', 'crop'), ('Kenya', 'maize'), ('Brazil', 'coffee')]
 
 def _centre(ds:PixelDataset, region:str, m:np.ndarray)->tuple:
@@ -461,7 +503,7 @@ def _centre(ds:PixelDataset, region:str, m:np.ndarray)->tuple:
 
 
 
-# %% ../../nbs/10_tasks.pixels.ipynb #00e66bba
+# %% ../../nbs/10_tasks.pixels.ipynb #9085b045
 def test_tasks(ds:PixelDataset, # the dataset holding the test regions
                spec=TEST_SPEC, # (region, target) pairs; target 'crop' or a crop name
                n_train:int|None=None, # keep this many training samples (stratified; None = all)
@@ -470,18 +512,21 @@ def test_tasks(ds:PixelDataset, # the dataset holding the test regions
                seed:int=0, # chooses the `n_train` subset
                split_seed:int=0, # chooses the train/test split (keep it fixed across runs)
                by:str='country', # how the training tasks were built (decides the default statistics)
+               sep:str|None=None, # separator of mixed labels, as in `build_tasks`
               )->TaskList:
-    "Held-out test tasks: support = the region's training split, query = its test split."
+    "Held-out test tasks: support = the region's training split, query = its test split (labels: `target_labels`)."
     regions = tuple(r for r, _ in spec)
     if stats is None: stats = ds[~_held_out_mask(ds, regions, by)].compute_stats()
     out, known = TaskList(), list(pd.unique(ds.regions))
+    single, parts, crop = _label_parts(ds, sep)
     for region, target in spec:
         _check_target(target)
         m = ds.regions == region
         if not m.any():
             raise bad_input('test_tasks', 'spec', 'regions present in the dataset', repr(region) + '.' + suggest(region, known))
         idx = np.flatnonzero(m)
-        y = (ds.is_crop[m] if target == 'crop' else ds.labels[m] == target).astype(np.int64)
+        y, ok = target_labels(target, single[idx], [parts[i] for i in idx], crop[idx])
+        idx, y = idx[ok], y[ok]
         if y.min() == y.max():
             raise bad_input(f'test task {region}/{target}', 'y', 'both classes in the region', f'only class {y[0]}')
         q = _split_ids(y, idx, test_frac, np.random.default_rng(split_seed))
@@ -496,7 +541,7 @@ def test_tasks(ds:PixelDataset, # the dataset holding the test regions
 
 test_tasks.__test__ = False  # a builder, not a test: keeps pytest from collecting it where it is imported
 
-# %% ../../nbs/10_tasks.pixels.ipynb #d5bda87b
+# %% ../../nbs/10_tasks.pixels.ipynb #abe66f55
 @dataclass
 class Benchmark:
     "Meta-training, validation and test tasks sharing one set of normalisation statistics."
@@ -523,7 +568,7 @@ def benchmark_tasks(ds:PixelDataset, # e.g. `make_dataset()`
     test = test_tasks(ds, spec, n_train=n_train, stats=tasks.stats, seed=seed, by=by)
     return Benchmark(train, val, test, tasks.stats)
 
-# %% ../../nbs/10_tasks.pixels.ipynb #df4f754a
+# %% ../../nbs/10_tasks.pixels.ipynb #ea7fc592
 @dataclass
 class TaskData:
     "A task checked and on the device: all its labelled series, their labels and sample ids, its task vector."
@@ -555,7 +600,7 @@ def draw_episodes(tasks:list, # TaskData
     qx = torch.stack([t.x[i] for t, i in zip(tasks, qi)]); qy = torch.stack([t.y[i] for t, i in zip(tasks, qi)])
     return sx, sy, qx, qy
 
-# %% ../../nbs/10_tasks.pixels.ipynb #107b14b1
+# %% ../../nbs/10_tasks.pixels.ipynb #72133d18
 def toy_tasks(n_tasks:int=8, # number of tasks
               n:int=40, # series per task (half support, half query; classes alternate)
               T:int=12, B:int=18, # time steps, bands
