@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 from fastcore.basics import patch
-from ..core import bad_input, get_device, save_checkpoint, load_checkpoint
+from ..core import bad_input, check_settings, get_device, save_checkpoint, load_checkpoint
 from ..tasks.pixels import Task, TaskInfo, as_task, support_set, query_array, calibration_split
 
 # %% auto #0
@@ -113,6 +113,7 @@ def meta_fit(self:Pretrained, train_tasks:list, # meta-training Tasks
              progress:bool=True, resume:bool=False, checkpoint_dir=None, seed:int=0):
     "Train the classifier on the pooled crop-vs-non-crop data of the meta-training tasks (`fit_loop`, `Pretrained.pt`)."
     if steps < 1: raise bad_input('Pretrained.meta_fit', 'steps', 'steps >= 1', steps)
+    check_settings(dict(lr=lr), 'Pretrained.meta_fit')   # a finite Adam rate > 0, before any work
     x, y, h, self.pool_report = _pool(train_tasks, 'Pretrained.meta_fit'); rep = self.pool_report
     self.fit_config['n_steps'] = int(x.shape[1])              # adapt / predictors accept only this length
     if len(np.unique(y)) < 2 and rep['mode'] == 'crop/non-crop':
@@ -234,6 +235,7 @@ def meta_fit(self:ProtoNet, train_tasks:list, val_tasks:list|None=None,
              progress:bool=True, resume:bool=False, checkpoint_dir=None):
     "Episodic training of the embedding."
     if steps < 1: raise bad_input('ProtoNet.meta_fit', 'steps', 'steps >= 1', steps)
+    check_settings(dict(lr=lr), 'ProtoNet.meta_fit')   # a finite Adam rate > 0, before any work
     if not train_tasks: raise bad_input('ProtoNet.meta_fit', 'train_tasks', 'at least one task', 'none')
     self._mb = meta_batch
     train, vals = [as_task(t) for t in train_tasks], [as_task(t) for t in val_tasks or []]

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 from tqdm.auto import tqdm
 from fastcore.basics import patch
-from ..core import AgrinbError, bad_input, get_device, seed_everything, save_checkpoint, load_checkpoint
+from ..core import AgrinbError, bad_input, check_settings, get_device, seed_everything, save_checkpoint, load_checkpoint
 from .distributed import shard, average_grads, mean_over_ranks
 from ..models.lstm import LSTMClassifier, GateLSTM
 from .core import (stack_params, batched_forward, task_losses, fast_path, inner_loop, query_losses,
@@ -159,11 +159,15 @@ def load(cls:MAML, path, # a file written by `save` or a `meta_fit` checkpoint
 
 # %% ../../nbs/31_meta.maml.ipynb #1c4e0f34
 @patch
-def _check_fit_args(self:MAML, train_tasks, steps, meta_batch, k_support, k_query, inner_steps):
-    if not len(train_tasks): raise bad_input(f'{self.name}.meta_fit', 'train_tasks', 'at least one task', 'none')
+def _check_fit_args(self:MAML, train_tasks, steps, meta_batch, k_support, k_query, inner_steps,
+                    val_frac:float=0.0, **rates): # rates: the learning rates by name (inner_lr, outer_lr, ...)
+    where = f'{self.name}.meta_fit'
+    if not len(train_tasks): raise bad_input(where, 'train_tasks', 'at least one task', 'none')
     for n, v in dict(steps=steps, meta_batch=meta_batch, k_support=k_support, inner_steps=inner_steps).items():
-        if int(v) < 1: raise bad_input(f'{self.name}.meta_fit', n, 'a positive number', v)
-    if int(k_query) < 1: raise bad_input(f'{self.name}.meta_fit', 'k_query', 'at least 1 query example per class (an empty query set gives no meta-loss)', k_query)
+        if int(v) < 1: raise bad_input(where, n, 'a positive number', v)
+    if int(k_query) < 1: raise bad_input(where, 'k_query', 'at least 1 query example per class (an empty query set gives no meta-loss)', k_query)
+    check_settings(rates, where)   # learning rates finite and > 0, before any work
+    if not (isinstance(val_frac, (int, float)) and 0 <= val_frac < 1): raise bad_input(where, 'val_frac', 'a share in [0, 1)', repr(val_frac))
 
 @patch
 def _set_steps(self:MAML, data:list, where:str):
@@ -248,11 +252,12 @@ def meta_fit(self:MAML, train_tasks:list, # Tasks to meta-train on
              seed:int=0, device=None, # device None = keep the learner's
             ):
     "Meta-train the initial weights (and, for TIML, the task encoder) with `fit_loop`."
-    self._check_fit_args(train_tasks, steps, meta_batch, k_support, k_query, inner_steps)
+    self._check_fit_args(train_tasks, steps, meta_batch, k_support, k_query, inner_steps, val_frac,
+                         inner_lr=inner_lr, outer_lr=outer_lr, step_size_lr=step_size_lr)
     if device is not None: self.to(device)
     seed_everything(seed); dev = self.device
     if val_tasks is None and val_frac > 0 and len(train_tasks) >= 10:       # a validation split by default
-        order = np.random.default_rng(seed).permutation(len(train_tasks)); n_val = max(1, round(val_frac * len(train_tasks)))
+        order = np.random.default_rng(seed).permutation(len(train_tasks)); n_val = min(max(1, round(val_frac * len(train_tasks))), len(train_tasks) - 1)   # never all
         val_tasks, train_tasks = [train_tasks[i] for i in order[:n_val]], [train_tasks[i] for i in order[n_val:]]
     train, val = ([prepare_task(t, dev, self.n_bands, self.info_size, k_support + k_query) for t in ts]
                   for ts in (train_tasks, val_tasks or []))
