@@ -38,6 +38,13 @@ def _fit(steps, ck, resume=False):
                 checkpoint_every=2, resume=resume, progress=False, seed=5, grad_clip=1.0, val_frac=0)   # no validation: the last state
     return {k: v.clone() for k, v in lr.model.state_dict().items()}, [r['train_loss'] for r in lr.history]
 
+def _val_loss():
+    "The validation loss of fixed episodes of 5 tasks (each rank adapts its share of them under torch.distributed)."
+    from agrinb.tasks.pixels import draw_episodes
+    lr = _learner(); val = [prepare_task(t, lr.device, 4, None, K + Q) for t in _tasks(5)]
+    lr.fit_config.update(inner_lr=0.1, inner_steps=1, learn_lr=False)
+    return lr._val_loss(val, [(val, draw_episodes(val, K, Q, np.random.default_rng(1)))], 2)
+
 def _worker(rank, world, store, out, phase):
     torch.set_num_threads(1)
     dist.init_process_group('gloo', init_method=f'file://{store}', rank=rank, world_size=world)
@@ -45,6 +52,7 @@ def _worker(rank, world, store, out, phase):
         res = {}
         if phase == 'first':
             res['grad'], res['loss'] = _meta_grad()
+            res['val'] = _val_loss()
             res['full'] = _fit(8, Path(out) / f'own{rank}')          # each rank its own folder: only rank 0 may write
             _fit(4, Path(out) / 'shared')                             # stopped after its step-4 checkpoint
         else: res['resumed'] = _fit(8, Path(out) / 'shared', resume=True)
@@ -69,6 +77,8 @@ def test_two_ranks_equal_one_process(runs):
         for a, b in zip(first[r]['grad'], g1):
             assert a.dtype == torch.float64 and float((a - b).norm() / b.norm()) < 1e-10
         assert abs(first[r]['loss'] - loss1) < 1e-12 * abs(loss1)
+    v1 = _val_loss()   # the validation loss: each rank adapted 2 or 3 of the 5 tasks, the mean is over all 5
+    assert first[0]['val'] == first[1]['val'] and abs(first[0]['val'] - v1) < 1e-12 * abs(v1)
     # 16 tasks alone are a different meta-gradient: the comparison can fail
     g16, _ = _meta_grad(16); assert float((g16[0] - g1[0]).norm() / g1[0].norm()) > 1e-3
 

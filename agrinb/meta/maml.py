@@ -15,7 +15,7 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 from fastcore.basics import patch
 from ..core import AgrinbError, bad_input, check_settings, get_device, seed_everything, save_checkpoint, load_checkpoint
-from .distributed import shard, average_grads, mean_over_ranks
+from .distributed import rank, world_size, shard, shard_slice, average_grads, mean_over_ranks
 from ..models.lstm import LSTMClassifier, GateLSTM
 from .core import (stack_params, batched_forward, task_losses, fast_path, inner_loop, query_losses,
                               meta_backward, fit_loop)
@@ -191,20 +191,22 @@ def _info(self:MAML, tasks:list, noise:float=0.0, rng=None):
 
 @patch
 def _val_loss(self:MAML, val:list, episodes, chunk:int)->float:
-    "Mean query loss after inner adaptation on fixed validation episodes (no dropout, no noise, first order)."
+    """Mean query loss after inner adaptation on fixed validation episodes (no dropout, no noise, first order).
+    Under torch.distributed each rank adapts its own share of every episode's tasks and the mean is taken over all."""
     for m in self._modules().values(): m.eval()
-    total, n = 0.0, 0
+    total, n, r, w = 0.0, 0, rank(), world_size()
     for ep_tasks, (sx, sy, qx, qy) in episodes:
         info = self._info(ep_tasks)
-        for s in range(0, len(ep_tasks), chunk):
-            i = slice(s, s + chunk)
+        mine = shard_slice(len(ep_tasks), r, w) if len(ep_tasks) >= w else slice(0, len(ep_tasks) if r == 0 else 0)
+        for s in range(mine.start, mine.stop, chunk):
+            i = slice(s, min(s + chunk, mine.stop))
             ix = None if info is None else info[i]
             with torch.enable_grad():
                 l = query_losses(self.model, self._shared(), self._inputs(sx[i], ix), sy[i], self._inputs(qx[i], ix), qy[i],
                                  *self._extra(ix, False), inner_lr=self.step_sizes(),
                                  inner_steps=self.fit_config['inner_steps'], first_order=True)
             total += float(l.detach().sum()); n += l.shape[0]
-    return total / max(n, 1)
+    return mean_over_ranks(total / max(n, 1), n)
 
 # %% ../../nbs/31_meta.maml.ipynb #83bfa441
 @patch
