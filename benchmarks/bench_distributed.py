@@ -10,7 +10,7 @@ average seen before and after (the machine may be shared). NCCL (CUDA) is not ex
 On a shared machine whose load exceeds its cores the wall-clock figure says more about the neighbours than about
 agrinb, so each setting also reports S x meta_batch / (the largest CPU seconds of any rank, all its threads): the
 rate if every thread had a core of its own and nothing waited. `--val-frac 0` times training alone (by default
-10 % of the tasks validate at the last step, and every rank validates all of them).
+10 % of the tasks validate at the last step, each rank adapting its share of them).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_distributed.py                       # table
     OMP_NUM_THREADS=1 python benchmarks/bench_distributed.py --steps 10 --repeats 3 --json out.json
