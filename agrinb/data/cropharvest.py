@@ -272,10 +272,10 @@ RAW_DYNAMIC_BANDS = ['VV', 'VH', 'B1', 'B2', 'B3', 'B4', 'B5', 'B6', 'B7', 'B8',
 RAW_STATIC_BANDS = ['elevation', 'slope']
 N_RAW_BANDS = N_TIME * len(RAW_DYNAMIC_BANDS) + len(RAW_STATIC_BANDS)
 
-def _read_raw_tif(path)->xr.DataArray:
+def _read_raw_tif(path, crs=None)->xr.DataArray:
     "Open an Earth Engine export (the one GeoTIFF reader, `read_geotiff`) and check its band count and band names."
     path = Path(path)
-    da = read_geotiff(path, masked=True)
+    da = read_geotiff(path, masked=True, crs=crs)
     if da.sizes['band'] != N_RAW_BANDS:
         raise bad_input(path, 'bands', f'{N_TIME} x {len(RAW_DYNAMIC_BANDS)} + {len(RAW_STATIC_BANDS)} = {N_RAW_BANDS} '
                         f'bands ({N_TIME} monthly steps of {", ".join(RAW_DYNAMIC_BANDS)}, then elevation, slope)', da.sizes['band'])
@@ -290,9 +290,10 @@ def _read_raw_tif(path)->xr.DataArray:
 # %% ../../nbs/02_data.cropharvest.ipynb #72be034e
 def tif_to_datacube(path, # raw Earth Engine export, 206 bands
                     fill:bool=True, # fill gaps (linear in time; band mean for a series missing entirely)
+                    crs=None, # the CRS of an export that has none (e.g. 'EPSG:4326'); see `read_geotiff`
                    )->xr.DataArray: # (time, band, y, x) float32 in CROPHARVEST_BANDS order
     "A raw CropHarvest Earth Engine export as a datacube of the 18 engineered bands."
-    raw = _read_raw_tif(path)
+    raw = _read_raw_tif(path, crs)
     v = raw.values.astype(np.float32)
     H, W, nd = v.shape[1], v.shape[2], len(RAW_DYNAMIC_BANDS)
     dyn = v[:N_TIME * nd].reshape(N_TIME, nd, H, W)
@@ -312,9 +313,10 @@ def tif_to_datacube(path, # raw Earth Engine export, 206 bands
 def engineer_tif(path, # raw Earth Engine export, 206 bands
                  label:str|None=None, # the class of every pixel, if known
                  fill:bool=True, # fill gaps, keeping the observation mask
+                 crs=None, # the CRS of an export that has none (e.g. 'EPSG:4326'); see `read_geotiff`
                 )->PixelDataset: # (pixels, 12, 18)
     "Every pixel of a raw CropHarvest export as 12 x 18 features with NDVI."
-    cube = tif_to_datacube(path, fill=False)
+    cube = tif_to_datacube(path, fill=False, crs=crs)
     H, W = cube.sizes['y'], cube.sizes['x']
     x = cube.transpose('y', 'x', 'time', 'band').values.reshape(H * W, N_TIME, -1)
     lon, lat = (a.ravel() for a in raster_lonlat(cube))  # degrees, also for a projected export
