@@ -15,7 +15,7 @@ from dask.callbacks import Callback
 from tqdm.auto import tqdm
 from .core import AgrinbError, bad_input, atomic_path, get_device, make_folder
 from .data.pixels import BandStats, prepare_series, CROPHARVEST_BANDS
-from .data.raster import _check_form, _check_bands, _to_lonlat, _geographic
+from .data.raster import _check_form, _check_bands, _to_lonlat, _geographic, check_degrees
 
 # %% auto #0
 __all__ = ['predict_pixels', 'open_raster', 'map_chunks', 'check_tiling', 'tile_grid', 'map_tiles', 'check_sources',
@@ -81,6 +81,7 @@ def open_raster(src, # a (time, band, y, x) DataArray (in memory or dask) or a G
         v = a.data.reshape(n_time, len(bands), a.sizes['y'], a.sizes['x']).astype(np.float32)
         src = xr.DataArray(v, dims=('time', 'band', 'y', 'x'), attrs={'source': path.name},
                            coords=dict(time=np.arange(n_time), band=bands, y=a.y.values, x=a.x.values))
+        check_degrees(a, path)   # a geographic CRS must hold degrees (the coordinates only: nothing is read)
         if a.rio.crs is not None: src = src.rio.write_crs(a.rio.crs).rio.write_transform(a.rio.transform())
     _check_form(src, None, False, False)
     src = src.transpose('time', 'band', 'y', 'x')
