@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #252b32a2
 from __future__ import annotations
-import os, copy, difflib, math, random, tempfile, contextlib, io
+import os, copy, difflib, math, random, shutil, tempfile, contextlib, io
 from importlib import resources
 from pathlib import Path
 import numpy as np
@@ -12,9 +12,10 @@ import torch
 
 # %% auto #0
 __all__ = ['SIZE_HPARAMS', 'CHECKPOINT_VERSION', 'MAX_YAML_ALIASES', 'AgrinbError', 'bad_input', 'suggest', 'get_device',
-           'seed_everything', 'make_folder', 'atomic_path', 'check_finite', 'check_lat_lon', 'safe_name',
-           'check_output_path', 'is_learning_rate', 'check_settings', 'check_hparams', 'check_sizes', 'diff_settings',
-           'save_checkpoint', 'tensor_checksum', 'load_checkpoint', 'config_names', 'merge_config', 'read_config']
+           'seed_everything', 'make_folder', 'atomic_path', 'atomic_folder', 'check_finite', 'check_lat_lon',
+           'safe_name', 'check_output_path', 'is_learning_rate', 'check_settings', 'check_hparams', 'check_sizes',
+           'diff_settings', 'save_checkpoint', 'tensor_checksum', 'load_checkpoint', 'config_names', 'merge_config',
+           'read_config']
 
 # %% ../nbs/00_core.ipynb #9cf2e53f
 class AgrinbError(ValueError):
@@ -106,6 +107,25 @@ def _fsync(path, folder:bool=False):
     finally: os.close(fd)
 
 # %% ../nbs/00_core.ipynb #878224f7
+@contextlib.contextmanager
+def atomic_folder(path, # final folder, e.g. a `.zarr` store
+                 ):
+    "Yield a temporary folder beside `path`; on success it is renamed to `path` (replacing an old one), on error removed."
+    path = Path(path)
+    parent = make_folder(path.parent if str(path.parent) else Path('.'))
+    try: tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.', suffix='.tmp', dir=parent))
+    except OSError as ex: raise bad_input(path, 'path', 'a writable folder', repr(ex)) from None
+    try:
+        yield tmp
+        old = parent / f'{tmp.name[:-len(".tmp")]}.old'
+        if path.exists(): os.replace(path, old)
+        os.replace(tmp, path)
+        _fsync(parent, folder=True)      # the rename survives a power cut
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True); raise
+
+# %% ../nbs/00_core.ipynb #a535a386
 def check_finite(x, # array-like of numbers
                  where, # the file or object named in the error
                  field:str, # the field named in the error
@@ -135,7 +155,7 @@ def check_lat_lon(lat, lon, # degrees, broadcastable
                                       + (' (projected metres? reproject to EPSG:4326)' if np.abs(a[off]).max() > 1000 else ''))
     return la, lo
 
-# %% ../nbs/00_core.ipynb #a535a386
+# %% ../nbs/00_core.ipynb #72d2a63c
 def safe_name(name, # a name read from a file, to be used as a file name
               where, # the file it came from (named in the error)
               field:str, # the field or line it came from
@@ -146,7 +166,7 @@ def safe_name(name, # a name read from a file, to be used as a file name
         raise bad_input(where, field, 'a plain name (no /, \\, .., leading dot or empty)', repr(s))
     return s
 
-# %% ../nbs/00_core.ipynb #e4ea630e
+# %% ../nbs/00_core.ipynb #d9ff5b5b
 def check_output_path(path, # a file the caller will write later
                       field:str='path', # the argument named in the error (e.g. '--json')
                      )->Path:
@@ -160,7 +180,7 @@ def check_output_path(path, # a file the caller will write later
             break
     return path
 
-# %% ../nbs/00_core.ipynb #f57d75a4
+# %% ../nbs/00_core.ipynb #93312680
 SIZE_HPARAMS = ('in_features', 'hidden', 'n_out', 'encoder_width', 'embed_dim', 'neck_dim', 'num_classes', 'bands', 'frames')
 
 def _number(v)->bool: return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
@@ -212,7 +232,7 @@ def check_sizes(sizes:dict, # name -> a size, or a list of sizes
         if big: raise bad_input(where, f'{field}.{k}', f'sizes the saved weights can hold (at most their largest dimension, '
                                 f'{top})', f'{v!r} (the metadata does not match the tensors)')
 
-# %% ../nbs/00_core.ipynb #93312680
+# %% ../nbs/00_core.ipynb #751e94aa
 _MISSING = '<missing>'
 
 def diff_settings(a:dict, b:dict, # two nested dicts of plain settings
@@ -225,7 +245,7 @@ def diff_settings(a:dict, b:dict, # two nested dicts of plain settings
         elif x != y and not (isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)) and list(x) == list(y)): out[key] = (x, y)
     return out
 
-# %% ../nbs/00_core.ipynb #fd1bfe3f
+# %% ../nbs/00_core.ipynb #dadc1eca
 CHECKPOINT_VERSION = 1
 
 def save_checkpoint(path, # destination file
@@ -286,7 +306,7 @@ def load_checkpoint(path, # checkpoint file
     check_hparams(obj['meta'], obj['state'], path)
     return obj
 
-# %% ../nbs/00_core.ipynb #249b1870
+# %% ../nbs/00_core.ipynb #9983fe7d
 def config_names()->list:
     "Names of the configs shipped with agrinb (`agrinb/configs/*.yaml`)."
     return sorted(f.name[:-5] for f in resources.files('agrinb').joinpath('configs').iterdir() if f.name.endswith('.yaml'))
@@ -315,7 +335,7 @@ def _read_file(p:Path)->dict:
     if not isinstance(user, dict): raise bad_input(p, 'contents', 'a mapping of sections to settings', type(user).__name__)
     return user
 
-# %% ../nbs/00_core.ipynb #6abfb3d6
+# %% ../nbs/00_core.ipynb #4da127b9
 def _check_type(where, key:str, default, value):
     "A value must have its default's type (None defaults take anything; an int is a float)."
     if default is None: return
@@ -345,7 +365,7 @@ def merge_config(base:dict, # the defaults (or a complete config)
         else: _check_type(where, key, base[k], v); out[k] = v
     return out
 
-# %% ../nbs/00_core.ipynb #5183bbf7
+# %% ../nbs/00_core.ipynb #c8c511ca
 def read_config(config, # a shipped name (see `config_names`), a .yaml / .yml / .py path, or a dict
                 defaults:dict, # every key the command knows, with its default
                 overrides:dict|None=None, # dotted keys: {'train.epochs': 1}

@@ -4,7 +4,7 @@
 
 # %% ../nbs/52_predict.ipynb #695395ff
 from __future__ import annotations
-import contextlib, inspect, os, shutil, tempfile, threading, warnings
+import contextlib, inspect, os, tempfile, threading, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -13,7 +13,7 @@ import dask
 import dask.array as da
 from dask.callbacks import Callback
 from tqdm.auto import tqdm
-from .core import AgrinbError, bad_input, atomic_path, get_device, make_folder
+from .core import AgrinbError, bad_input, atomic_path, atomic_folder, get_device, make_folder
 from .data.pixels import BandStats, prepare_series, CROPHARVEST_BANDS
 from .data.raster import _check_form, _check_bands, _to_lonlat, _geographic, check_degrees
 
@@ -294,20 +294,6 @@ def _run(thing, client, num_workers, progress, desc='map', callback=None, m=None
 def _compute(m:xr.DataArray, client, num_workers, progress, callback=None)->xr.DataArray:
     return m.copy(data=_run(m.data, client, num_workers, progress, callback=callback, m=m))
 
-@contextlib.contextmanager
-def _atomic_folder(path:Path):
-    "Yield a temporary folder beside `path` (a zarr store); on success it is renamed to `path`, on error removed."
-    parent = make_folder(path.parent if str(path.parent) else Path('.'))
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.', suffix='.tmp', dir=parent))
-    try:
-        yield tmp
-        old = parent / f'.{path.name}.{tmp.name.split(".")[-2]}.old'
-        if path.exists(): os.replace(path, old)   # a store is a folder: move the old one aside, then rename
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
-
 def write_map(m:xr.DataArray, # lazy (y, x) or (class, y, x) map from `map_chunks` / `map_tiles`
               out, # GeoTIFF path, or a `.zarr` store (needs `zarr`: pip install "agrinb[maps]")
               client=None, num_workers:int|None=None, progress:bool=True, callback=None,
@@ -318,7 +304,7 @@ def write_map(m:xr.DataArray, # lazy (y, x) or (class, y, x) map from `map_chunk
     if out.suffix == '.zarr':
         try: import zarr  # noqa: F401
         except ImportError: raise bad_input(out, 'out', 'zarr installed for a .zarr map (pip install "agrinb[maps]")', 'no zarr') from None
-        with _atomic_folder(out) as tmp:
+        with atomic_folder(out) as tmp:
             job = m.to_dataset(name=m.name or 'proba').to_zarr(tmp, mode='w', compute=False, consolidated=True)
             _run(job, client, num_workers, progress, f'write {out.name}', callback, m)
         return out
