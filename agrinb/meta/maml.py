@@ -167,7 +167,7 @@ def _check_fit_args(self:MAML, train_tasks, steps, meta_batch, k_support, k_quer
         if int(v) < 1: raise bad_input(where, n, 'a positive number', v)
     if int(k_query) < 1: raise bad_input(where, 'k_query', 'at least 1 query example per class (an empty query set gives no meta-loss)', k_query)
     check_settings(rates, where)   # learning rates finite and > 0, before any work
-    if not (isinstance(val_frac, (int, float)) and 0 <= val_frac < 1): raise bad_input(where, 'val_frac', 'a share in [0, 1)', repr(val_frac))
+    if not (isinstance(val_frac, (int, float, np.integer, np.floating)) and 0 <= val_frac < 1): raise bad_input(where, 'val_frac', 'a share in [0, 1)', repr(val_frac))
 
 @patch
 def _set_steps(self:MAML, data:list, where:str):
