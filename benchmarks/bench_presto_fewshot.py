@@ -4,7 +4,8 @@ PrestoEnsemble (probe + forest, PrestoTIML + forest) against a random forest on 
 AUC-minus-forest (same support and query sets) and its standard error; then the speed figures of issue 13.
 `python benchmarks/bench_presto_fewshot.py [--threads 1] [--reps 10] [--syn-reps 3] [--meta-steps 300] [--skip-synthetic]
 [--skip-speed] [--no-old]`. Rows 'old PrestoProbe' / 'old PrestoTIML' are the previous defaults on the same draws (the
-probe on unstandardised embeddings only; the head without the fallback to the probe), for before / after side by side.
+probe on unstandardised embeddings only; the head on the embeddings alone, `raw=False`, meta-trained on the same tasks),
+for before / after side by side; 'PrestoTIML head' is the default head with the fallback to the probe switched off.
 A script, not a test.
 
 Algae tasks: regions are KMeans(8) clusters of lat/lon; a binary task asks "severity >= t" (targets run 1..5) in one
@@ -72,9 +73,9 @@ def located(t, latlon, month):
     return t
 
 
-def make_learners(tl, old:bool):
-    "Every learner at its defaults, given the raw support series and their cached embeddings (z=); `old` adds the "
-    "defaults before issue 13's second round (the probe on embeddings only, unstandardised; the head without fallback)."
+def make_learners(tl, old):
+    "Every learner at its defaults, given the raw support series and their cached embeddings (z=); `old` (a PrestoTIML "
+    "meta-trained with raw=False, or None) adds the previous defaults (the probe on embeddings only, unstandardised; that head)."
     probe, rf, nofb, ft = PrestoProbe(device='cpu'), RandomForest(), NoFallback(tl), PrestoFineTune(device='cpu')
     ens_p, ens_t = PrestoEnsemble(probe, device='cpu'), PrestoEnsemble(tl, device='cpu')
     out = {'Random forest': lambda t, x, s, q, sd: rf.adapt(x[s], t.y[s], seed=sd).predict_proba(x[q]),
@@ -84,10 +85,11 @@ def make_learners(tl, old:bool):
            'PrestoEnsemble(TIML)': lambda t, x, s, q, sd: ens_t.adapt(x[s], t.y[s], t.info, seed=sd, z=t.z[s]).predict_proba(x[q], z=t.z[q]),
            'PrestoFineTune': lambda t, x, s, q, sd: ft.adapt(x[s], t.y[s], lat=t.lat[s], lon=t.lon[s], month=t.month[s], seed=sd).predict_proba(
                x[q], lat=t.lat[q], lon=t.lon[q], month=t.month[q])}
-    if old:
+    out['PrestoTIML head'] = lambda t, x, s, q, sd: nofb.adapt(x[s], t.y[s], t.info, seed=sd, z=t.z[s]).predict_proba(x[q], z=t.z[q])
+    if old is not None:
         old_probe = PrestoProbe(device='cpu', standardize=False, raw=False)
         out.update({'old PrestoProbe': lambda t, x, s, q, sd: old_probe.adapt(t.z[s], t.y[s], seed=sd).predict_proba(t.z[q]),
-                    'old PrestoTIML': lambda t, x, s, q, sd: nofb.adapt(t.z[s], t.y[s], t.info, seed=sd).predict_proba(t.z[q])})
+                    'old PrestoTIML': lambda t, x, s, q, sd: old.adapt(t.z[s], t.y[s], t.info, seed=sd).predict_proba(t.z[q])})
     return out
 
 
@@ -118,7 +120,7 @@ if arr is not None and not a.skip_algae:
     t0 = time.perf_counter()
     Z = encoder.embed(X, ll[:, 0], ll[:, 1], month=mo, dynamic_world=dwa, progress=False)
     print(f'algae: {len(X)} samples embedded once in {time.perf_counter() - t0:.1f} s; severity counts 1..5: {np.bincount(sev)[1:].tolist()}')
-    tasks = {key: (located(EmbeddedTask(t['name'], Z[t['idx']], t['y'], t['info']), ll[t['idx']], mo[t['idx']]), X[t['idx']])
+    tasks = {key: (located(EmbeddedTask(t['name'], Z[t['idx']], t['y'], t['info'], X[t['idx']]), ll[t['idx']], mo[t['idx']]), X[t['idx']])
              for key, t in algae_tasks(arr).items()}
     pilot, test_keys = {}, []
     for key, (t, x) in tasks.items():
@@ -140,7 +142,8 @@ if arr is not None and not a.skip_algae:
         print(f'  held-out region {r}: PrestoTIML meta-trained on {len(train)} tasks in {time.perf_counter() - t0:.1f} s, '
               f'best val step {max(tl.history, key=lambda h: -h.get("val_loss", np.inf))["step"]}, '
               f'step sizes {", ".join(f"{k} {v:.3f}" for k, v in tl.step_sizes.items())}')
-        rows += evaluate([tasks[k] for k in test_keys if k[0] == r], make_learners(tl, not a.no_old), a.reps)
+        old = None if a.no_old else PrestoTIML(device='cpu', raw=False).meta_fit(train, steps=a.meta_steps, progress=False)
+        rows += evaluate([tasks[k] for k in test_keys if k[0] == r], make_learners(tl, old), a.reps)
     report('ALGAE BLOOMS (real), leave-one-region-out', rows)
 
 # ------------------------------------------------------------------------------------------------------ synthetic
@@ -149,7 +152,7 @@ if not a.skip_synthetic:
     t0 = time.perf_counter(); Z = encoder.embed_dataset(ds, progress=False)
     print(f'\nsynthetic: {len(ds.x)} series embedded once in {time.perf_counter() - t0:.1f} s')
     regions = np.array(sorted(set(ds.regions))); fold = np.random.default_rng(0).permutation(len(regions)) % 4
-    tasks = {r: (located(EmbeddedTask(t['name'], Z[t['idx']], t['y'], t['info']), np.c_[ds.lat, ds.lon][t['idx']], np.zeros((len(t['idx']), ds.x.shape[1]), int)),
+    tasks = {r: (located(EmbeddedTask(t['name'], Z[t['idx']], t['y'], t['info'], ds.x[t['idx']]), np.c_[ds.lat, ds.lon][t['idx']], np.zeros((len(t['idx']), ds.x.shape[1]), int)),
                  ds.x[t['idx']]) for r, t in synthetic_tasks(ds).items()}
     rows = []
     for f in range(4):
@@ -159,7 +162,8 @@ if not a.skip_synthetic:
         t0 = time.perf_counter()
         tl = PrestoTIML(device='cpu').meta_fit(train, steps=a.meta_steps, progress=False)
         print(f'  fold {f}: meta-trained on {len(train)} regions in {time.perf_counter() - t0:.1f} s; testing on {len(test)} regions')
-        rows += evaluate(test, make_learners(tl, not a.no_old), a.syn_reps)
+        old = None if a.no_old else PrestoTIML(device='cpu', raw=False).meta_fit(train, steps=a.meta_steps, progress=False)
+        rows += evaluate(test, make_learners(tl, old), a.syn_reps)
     report('SYNTHETIC (embedded make_dataset), held-out region folds', rows)
 
 # ---------------------------------------------------------------------------------------------------------- speed

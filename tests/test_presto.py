@@ -242,3 +242,57 @@ def test_finetune_adapts_a_copy_and_checks_inputs(tmp_path):
     with pytest.raises(AgrinbError, match="field 'steps'"): ft.adapt(x, y, lat=7., lon=1., steps=-1)
     with pytest.raises(AgrinbError, match='lat/lon'): ft.adapt(x, y)
     ft.save(tmp_path / 'ft.pt'); assert PrestoFineTune.load(tmp_path / 'ft.pt').settings() == ft.settings()
+
+
+def _toy_raw(n_tasks=10, n=40, T=4, B=3, seed=0):
+    "EmbeddedTasks whose class lives in the raw series (one band shifted, some values missing), not in the random embeddings."
+    from agrinb.meta.presto import EmbeddedTask
+    from agrinb.tasks import TaskInfo
+    r = np.random.default_rng(seed); out = []
+    for i in range(n_tasks):
+        y = np.r_[np.ones(n // 2), np.zeros(n // 2)].astype(int)
+        x = r.normal(size=(n, T, B)).astype(np.float32); x[:, :, 1] += 1.5 * (2 * y[:, None] - 1); x[r.random(x.shape) < .05] = np.nan
+        out.append(EmbeddedTask(f'r{i}', r.normal(size=(n, 128)).astype(np.float32), y, TaskInfo(float(r.uniform(-30, 30)), 10.), x))
+    return out
+
+
+def test_presto_timl_head_reads_raw_series(tmp_path):
+    "Tasks that carry raw series give a head over embeddings + raw values (gaps: the training mean) that learns what lives only in "
+    "the raw series; it refuses embeddings alone or another layout by name; raw=False keeps the embeddings-only head; save / load round-trips."
+    from agrinb.meta.presto import PrestoTIML
+    tasks = _toy_raw(); train, t = tasks[:8], tasks[9]
+    tl = PrestoTIML(device='cpu', fallback=False).meta_fit(train, steps=40, meta_batch=4, progress=False)
+    assert tl.hparams['raw_shape'] == [4, 3] and tl.head.w1.shape[0] == 128 + 12 and torch.isfinite(tl.head.mean).all()
+    sup = np.r_[0:5, 20:25]; qry = np.setdiff1d(np.arange(40), sup)
+    pred = tl.adapt(t.x[sup], t.y[sup], t.info, z=t.z[sup], seed=0); p = pred.predict_proba(t.x[qry], z=t.z[qry])
+    assert np.isfinite(p).all() and _auc(t.y[qry], p) > .8, _auc(t.y[qry], p)
+    with pytest.raises(AgrinbError, match="field 'x'"): tl.adapt(t.z[sup], t.y[sup], t.info)
+    with pytest.raises(AgrinbError, match="field 'x'"): pred.predict_proba(t.z[qry])
+    with pytest.raises(AgrinbError, match="field 'x'"): pred.predict_proba(t.x[qry][:, :2], z=t.z[qry])
+    tl.save(tmp_path / 'raw.pt'); back = PrestoTIML.load(tmp_path / 'raw.pt', device='cpu')
+    np.testing.assert_allclose(back.adapt(t.x[sup], t.y[sup], t.info, z=t.z[sup], seed=0).predict_proba(t.x[qry], z=t.z[qry]), p, atol=1e-6)
+    emb = PrestoTIML(device='cpu', raw=False, fallback=False).meta_fit(train, steps=2, meta_batch=4, progress=False)
+    assert emb.hparams['raw_shape'] is None and emb.head.w1.shape[0] == 128
+    assert _auc(t.y[qry], emb.adapt(t.z[sup], t.y[sup], t.info, seed=0).predict_proba(t.z[qry])) < .8   # the class is not in z
+
+
+def test_adapt_reports_progress():
+    "Every Presto learner's adapt calls progress(done, total) after each step (done rises by one; work that ends early says so "
+    "once more with total = done)."
+    from agrinb.meta.presto import PrestoTIML, PrestoProbe, PrestoEnsemble, PrestoFineTune
+    def calls(fn):
+        seen = []; fn(lambda d, t: seen.append((d, t)))
+        d = [d for d, _ in seen]
+        assert seen and d[0] == 1 and set(np.diff(d)) <= {0, 1} and seen[-1][0] == seen[-1][1], seen
+        return seen
+    tasks = _toy_raw(); t = tasks[0]; sup = np.r_[0:5, 20:25]
+    tl = PrestoTIML(device='cpu', max_steps=6)
+    assert calls(lambda cb: tl.adapt(t.z[sup], t.y[sup], t.info, steps=4, progress=cb)) == [(i, 4) for i in range(1, 5)]
+    chose = calls(lambda cb: tl.adapt(t.z[sup], t.y[sup], t.info, seed=0, progress=cb))   # 6 curve steps, 5 probe folds, then its choice
+    assert chose[0] == (1, 6 + 5 + 6) and len(chose) >= 11
+    x = _series(n=8).astype(np.float32); y = np.r_[np.ones(4, int), np.zeros(4, int)]
+    probe = PrestoProbe(device='cpu')
+    assert calls(lambda cb: probe.adapt(x, y, lat=7., lon=1., progress=cb)) == [(1, 2), (2, 2)]   # embedding, then the fit
+    assert calls(lambda cb: probe.adapt(probe.embed(x, 7., 1.), y, progress=cb)) == [(1, 1)]
+    assert calls(lambda cb: PrestoEnsemble(probe).adapt(x, y, lat=7., lon=1., seed=0, progress=cb)) == [(1, 3), (2, 3), (3, 3)]
+    assert calls(lambda cb: PrestoFineTune(steps=2, device='cpu').adapt(x, y, lat=7., lon=1., seed=0, progress=cb)) == [(1, 3), (2, 3), (3, 3)]

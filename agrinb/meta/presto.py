@@ -4,6 +4,7 @@
 
 # %% ../../nbs/34_meta.presto.ipynb #703fc252
 from __future__ import annotations
+import inspect
 import numpy as np
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
@@ -15,7 +16,7 @@ from ..data.pixels import CROPHARVEST_BANDS, fill_gaps
 from ..models.presto import pretrained
 
 # %% auto #0
-__all__ = ['FIXED', 'support_inputs', 'location', 'PrestoProbe', 'raw_features', 'ProbePredictor', 'PrestoEnsemble',
+__all__ = ['FIXED', 'support_inputs', 'location', 'StepCount', 'PrestoProbe', 'raw_features', 'ProbePredictor', 'PrestoEnsemble',
            'EnsemblePredictor', 'FiLMHead', 'EmbeddedTask', 'PrestoTIML', 'support_folds', 'probe_oof', 'TIMLPredictor',
            'PrestoFineTune', 'FineTunePredictor']
 
@@ -41,6 +42,17 @@ def location(lat=None, lon=None, info=None, where:str='PrestoProbe'):
     if lat is None or lon is None:
         raise bad_input(where, 'lat/lon', 'lat= and lon= (scalars or one per series) or info with .lat and .lon', 'neither')
     return lat, lon
+
+class StepCount:
+    "Steps of an adaptation done so far, reported as `progress(done, total)` after each (MAML's `adapt(progress=)` protocol)."
+    def __init__(self, progress=None, # a callable (done, total), or None
+                 total:int=0): # the steps expected (revised when the work turns out shorter)
+        self.progress, self.done, self.total = progress, 0, int(total)
+    def step(self, n:int=1):
+        self.done += n; self.total = max(self.total, self.done)
+        if self.progress is not None: self.progress(self.done, self.total)
+    def finish(self): # the work ended: the total is what was done (one last report, unless it was already made)
+        if self.total != self.done or not self.done: self.total = self.done; self.step(0)
 
 # %% ../../nbs/34_meta.presto.ipynb #19f41b48
 class PrestoProbe:
@@ -117,12 +129,16 @@ def adapt(self:PrestoProbe, support_x, # (n, T, B) raw series, (n, 128) embeddin
           info=None, # task info; its lat / lon locate the series when `lat` / `lon` are not given
           steps=None, seed=None, # the solver runs to convergence; `seed` seeds it
           device=None, lat=None, lon=None, month=None,
-          z=None)->ProbePredictor: # z: cached (n, 128) Presto embeddings of the raw support series
+          z=None, # cached (n, 128) Presto embeddings of the raw support series
+          progress=None, # a callable (done, total): after the embedding (when the series need one) and after the fit
+         )->ProbePredictor:
     "Fit the logistic-regression head on the support embeddings (and raw series), standardised on the support set."
     x, y, info = support_inputs(support_x, support_y, info)
     if x.ndim == 3 and z is None: lat, lon = location(lat, lon, info, 'PrestoProbe.adapt')
     if z is not None and np.shape(z) != (len(x), 128): raise bad_input('PrestoProbe.adapt', 'z', f'({len(x)}, 128) embeddings of support_x', np.shape(z))
+    work = StepCount(progress, 2 if x.ndim == 3 and z is None else 1)
     zs = self.embed(x if z is None else z, lat, lon, month=month, device=device)
+    if work.total == 2: work.step()
     raw = None
     if self.raw and x.ndim == 3:
         xr = x.astype(np.float32); bm = np.nanmean(xr.reshape(-1, xr.shape[2]), 0)
@@ -130,6 +146,7 @@ def adapt(self:PrestoProbe, support_x, # (n, T, B) raw series, (n, 128) embeddin
     scale = None
     if self.standardize: sd = zs.std(0); scale = (zs.mean(0), np.where(sd > 1e-6, sd, 1).astype(np.float32))
     head = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=seed).fit(zs if scale is None else (zs - scale[0]) / scale[1], y)
+    work.step()
     return ProbePredictor(self, head, _scalar(lat), _scalar(lon), month if np.ndim(month) == 0 else None, scale, raw)
 
 # %% ../../nbs/34_meta.presto.ipynb #bf4d7c8c
@@ -172,16 +189,22 @@ class EnsemblePredictor:
 @patch
 def adapt(self:PrestoEnsemble, support_x, support_y=None, info=None, steps=None, seed=None, device=None,
           z=None, # (n, 128) cached Presto embeddings of the support series for the learner (None: it embeds them)
+          progress=None, # a callable (done, total): the learner's steps (when it reports them), then one for the forest
           **kwargs)->EnsemblePredictor: # kwargs (lat, lon, month) go to the learner
     "Adapt the learner and fit the forest on the same support set."
     x, y, info = support_inputs(support_x, support_y, info, 'PrestoEnsemble.adapt')
     if x.ndim != 3: raise bad_input('PrestoEnsemble.adapt', 'support_x', 'raw series (n, time, band) for the forest', x.shape)
     seed = seed if seed is not None else self.seed if self.seed is not None else int(np.random.randint(2**31 - 1))
+    work = StepCount(progress, 1)
+    if progress is not None and 'progress' in inspect.signature(self.learner.adapt).parameters:
+        def learner_step(d, t): work.done, work.total = d, t + 1; progress(d, t + 1)
+        kwargs['progress'] = learner_step
     if getattr(self.learner, 'takes_z', False): first = self.learner.adapt(x, y, info, steps=steps, seed=seed, device=device, z=z, **kwargs)
     else: first = self.learner.adapt(x if z is None else z, y, info, steps=steps, seed=seed, device=device, **kwargs)
     x = x.astype(np.float32); band_mean = np.nanmean(x.reshape(-1, x.shape[2]), 0)
     band_mean = np.where(np.isnan(band_mean), 0, band_mean)  # a band absent from the whole support set
     rf = clone(self.forest).set_params(random_state=seed).fit(fill_gaps(x, band_mean).reshape(len(x), -1), y)
+    work.step(); work.finish()
     return EnsemblePredictor(first, rf, band_mean, x.shape[1:])
 
 @patch
@@ -251,8 +274,9 @@ class FiLMHead(nn.Module):
 # %% ../../nbs/34_meta.presto.ipynb #bf5e51a6
 @dataclass
 class EmbeddedTask:
-    "A task as cached Presto embeddings: z (n, 128) float32, y (n,) in {0, 1}, its task vector (TaskInfo or (13,))."
+    "A task as cached Presto embeddings: z (n, 128) float32, y (n,) in {0, 1}, its task vector (TaskInfo or (13,)), its raw series."
     name:str; z:np.ndarray; y:np.ndarray; info:object
+    x:np.ndarray|None = None # (n, T, B) raw series (NaN gaps allowed): when every task has them, the head reads them too
 
 class PrestoTIML:
     "TIML on the frozen Presto encoder: a FiLM-modulated MLP head with learned step sizes, meta-trained on cached embeddings."
@@ -264,21 +288,38 @@ class PrestoTIML:
                  info_size:int=13, # size of the task vector
                  max_steps:int=50, # most adaptation steps `adapt` considers when choosing them on the support set
                  fallback:bool=True, # `adapt` returns the probe's predictor when its held-out loss inside the support is lower
+                 raw:bool=True, # the head also reads the raw series (flattened) when every meta-training task has them
+                 raw_shape=None, # (T, B) of the raw series the head reads (set by `meta_fit`; None: embeddings only)
                  month=0, bands=CROPHARVEST_BANDS, batch_size:int=128, # how series are embedded (see `PrestoProbe`)
                  device=None, seed:int=0, progress:bool=False):
         self.probe = PrestoProbe(month, bands, batch_size=batch_size, device=device, progress=progress)
         self.device = self.probe.device
         self.hparams = dict(hidden=hidden, encoder_width=encoder_width, encoder_dropout=encoder_dropout, inner_lr=inner_lr,
-                            info_size=info_size, max_steps=max_steps, fallback=fallback, month=self.probe.settings()['month'], bands=list(bands),
-                            batch_size=batch_size, seed=seed)
-        torch.manual_seed(seed)
-        self.head = FiLMHead(128, hidden, inner_lr).to(self.device)
-        self.encoder = TaskEncoder(info_size, 128, hidden, encoder_width, encoder_dropout).to(self.device)
+                            info_size=info_size, max_steps=max_steps, fallback=fallback, raw=raw, month=self.probe.settings()['month'],
+                            bands=list(bands), batch_size=batch_size, seed=seed)
+        self._build(raw_shape)
         self.fit_config, self.history, self.best_val = dict(inner_steps=5), [], None
+    def _build(self, raw_shape):
+        "A fresh head and task encoder (seeded) for embeddings, or embeddings + raw series of shape `raw_shape`."
+        h = self.hparams; h['raw_shape'] = None if raw_shape is None else [int(v) for v in raw_shape]
+        dim = 128 + (0 if raw_shape is None else int(np.prod(raw_shape))); torch.manual_seed(h['seed'])
+        self.head = FiLMHead(dim, h['hidden'], h['inner_lr']).to(self.device)
+        self.encoder = TaskEncoder(h['info_size'], dim, h['hidden'], h['encoder_width'], h['encoder_dropout']).to(self.device)
     def embed_task(self, task)->EmbeddedTask:
         "An `EmbeddedTask` as it is, or a task of raw series (`x`, `y`, `info`) embedded at its `info`'s location."
         if isinstance(task, EmbeddedTask): return task
-        return EmbeddedTask(task.name, self.probe.embed(task.x, info=task.info), np.asarray(task.y), task.info)
+        return EmbeddedTask(task.name, self.probe.embed(task.x, info=task.info), np.asarray(task.y), task.info, np.asarray(task.x))
+    def features(self, z, # (n, 128) embeddings
+                 x=None, # (n, T, B) their raw series (needed when the head reads them)
+                 where:str='PrestoTIML.adapt', fill:bool=True)->np.ndarray: # (n, dim) float32
+        "The head's input: the embeddings, then the flattened raw series when the head reads them (gaps: the training mean)."
+        z, rs = np.asarray(z, np.float32), self.hparams['raw_shape']
+        if rs is None: return z
+        if x is None or np.ndim(x) != 3 or tuple(np.shape(x)[1:]) != tuple(rs):
+            raise bad_input(where, 'x', f'raw series (n, {rs[0]}, {rs[1]}) like the meta-training tasks\' (this head reads embeddings '
+                            '+ raw series; meta_fit with raw=False for a head on embeddings alone)', None if x is None else np.shape(x))
+        f = np.c_[z, np.asarray(x, np.float32).reshape(len(x), -1)]
+        return np.where(np.isnan(f), self.head.mean.cpu().numpy(), f) if fill else f
     @property
     def step_sizes(self)->dict: # name -> learned inner step size of that tensor
         return {n: float(v) for n, v in zip(self.head.names, self.head.log_lr.detach().exp())}
@@ -291,7 +332,7 @@ def _prepare(self:PrestoTIML, tasks:list, where:str)->list:
     for t in tasks:
         e = self.embed_task(t); y = np.asarray(e.y).astype(np.int64)
         v = torch.as_tensor(info_vector(e.info, self.hparams['info_size'], f'{where}: task {e.name!r}'), device=self.device)
-        out.append(TaskData(e.name, torch.as_tensor(np.asarray(e.z, np.float32), device=self.device),
+        out.append(TaskData(e.name, torch.as_tensor(self.features(e.z, e.x, f'{where}: task {e.name!r}'), device=self.device),
                             torch.as_tensor(y, device=self.device), y, np.arange(len(y)), v))
     return out
 
@@ -333,9 +374,13 @@ def meta_fit(self:PrestoTIML, tasks:list, # Tasks of raw series (located by thei
     if val_tasks is None and len(tasks) >= 5:
         is_val = np.zeros(len(tasks), bool); is_val[rng.permutation(len(tasks))[:max(1, round(val_frac * len(tasks)))]] = True
         tasks, val_tasks = [t for t, v in zip(tasks, is_val) if not v], [t for t, v in zip(tasks, is_val) if v]
-    train, val = self._prepare(tasks, 'PrestoTIML.meta_fit'), self._prepare(val_tasks or [], 'PrestoTIML.meta_fit')
-    allz = torch.cat([t.x for t in train])
-    self.head.mean.copy_(allz.mean(0)); self.head.std.copy_(allz.std(0).clamp(min=1e-6))
+    tasks, val_tasks = [self.embed_task(t) for t in tasks], [self.embed_task(t) for t in val_tasks or []]
+    shapes = {None if t.x is None else tuple(np.shape(t.x)[1:]) for t in tasks + val_tasks}
+    rs = next(iter(shapes)) if self.hparams['raw'] and len(shapes) == 1 and None not in shapes else None
+    if (None if rs is None else list(rs)) != self.hparams['raw_shape']: self._build(rs)   # the head's input changed: a fresh head
+    allz = torch.as_tensor(np.concatenate([self.features(t.z, t.x, fill=False) for t in tasks]), device=self.device)
+    self.head.mean.copy_(allz.nanmean(0).nan_to_num(0.)); self.head.std.copy_(allz.sub(allz.nanmean(0)).pow(2).nanmean(0).sqrt().nan_to_num(1.).clamp(min=1e-6))
+    train, val = self._prepare(tasks, 'PrestoTIML.meta_fit'), self._prepare(val_tasks, 'PrestoTIML.meta_fit')
     self.fit_config.update(inner_steps=inner_steps, k_support=list(np.atleast_1d(k_support).tolist()), k_query=k_query,
                            first_order=first_order, outer_lr=outer_lr, meta_batch=meta_batch)
     val_eps = [self._episode(val, len(val), 10, k_query, np.random.default_rng(seed + 1 + i)) for i in range(4)] if val else []
@@ -396,7 +441,8 @@ def support_folds(y:np.ndarray, seed:int=0)->np.ndarray|None:
     return fold
 
 @patch
-def step_curve(self:PrestoTIML, z, y, film:dict, fold)->tuple: # (S + 1,) held-out log-losses, (S + 1, n) out-of-fold logits
+def step_curve(self:PrestoTIML, z, y, film:dict, fold,
+               callback=None)->tuple: # callback() after each step; -> (S + 1,) held-out log-losses, (S + 1, n) out-of-fold logits
     "Mean held-out log-loss of the folds after 0..max_steps inner steps, and each example's logit when held out."
     if fold is None: return None, None
     n_f = int(fold.max()) + 1
@@ -410,14 +456,16 @@ def step_curve(self:PrestoTIML, z, y, film:dict, fold)->tuple: # (S + 1,) held-o
             curve.append(float(_masked_losses(o, yte).mean())); oof.append((o[..., 0] * held).sum(0))
             if s < self.hparams['max_steps']:
                 p = inner_loop(self.head, p, zz, ytr, ff, lr=1.0, steps=1, first_order=True, loss_fn=_masked_losses)
+                if callback is not None: callback()
     return curve, torch.stack(oof).cpu().numpy()
 
-def probe_oof(probe, x, y, fold, z=None, **kwargs)->np.ndarray: # (n,) P(positive) of each example when held out
-    "The probe's out-of-fold probabilities over the same support folds."
+def probe_oof(probe, x, y, fold, z=None, callback=None, **kwargs)->np.ndarray: # (n,) P(positive) of each example when held out
+    "The probe's out-of-fold probabilities over the same support folds (`callback()` after each fold)."
     out = np.zeros(len(y))
     for f in range(int(fold.max()) + 1):
         tr, te = fold != f, fold == f
         out[te] = probe.adapt(x[tr], y[tr], z=None if z is None else z[tr], **kwargs).predict_proba(x[te], z=None if z is None else z[te])
+        if callback is not None: callback()
     return out
 
 class TIMLPredictor:
@@ -429,9 +477,10 @@ class TIMLPredictor:
                       lat=None, lon=None, month=None, z=None)->np.ndarray: # z: cached embeddings of raw `x`; -> (N,) P(positive)
         z = self.learner.probe.embed(x if z is None else z, self.lat if lat is None else lat, self.lon if lon is None else lon,
                                      month=self.month if month is None else month)
+        f = self.learner.features(z, x if np.ndim(x) == 3 else None, 'PrestoTIML predict_proba')
         with torch.no_grad():
             head = self.learner.head
-            out = head.forward_tasks(self.params, head.film_input(torch.as_tensor(z, device=self.learner.device)[None], self.film), self.film)
+            out = head.forward_tasks(self.params, head.film_input(torch.as_tensor(f, device=self.learner.device)[None], self.film), self.film)
         return torch.sigmoid(out[0, :, 0]).cpu().numpy()
 
 @patch
@@ -440,30 +489,39 @@ def adapt(self:PrestoTIML, support_x, # (n, T, B) raw series, (n, 128) embedding
           info=None, # TaskInfo or (13,) task vector (default: the task's; else a crop task at lat / lon)
           steps:int|None=None, # inner steps (None: chosen on the support set)
           seed:int|None=None, device=None, lat=None, lon=None, month=None,
-          z=None)->TIMLPredictor: # z: cached (n, 128) embeddings of raw support series; -> a TIMLPredictor or the probe's
+          z=None, # cached (n, 128) embeddings of raw support series
+          progress=None, # a callable (done, total) after every step: the step curve's, the probe's folds, the final steps
+         )->TIMLPredictor: # a TIMLPredictor or the probe's
     "Adapt the meta-learned head to a support set with the learned step sizes (or fall back to the probe, see `fallback`)."
     x, y, info = support_inputs(support_x, support_y, info, 'PrestoTIML.adapt')
+    if steps is not None and int(steps) < 0: raise bad_input('PrestoTIML.adapt', 'steps', 'a number of steps >= 0 (or None to choose)', steps)
     if device is not None: self.to(device)
     if z is not None and np.shape(z) != (len(x), 128): raise bad_input('PrestoTIML.adapt', 'z', f'({len(x)}, 128) embeddings of support_x', np.shape(z))
     if x.ndim == 3 and z is None: lat, lon = location(lat, lon, info, 'PrestoTIML.adapt')
     if info is None and _scalar(lat) is not None and _scalar(lon) is not None: info = TaskInfo(float(lat), float(lon))
     v = torch.as_tensor(info_vector(info, self.hparams['info_size'], 'PrestoTIML.adapt'), device=self.device)
     zn = self.probe.embed(x if z is None else z, lat, lon, info=info, month=month)
-    zt, yt = torch.as_tensor(zn, device=self.device), torch.as_tensor(y, device=self.device)
+    zt = torch.as_tensor(self.features(zn, x if x.ndim == 3 else None, 'PrestoTIML.adapt'), device=self.device)
+    yt = torch.as_tensor(y, device=self.device)
     self.encoder.eval()
     with torch.no_grad(): film = self.encoder(v[None])
+    fold = support_folds(y, 0 if seed is None else seed) if steps is None else None
+    fb = fold is not None and self.hparams.get('fallback', False)
+    S = self.hparams['max_steps']; n_f = 0 if fold is None else int(fold.max()) + 1
+    work = StepCount(progress, (S if fold is not None else 0) + (n_f if fb else 0) + (S if steps is None else int(steps)))
     if steps is None:
-        fold = support_folds(y, 0 if seed is None else seed); curve, oof = self.step_curve(zt, yt, film, fold)
+        curve, oof = self.step_curve(zt, yt, film, fold, work.step)
         steps = self.fit_config['inner_steps'] if curve is None else int(np.argmin(curve))
-        if curve is not None and self.hparams.get('fallback', False):
+        if fb:
             kw = dict(lat=lat, lon=lon, month=month, seed=seed)
-            if roc_auc_score(y, probe_oof(self.probe, x, y, fold, z=None if x.ndim == 2 else zn, **kw)) > roc_auc_score(y, oof[steps]):
-                return self.probe.adapt(x, y, info, z=None if x.ndim == 2 else zn, **kw)
-    z = zt
-    if int(steps) < 0: raise bad_input('PrestoTIML.adapt', 'steps', 'a number of steps >= 0 (or None to choose)', steps)
+            if roc_auc_score(y, probe_oof(self.probe, x, y, fold, z=None if x.ndim == 2 else zn, callback=work.step, **kw)) > roc_auc_score(y, oof[steps]):
+                out = self.probe.adapt(x, y, info, z=None if x.ndim == 2 else zn, **kw); work.finish(); return out
+        work.total = work.done + int(steps)
     p = stack_params({k: t.detach() for k, t in self.head.adapted().items()}, 1)
     with torch.no_grad():
-        if steps: p = inner_loop(self.head, p, self.head.film_input(z[None], film), yt[None], film, lr=1.0, steps=int(steps), first_order=True)
+        if steps: p = inner_loop(self.head, p, self.head.film_input(zt[None], film), yt[None], film, lr=1.0, steps=int(steps), first_order=True,
+                                 callback=lambda s: work.step())
+    work.finish()
     return TIMLPredictor(self, p, film, _scalar(lat), _scalar(lon), month if np.ndim(month) == 0 else None, int(steps))
 
 # %% ../../nbs/34_meta.presto.ipynb #43c60c3c
@@ -482,7 +540,7 @@ def load(cls:PrestoTIML, path, device=None)->PrestoTIML:
     self.fit_config.update(m['fit']); self.history, self.best_val = list(m.get('history', [])), m.get('best_val')
     return self
 
-# %% ../../nbs/34_meta.presto.ipynb #ba0c4a6c
+# %% ../../nbs/34_meta.presto.ipynb #b2b8d0f8
 import copy
 from ..models.presto import prepare, _to
 
@@ -520,12 +578,14 @@ class FineTunePredictor:
                 out.append(torch.sigmoid(self.head(self.encoder(*_to(p, slice(s, s + pr.batch_size), self.learner.device)))[:, 0]))
         return torch.cat(out).cpu().numpy() if out else np.zeros(0)
 
-# %% ../../nbs/34_meta.presto.ipynb #64f85bd4
+# %% ../../nbs/34_meta.presto.ipynb #3bc27318
 @patch
 def adapt(self:PrestoFineTune, support_x, # (n, T, B) raw series or a task of them
           support_y=None, info=None, # labels; info locates the series when lat / lon are not given
           steps:int|None=None, # Adam steps (None: the learner's)
-          seed:int|None=None, device=None, lat=None, lon=None, month=None)->FineTunePredictor:
+          seed:int|None=None, device=None, lat=None, lon=None, month=None,
+          progress=None, # a callable (done, total): after the starting probe, then after every Adam step
+         )->FineTunePredictor:
     "Fine-tune a copy of the encoder and a linear head on the support set."
     x, y, info = support_inputs(support_x, support_y, info, 'PrestoFineTune.adapt')
     if x.ndim != 3: raise bad_input('PrestoFineTune.adapt', 'support_x', 'raw series (n, time, band): the encoder is fine-tuned on them', x.shape)
@@ -533,7 +593,8 @@ def adapt(self:PrestoFineTune, support_x, # (n, T, B) raw series or a task of th
     if int(steps) < 0: raise bad_input('PrestoFineTune.adapt', 'steps', 'a number of steps >= 0', steps)
     if device is not None: self.device = get_device(device); self.probe.device = self.device; self.probe._model = None
     lat, lon = location(lat, lon, info, 'PrestoFineTune.adapt'); mo = self.probe.month if month is None else month
-    start = self.probe.adapt(x, y, lat=lat, lon=lon, month=mo, seed=seed).head
+    work = StepCount(progress, 1 + int(steps))
+    start = self.probe.adapt(x, y, lat=lat, lon=lon, month=mo, seed=seed).head; work.step()
     torch.manual_seed(0 if seed is None else seed)
     enc = copy.deepcopy(self.probe.model.encoder).to(self.device).train()
     for n, w in enc.named_parameters(): w.requires_grad_(n not in FIXED)   # the shipped model is frozen; the copy learns
@@ -543,7 +604,7 @@ def adapt(self:PrestoFineTune, support_x, # (n, T, B) raw series or a task of th
     yt = torch.as_tensor(y, dtype=torch.float32, device=self.device)
     opt = torch.optim.Adam([dict(params=enc.parameters(), lr=self.lr), dict(params=head.parameters(), lr=self.head_lr)])
     for _ in range(int(steps)):
-        opt.zero_grad(); F.binary_cross_entropy_with_logits(head(enc(*p))[:, 0], yt).backward(); opt.step()
+        opt.zero_grad(); F.binary_cross_entropy_with_logits(head(enc(*p))[:, 0], yt).backward(); opt.step(); work.step()
     enc.eval()
     return FineTunePredictor(self, enc, head, _scalar(lat), _scalar(lon), month if np.ndim(month) == 0 else None)
 
