@@ -47,12 +47,13 @@ class StepCount:
     "Steps of an adaptation done so far, reported as `progress(done, total)` after each (MAML's `adapt(progress=)` protocol)."
     def __init__(self, progress=None, # a callable (done, total), or None
                  total:int=0): # the steps expected (revised when the work turns out shorter)
-        self.progress, self.done, self.total = progress, 0, int(total)
+        self.progress, self.done, self.total, self.said = progress, 0, int(total), None
     def step(self, n:int=1):
-        self.done += n; self.total = max(self.total, self.done)
-        if self.progress is not None: self.progress(self.done, self.total)
+        self.done += n; self.total = max(self.total, self.done); self.said = (self.done, self.total)
+        if self.progress is not None: self.progress(*self.said)
     def finish(self): # the work ended: the total is what was done (one last report, unless it was already made)
-        if self.total != self.done or not self.done: self.total = self.done; self.step(0)
+        self.total = self.done
+        if self.said != (self.done, self.done): self.step(0)
 
 # %% ../../nbs/34_meta.presto.ipynb #19f41b48
 class PrestoProbe:
