@@ -13,7 +13,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 from fastcore.basics import patch
 from .core import AgrinbError, bad_input, suggest, get_device
-from .extras import require_app
+from .extras import require_app, set_threads
 from .data.pixels import CROPHARVEST_BANDS, NON_CROP, BandStats, prepare_series
 from .data.raster import check_raster, load_raster, lonlat_bounds, lonlat_to_xy
 from .data.synthetic import make_datacube
@@ -78,7 +78,9 @@ class LabelingSession:
                  seed:int=0, # seeds the synthetic raster, adaptation and `suggest` ties
                  progress:bool=True, # progress bars for embedding, adapting and long predictions
                  month:int|None=None, # calendar month of the first step, 0 = January (None: from an export's file name, else 0)
+                 threads:int|None=None, # torch CPU threads for this process (None: `AGRINB_THREADS`, else 1; `agrinb.extras.set_threads`)
                 ):
+        self.threads = set_threads(threads)   # decided where every entry point decides it (the CLI, the tutorials)
         self.device, self.progress, self.seed = get_device(device), progress, seed
         self.bands, self.n_time, self.target, self.adapt_steps = list(bands), n_time, target, adapt_steps
         self.classes = (target, NON_CROP if target == 'crop' else 'other')

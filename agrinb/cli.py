@@ -4,7 +4,7 @@
 
 # %% ../nbs/70_cli.ipynb #19b8cc9b
 from __future__ import annotations
-import argparse, importlib, json, shutil, subprocess, sys
+import argparse, importlib, json, os, shutil, subprocess, sys
 from pathlib import Path
 import agrinb
 
@@ -230,16 +230,19 @@ def label_parser()->argparse.ArgumentParser:
     p.add_argument('--port', type=int, default=None, help="JupyterLab's port")
     p.add_argument('--no-browser', action='store_true', help='do not open a browser tab')
     p.add_argument('--allow-root', action='store_true', help='let JupyterLab run as root (it refuses otherwise, e.g. in a container)')
+    p.add_argument('--threads', type=int, default=None, help="torch CPU threads of the notebook's kernel, passed to it as "
+                   '$AGRINB_THREADS (default: $AGRINB_THREADS, else 1)')
     p.add_argument('--dry-run', action='store_true', help='print the command instead of running it')
     p.add_argument('--debug', action='store_true', help='show the traceback of an error')
     return p
 
 def label(a)->int:
-    "`agrinb label`: run JupyterLab on the notebook (or print the command)."
+    "`agrinb label`: run JupyterLab on the notebook (or print the command); `--threads` reaches the kernel's `set_threads`."
     cmd, cwd = label_command(a.dir, a.port, not a.no_browser, a.allow_root)
-    print(f"cd {cwd} && {' '.join(cmd)}", flush=True)
+    env = {'AGRINB_THREADS': str(a.threads)} if a.threads is not None else {}   # the kernel inherits the server's environment
+    print(f"cd {cwd} && {''.join(f'{k}={v} ' for k, v in env.items())}{' '.join(cmd)}", flush=True)
     if a.dry_run: return 0
-    try: return subprocess.call(cmd, cwd=cwd)
+    try: return subprocess.call(cmd, cwd=cwd, env={**os.environ, **env})
     except KeyboardInterrupt: return 130   # Ctrl-C stops JupyterLab too; no traceback
 
 # %% ../nbs/70_cli.ipynb #9a912f8f
@@ -295,6 +298,6 @@ def main(argv:list|None=None)->int:
         return 2
     return run_command(argv[0], argv[1:])
 
-# %% ../nbs/70_cli.ipynb #19f3647d
+# %% ../nbs/70_cli.ipynb #20d58b2e
 #| eval: false
 if __name__ == '__main__': sys.exit(main())

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import os, tempfile, warnings
 from pathlib import Path
+from tqdm.auto import tqdm
 from ..core import AgrinbError, bad_input, seed_everything, save_checkpoint, load_checkpoint
 from ..data.pixels import BandStats
 from ..tasks.pixels import TEST_SPEC
@@ -47,24 +48,33 @@ _FIT_KEYS = ('meta_batch', 'k_support', 'k_query', 'inner_lr', 'learn_lr', 'inne
 def _cache_key(cfg:dict)->str:
     return 'timl_app_v3_' + '_'.join(f'{k}{"-".join(v) if isinstance(v, (tuple, list)) else v}' for k, v in sorted(cfg.items()))
 
+_PREP_PHASES = ('loading', 'simulating series', 'building tasks', 'loading the optimiser')
+
 def _train_timl(cfg:dict, device, progress:bool)->tuple:
     "Meta-train the app's TIML on the embedded synthetic data; returns (learner, statistics)."
-    from agrinb.data.synthetic import make_dataset
-    from agrinb.tasks import build_tasks
-    from agrinb.meta.timl import TIML
-    ds = make_dataset(n_samples=cfg['n_samples'], seed=cfg['seed'], missing=cfg['missing'])
-    tasks = build_tasks(ds, exclude_regions=list(cfg['exclude']), seed=cfg['seed'], progress=False)
+    bar = tqdm(total=len(_PREP_PHASES), desc='TIML for the map', unit='phase', disable=not progress, leave=False)
+    def phase(i): bar.update(i - bar.n); bar.set_postfix_str(_PREP_PHASES[i] if i < len(_PREP_PHASES) else 'ready')
+    try:   # a bar from the first second: these phases took ~9 s on 2 shared cores before meta-training's own bar
+        phase(0)
+        from agrinb.data.synthetic import make_dataset
+        from agrinb.tasks import build_tasks
+        from agrinb.meta.timl import TIML
+        phase(1); ds = make_dataset(n_samples=cfg['n_samples'], seed=cfg['seed'], missing=cfg['missing'])
+        phase(2); tasks = build_tasks(ds, exclude_regions=list(cfg['exclude']), seed=cfg['seed'], progress=False)
+        phase(3); import torch._dynamo   # torch.optim's first Adam imports it (~4 s measured): here, under this bar
+        phase(4)
+    finally: bar.close()
     seed_everything(cfg['seed'])
     learner = TIML(device=device, seed=cfg['seed'], **{k: cfg[k] for k in _MODEL_KEYS if k in cfg})
     learner.meta_fit(tasks, steps=cfg['meta_steps'], progress=progress, seed=cfg['seed'],
                      **{k: cfg[k] for k in _FIT_KEYS if k in cfg})
     return learner, tasks.stats
 
-# %% ../../nbs/35_meta.pretrained.ipynb #7718b825
+# %% ../../nbs/35_meta.pretrained.ipynb #514831c4
 def pretrained_timl(cache:Path|str|None=None, # folder for the cached model (default `cache_dir()`)
                     retrain:bool=False, # ignore a cached model
                     device=None, # torch device (default: CUDA if available)
-                    progress:bool=True, # show meta-training progress
+                    progress:bool=True, # show progress (preparation, then meta-training) when it trains
                     **config, # overrides of `TIML_APP_CONFIG` (also TIML's `dropout`, meta_fit's `inner_lr`, ...)
                    )->tuple: # (TIML learner, BandStats it was trained with)
     "A small TIML meta-trained on the embedded synthetic dataset (test regions held out), cached atomically."
