@@ -4,7 +4,7 @@
 
 # %% ../nbs/80_mapping.ipynb #e9245ac5
 from __future__ import annotations
-import functools, json, math, sys, time, warnings
+import functools, glob, json, math, os, sys, time, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import xarray as xr
 import yaml
 from tqdm.auto import tqdm
-from .core import (bad_input, suggest, get_device, seed_everything, atomic_path, make_folder, save_checkpoint,
+from .core import (AgrinbError, bad_input, suggest, get_device, seed_everything, atomic_path, make_folder, save_checkpoint, _fsync,
                          load_checkpoint, read_config, check_sizes, diff_settings)
 from .data.h5maps import (MappingDataset, read_data_list, compute_stats, normalize, check_cube, source_stats,
                                 read_sample, write_data_list)
@@ -24,10 +24,10 @@ from .meta.distributed import shard, average_grads, mean_over_ranks, is_main
 from .eval import confusion, metrics_from_confusion
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'SOURCE_KEYS', 'FREE', 'KIND', 'RUN_ONLY', 'SHARED_WITH_CHECKPOINT', 'load_config', 'build_model',
-           'n_params', 'evaluate', 'sample_names', 'train', 'load_model', 'evaluate_checkpoint', 'format_metrics',
-           'predict_tiled', 'TilePredictor', 'infer_cube', 'map_paths', 'write_maps', 'infer', 'sparse_labels',
-           'few_shot']
+__all__ = ['DEFAULTS', 'SOURCE_KEYS', 'FREE', 'KIND', 'RUN_ONLY', 'OUTPUTS', 'SHARED_WITH_CHECKPOINT', 'load_config',
+           'build_model', 'n_params', 'evaluate', 'commit_outputs', 'sample_names', 'train', 'load_model',
+           'evaluate_checkpoint', 'format_metrics', 'predict_tiled', 'TilePredictor', 'infer_cube', 'map_paths',
+           'write_maps', 'infer', 'sparse_labels', 'few_shot']
 
 # %% ../nbs/80_mapping.ipynb #c1fc6ff2
 DEFAULTS = {
@@ -141,10 +141,48 @@ def _plain_stats(stats:dict)->dict:
     "Per-source statistics as plain values, as a checkpoint holds them (`source_stats` reads them back)."
     return {k: v.to_dict() for k, v in source_stats(stats).items()}
 
-# %% ../nbs/80_mapping.ipynb #9aadd080
+# %% ../nbs/80_mapping.ipynb #46626022
+OUTPUTS = (f'{KIND}.pt', 'history.json') # what an epoch writes beside the fit loop's checkpoint (one set with it)
+_SET = '.outputs.json' # manifest of the staged set, written last
+
+def _staged(work:Path, name:str)->Path: return work / f'.{name}.next'
+
+def _stage_outputs(work:Path, step:int, history:list, best:dict|None):
+    "Write an epoch's history (and best model: `save_checkpoint` keywords) under staged names, then the manifest."
+    names = [OUTPUTS[1]]
+    if best is not None: save_checkpoint(_staged(work, OUTPUTS[0]), KIND, **best); names.insert(0, OUTPUTS[0])
+    with atomic_path(_staged(work, OUTPUTS[1])) as tmp: tmp.write_text(json.dumps(history, indent=1))
+    with atomic_path(work / _SET) as tmp: tmp.write_text(json.dumps({'step': step, 'files': names}))
+
+def _checkpoint_step(work:Path)->int|None:
+    ck = work / f'{KIND}-train.pt'
+    try: return int(load_checkpoint(ck)['meta']['step']) if ck.exists() else None
+    except (AgrinbError, KeyError, TypeError, ValueError): return None   # unreadable: nothing can complete a staged set
+
+def commit_outputs(work_dir, # a `train` work folder
+                   step:int|None=None, # the step of the fit loop's checkpoint just written (None: read it from the file)
+                  )->int|None: # the step whose staged outputs were renamed into place (None: none)
+    "Rename the staged outputs into place if the fit loop's checkpoint has reached their step, else drop them; remove killed writes' temporary files."
+    work, done = Path(work_dir), None
+    if not work.is_dir(): return None
+    m = work / _SET
+    if m.exists():
+        try: staged = json.loads(m.read_text()); at, files = int(staged['step']), [n for n in staged['files'] if n in OUTPUTS]
+        except (ValueError, KeyError, TypeError): at, files = None, []   # a manifest cut short cannot be: it is written atomically
+        if at is not None and at == (_checkpoint_step(work) if step is None else step):
+            for n in files:
+                if _staged(work, n).exists(): os.replace(_staged(work, n), work / n)
+            _fsync(work, folder=True); done = at   # the renames are on disk before the manifest goes
+        m.unlink()
+    names = OUTPUTS + (f'{KIND}-train.pt', f'.{OUTPUTS[0]}.next', f'.{OUTPUTS[1]}.next', _SET)   # and what killed writes of the set left
+    junk = [_staged(work, n) for n in OUTPUTS] + [Path(f) for n in names for f in glob.glob(str(work / f'.{glob.escape(n)}.*.tmp'))]
+    for f in junk: f.unlink(missing_ok=True)
+    return done
+
+# %% ../nbs/80_mapping.ipynb #0a21fd4f
 def _end_epoch(run:dict, epoch:int, model, va, cfg, dev, work:Path, stats:dict, seconds:float, progress:bool):
-    "Record an epoch; validate when due and write the best model atomically; write history.json."
-    d, t = cfg['data'], cfg['train']
+    "Record an epoch; validate when due; stage history.json and an improved best model (`commit_outputs` renames them)."
+    d, t = cfg['data'], cfg['train']; best = None
     rec = {'epoch': epoch + 1, 'step': run['step'], 'loss': float(np.mean(run['losses'])), 'time_s': seconds}
     run['losses'] = []
     if (epoch + 1) % t['val_every'] == 0 or epoch + 1 == t['epochs']:
@@ -152,14 +190,13 @@ def _end_epoch(run:dict, epoch:int, model, va, cfg, dev, work:Path, stats:dict, 
         rec.update(val_mIoU=m['mIoU'], val_mFscore=m['mFscore'], val_aAcc=m['aAcc'])
         if m['mFscore'] > run['best']:
             run['best'] = m['mFscore']
-            if is_main(): save_checkpoint(work / f'{KIND}.pt', KIND, {'model': model.state_dict()}, config=cfg, stats=_plain_stats(stats),
-                            epoch=epoch + 1, metrics=m)
+            best = dict(state={'model': model.state_dict()}, config=cfg, stats=_plain_stats(stats), epoch=epoch + 1, metrics=m)
     run['history'].append(rec); run['seconds'] = seconds
     if not is_main(): return   # rank 0 alone writes and logs
-    with atomic_path(work / 'history.json') as tmp: tmp.write_text(json.dumps(run['history'], indent=1))
+    _stage_outputs(work, run['step'], run['history'], best)
     if progress: tqdm.write(' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in rec.items()))
 
-# %% ../nbs/80_mapping.ipynb #0a21fd4f
+# %% ../nbs/80_mapping.ipynb #6222fbfa
 def sample_names(root, # the config's data.root
                  split:str, # data list to read
                 )->list[str]:
@@ -169,7 +206,7 @@ def sample_names(root, # the config's data.root
                         f"`agrinb make-demo-data {root}`, or set data.root with --set data.root=DIR)", f"'{root}' without one")
     return read_data_list(root, split)
 
-# %% ../nbs/80_mapping.ipynb #6222fbfa
+# %% ../nbs/80_mapping.ipynb #d06cbb41
 def train(config, # config name, path or dict
           work_dir, # where checkpoints and history go
           device=None, # None = config's train.device, else CUDA if available
@@ -193,6 +230,7 @@ def train(config, # config name, path or dict
     seconds = lambda: clock['before'] + time.time() - clock['start']
     def step(s, rng):
         epoch, b = divmod(s, per_epoch)
+        if b == 0 and is_main(): commit_outputs(work, s)   # the fit loop has written the checkpoint of step s: the set is complete
         if clock['first'] is None: clock['first'] = s
         elif b == 0 and t['max_minutes'] is not None and mean_over_ranks(seconds() > 60 * t['max_minutes'], 1) > 0: raise _TimeUp  # all ranks stop together
         tr.rng = rng   # augmentation draws from the loop's checkpointed generator
@@ -209,13 +247,15 @@ def train(config, # config name, path or dict
     def load(st):
         model.load_state_dict(st['model']); opt.load_state_dict(st['optimizer']); run.update(st['run'])
         clock.update(start=time.time(), before=run['seconds'])
+    if is_main(): commit_outputs(work)   # settle what a killed run left (its staged set, temporary files)
     try: fit_loop(step, total, state, load, f'{KIND}-train', checkpoint_dir=work, checkpoint_every=per_epoch, resume=resume,
                   meta=_fit_meta(cfg, stats), seed=t['seed'], progress=progress, desc='train')
     except _TimeUp: pass
+    if is_main(): commit_outputs(work, run['step'])
     return {'best_mFscore': run['best'], 'history': run['history'], 'best_checkpoint': str(work / f'{KIND}.pt'),
             'checkpoint': str(work / f'{KIND}-train.pt')}
 
-# %% ../nbs/80_mapping.ipynb #3ca9ccf2
+# %% ../nbs/80_mapping.ipynb #baf1bdfb
 SHARED_WITH_CHECKPOINT = ('model', 'data.sources', 'data.num_classes') # what a config must share with the checkpoint it uses
 
 def _check_weights(cfg:dict, weights:dict, where):
@@ -252,7 +292,7 @@ def load_model(ckpt, device=None,
         raise bad_input(ckpt, 'state.model', 'weights matching the model its config describes', ' '.join(str(ex).split())[:300]) from None
     return model.to(get_device(device)).eval(), cfg, source_stats(stats)
 
-# %% ../nbs/80_mapping.ipynb #0a85be8c
+# %% ../nbs/80_mapping.ipynb #2ed546e7
 def evaluate_checkpoint(config, # config (its data section says where the samples are)
          ckpt, # checkpoint file
          json_path=None, # write the metrics here
@@ -274,7 +314,7 @@ def format_metrics(m:dict)->str:
     rows = [f"{'class':>12} {'IoU':>6} {'F':>6}"] + [f'{c:>12} {f(i):>6} {f(s):>6}' for c, i, s in zip(m['classes'], m['IoU'], m['Fscore'])]
     return '\n'.join(rows + [f"{'mean':>12} {f(m['mIoU']):>6} {f(m['mFscore']):>6}   aAcc {f(m['aAcc'])}"])
 
-# %% ../nbs/80_mapping.ipynb #2ed546e7
+# %% ../nbs/80_mapping.ipynb #55f222ee
 class _Fn:
     "A function of normalised tiles as a spatial predictor."
     def __init__(self, fn): self.fn = fn
@@ -292,7 +332,7 @@ def predict_tiled(predict, # fn({source: (B, T, C, h, w) tensor}) -> (B, K, tile
 
 
 
-# %% ../nbs/80_mapping.ipynb #55f222ee
+# %% ../nbs/80_mapping.ipynb #752f1d4b
 class TilePredictor:
     "A trained `MultiSourceMapper` as a spatial predictor for `predict_raster`."
     def __init__(self, model, cfg:dict, stats:dict, device=None):
@@ -323,7 +363,7 @@ def infer_cube(model, cfg:dict, stats:dict, cubes:dict, tile=None, overlap=None,
     return predict_raster(TilePredictor(model, cfg, stats, device), cubes, out, tile=tile, overlap=overlap,
                           batch_size=batch_size or i['batch_size'], chunk=chunk, client=client, device=device, progress=progress)
 
-# %% ../nbs/80_mapping.ipynb #752f1d4b
+# %% ../nbs/80_mapping.ipynb #11f510e1
 def _png(path, img, **kw):
     import matplotlib; import matplotlib.pyplot as plt
     with atomic_path(path) as tmp: plt.imsave(tmp, img, format='png', **kw)
@@ -388,7 +428,7 @@ def infer(config, # config (infer.inputs: source -> GeoTIFF stack / .nc / DataAr
         _finish_maps(written[n], chunk, client)
     return written
 
-# %% ../nbs/80_mapping.ipynb #744869ad
+# %% ../nbs/80_mapping.ipynb #04c820c1
 def sparse_labels(root, split:str='train', n:int=20, seed:int=0, ignore_index:int=-1,
                   n_tiles:int|None=None, # draw the pixels from this many random samples only (None = all)
                  )->dict:
@@ -407,7 +447,7 @@ def sparse_labels(root, split:str='train', n:int=20, seed:int=0, ignore_index:in
     for nm, l in labs.items(): out[nm] = out_flat[start:start + l.size].reshape(l.shape); start += l.size
     return out
 
-# %% ../nbs/80_mapping.ipynb #04c820c1
+# %% ../nbs/80_mapping.ipynb #3f64d336
 def few_shot(config, # config of the model (its data.root is the new region's samples)
              ckpt=None, # trained checkpoint to fine-tune; None = train from scratch
              n_pixels:int=20, # labelled pixels

@@ -15,7 +15,7 @@ from dask.callbacks import Callback
 from tqdm.auto import tqdm
 from .core import AgrinbError, bad_input, atomic_path, atomic_folder, get_device, make_folder
 from .data.pixels import BandStats, prepare_series, CROPHARVEST_BANDS
-from .data.raster import _check_form, _check_bands, _to_lonlat, _geographic, check_degrees
+from .data.raster import _check_form, _check_bands, _to_lonlat, _geographic, read_geotiff
 
 # %% auto #0
 __all__ = ['predict_pixels', 'open_raster', 'map_chunks', 'check_tiling', 'tile_grid', 'map_tiles', 'check_sources',
@@ -65,15 +65,14 @@ def open_raster(src, # a (time, band, y, x) DataArray (in memory or dask) or a G
                 n_time:int|None=None, # time steps of a GeoTIFF stack (its bands are time-major: T x B)
                 bands=None, # band names of a GeoTIFF stack (default 'b0', 'b1', ...)
                 chunk:int=256, # pixels per chunk side
+                crs=None, # the CRS of a stack that has none (see `read_geotiff`)
                )->xr.DataArray: # dask-backed (time, band, y, x) float32
     "A raster as lazy (time, band, y, x) dask chunks of `chunk` x `chunk` pixels."
-    import rioxarray
     if not isinstance(src, xr.DataArray):
         path = Path(src)
         if not path.exists(): raise bad_input(path, 'path', 'an existing GeoTIFF or VRT', 'no such file')
         if n_time is None: raise bad_input(path, 'n_time', 'the number of time steps of the stack', None)
-        try: a = rioxarray.open_rasterio(path, chunks={'band': -1, 'y': chunk, 'x': chunk}, lock=False)
-        except Exception as ex: raise bad_input(path, 'contents', 'a GeoTIFF or VRT', f'unreadable ({ex})') from None
+        a = read_geotiff(path, crs=crs, chunks={'band': -1, 'y': chunk, 'x': chunk})   # its CRS, degrees and blocks checked, nothing read
         n = a.sizes['band']
         if n % n_time: raise bad_input(path, 'band', f'a multiple of n_time={n_time} bands', n)
         bands = list(bands) if bands is not None else [f'b{i}' for i in range(n // n_time)]
@@ -81,8 +80,7 @@ def open_raster(src, # a (time, band, y, x) DataArray (in memory or dask) or a G
         v = a.data.reshape(n_time, len(bands), a.sizes['y'], a.sizes['x']).astype(np.float32)
         src = xr.DataArray(v, dims=('time', 'band', 'y', 'x'), attrs={'source': path.name},
                            coords=dict(time=np.arange(n_time), band=bands, y=a.y.values, x=a.x.values))
-        check_degrees(a, path)   # a geographic CRS must hold degrees (the coordinates only: nothing is read)
-        if a.rio.crs is not None: src = src.rio.write_crs(a.rio.crs).rio.write_transform(a.rio.transform())
+        src = src.rio.write_crs(a.rio.crs).rio.write_transform(a.rio.transform())
     _check_form(src, None, False, False)
     src = src.transpose('time', 'band', 'y', 'x')
     if isinstance(src.data, np.ndarray): return src.copy(data=_view_chunks(src.data, chunk))

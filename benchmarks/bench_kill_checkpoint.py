@@ -1,5 +1,7 @@
 """SIGKILL at random moments: (1) a process that keeps rewriting a checkpoint (core.save_checkpoint -> atomic_path,
-fsync); (2) with --learners, the `meta_fit` of every resumable learner (MAML, TIML, Pretrained, ProtoNet).
+fsync); (2) with --learners, the `meta_fit` of every resumable learner (MAML, TIML, Pretrained, ProtoNet);
+(3) with --train, `agrinb.mapping.train`, whose outputs (MultiSourceMapper-train.pt, history.json,
+MultiSourceMapper.pt) are one set.
 
 (1) After each kill the file under its final name must load (checksum checked) and be one whole iteration (every
 tensor from the same step); `.tmp` files left by a killed write are counted, then removed the way `fit_loop` does
@@ -10,8 +12,17 @@ which changes no number);
 the run is then resumed from its checkpoint and its final weights compared, bit for bit, with an uninterrupted
 run's; `.tmp` files are counted after the resume. `tests/test_kill_resume.py` runs one kill per learner.
 
+(3) Each kill lands on a random file operation of a 3-epoch run of a tiny mapper (just before or just after its
+k-th `os.replace`, k drawn over all the renames an uninterrupted run makes: every write window is hit, not only
+the long compute between them). The folder is then checked as the next start first sees it ("mixed" right after
+the kill), after `commit_outputs` (what `train` does first: "mixed after the next start"), and after a resumed run
+to the end (bit-identical final weights, a consistent set, no hidden file left). A set is consistent when
+history.json is the history inside the train checkpoint, the best model is the epoch of the best validation score
+in it, and no staged or temporary file remains.
+
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_kill_checkpoint.py --kills 20
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_kill_checkpoint.py --learners --kills 20
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_kill_checkpoint.py --train --kills 20
 """
 import argparse, os, random, signal, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -93,10 +104,93 @@ def bench_learners(kills:int, seed:int):
     for n, r in rows.items(): print(f"{n:>10}: kills {r['kills']}, bit-identical resumes {r['identical']}, "
                                     f"orphan .tmp after resume {r['orphans_after_resume']}; step on disk at each kill {r['steps']}")
 
+# ---- (3) agrinb.mapping.train: three files, one set --------------------------------------------------------------
+TRAIN_OV = {'model.depths': [1, 1], 'model.embed_dim': 8, 'train.warmup_steps': 2, 'train.batch_size': 4, 'train.epochs': 3}
+
+def train_samples(root:Path)->dict:
+    "Tiny demo samples under `root` and the overrides that train on them."
+    from agrinb.data.h5maps import toy_cube, demo_samples
+    if not (root / 'samples').exists(): demo_samples(root / 'samples', size=64, tile=32, stride=16, cube=toy_cube((64, 64), n_bands=18, seed=0))
+    return {**TRAIN_OV, 'data.root': str(root / 'samples')}
+
+def run_train(ov:dict, work:Path, resume:bool=True)->dict:
+    import torch
+    from agrinb.mapping import train
+    torch.set_num_threads(1)
+    return train('tiny', work, device='cpu', progress=False, overrides=ov, resume=resume)
+
+def _train_child(ov:dict, work:str, k:int, after:bool):
+    "The killed process (forked): the run, SIGKILLed just before (or after) its k-th rename."
+    real, n = os.replace, [0]
+    def replace(a, b):
+        n[0] += 1
+        if n[0] == k and not after: os.kill(os.getpid(), signal.SIGKILL)
+        real(a, b)
+        if n[0] == k and after: os.kill(os.getpid(), signal.SIGKILL)
+    os.replace = replace
+    run_train(ov, Path(work))
+
+def count_renames(ov:dict)->int:
+    "How many `os.replace` calls an uninterrupted run makes."
+    real, n = os.replace, [0]
+    def replace(a, b): n[0] += 1; real(a, b)
+    os.replace = replace
+    try: run_train(ov, Path(tempfile.mkdtemp()))
+    finally: os.replace = real
+    return n[0]
+
+def kill_train(ov:dict, work:Path, k:int, after:bool)->int:
+    "Fork a run and let it kill itself at its k-th rename; its exit code (-9 when killed)."
+    import multiprocessing as mp
+    proc = mp.get_context('fork').Process(target=_train_child, args=(ov, str(work), k, after)); proc.start(); proc.join()
+    return proc.exitcode
+
+def set_problems(work:Path)->list:
+    "What makes the outputs in `work` not one set (empty: consistent)."
+    import json
+    from agrinb.core import load_checkpoint
+    from agrinb.mapping import KIND
+    out = [f'left {f.name}' for f in work.iterdir() if f.name.startswith('.')]
+    ck, hist, best = work / f'{KIND}-train.pt', work / 'history.json', work / f'{KIND}.pt'
+    if not ck.exists(): return out + [f'{f.name} without a train checkpoint' for f in (hist, best) if f.exists()]
+    run = load_checkpoint(ck)['state']['fit']['run']
+    if not hist.exists() or json.loads(hist.read_text()) != run['history']: out.append(f"history.json is not the checkpoint's (step {run['step']})")
+    scored = [h for h in run['history'] if 'val_mFscore' in h]
+    if scored:
+        top = max(scored, key=lambda h: h['val_mFscore'])   # the first best epoch (an equal score later does not replace it)
+        b = load_checkpoint(best)['meta'] if best.exists() else None
+        if b is None or b['epoch'] != top['epoch'] or b['metrics']['mFscore'] != top['val_mFscore']:
+            out.append(f"best model of epoch {None if b is None else b['epoch']}, the history's best is epoch {top['epoch']}")
+    elif best.exists(): out.append('a best model before any validation')
+    return out
+
+def bench_train(kills:int, seed:int):
+    from agrinb.core import load_checkpoint
+    from agrinb.mapping import commit_outputs, KIND
+    rng = random.Random(seed); ov = train_samples(Path(tempfile.mkdtemp()))
+    full = Path(tempfile.mkdtemp()); run_train(ov, full); n = count_renames(ov)
+    want = load_checkpoint(full / f'{KIND}-train.pt')['state']['fit']['model']
+    mixed_kill = mixed_start = mixed_end = not_identical = left = 0; at = []
+    for i in range(kills):
+        k, after = rng.randint(1, n), rng.random() < 0.5; work = Path(tempfile.mkdtemp())
+        code = kill_train(ov, work, k, after); at.append(f"{k}{'+' if after else '-'}")
+        if code != -signal.SIGKILL: raise RuntimeError(f'kill {i}: the run ended with exit code {code} before rename {k}')
+        mixed_kill += bool(set_problems(work))
+        commit_outputs(work); p = set_problems(work); mixed_start += bool(p)
+        if p: print(f'kill at rename {at[-1]}: after the next start {p}')
+        run_train(ov, work); p = set_problems(work); mixed_end += bool(p)
+        got = load_checkpoint(work / f'{KIND}-train.pt')['state']['fit']['model']
+        not_identical += not same(want, got); left += len([f for f in work.iterdir() if f.name.startswith('.')])
+    print(f'train: {kills} kills at renames {at} (of {n} per run; - before, + after): mixed right after the kill {mixed_kill}, '
+          f'mixed after the next start {mixed_start}, mixed after the resumed run {mixed_end}, final weights not bit-identical '
+          f'{not_identical}, hidden files left after the resumed run {left}')
+
 def main():
     ap = argparse.ArgumentParser(); ap.add_argument('--kills', type=int, default=20); ap.add_argument('--n', type=int, default=1_000_000)
-    ap.add_argument('--seed', type=int, default=0); ap.add_argument('--learners', action='store_true'); a = ap.parse_args()
+    ap.add_argument('--seed', type=int, default=0); ap.add_argument('--learners', action='store_true')
+    ap.add_argument('--train', action='store_true'); a = ap.parse_args()
     if a.learners: return bench_learners(a.kills, a.seed)
+    if a.train: return bench_train(a.kills, a.seed)
     import torch
     from agrinb.core import load_checkpoint, AgrinbError
     from agrinb.meta.core import _remove_orphans

@@ -22,3 +22,23 @@ def test_killed_meta_fit_resumes_bit_identically(name, tmp_path):
     diff = {k: float((full[k].float() - resumed[k].float()).abs().max()) for k in full if not torch.equal(full[k], resumed[k])}
     assert not diff, diff
     assert not list(tmp_path.glob('.*.tmp'))
+
+@pytest.mark.skipif(sys.platform != 'linux', reason='the killed run is a forked process')
+def test_killed_train_leaves_one_set(tmp_path):
+    """`agrinb.mapping.train` killed just after chosen renames (the staged history written; the fit loop's first
+    checkpoint written but nothing renamed beside it; the best model renamed but not the history; the last rename):
+    after the next start (`commit_outputs`, what `train` does first) the three outputs are one set,
+    nothing hidden is left, and the resumed run ends with the uninterrupted run's weights, bit for bit.
+    `benchmarks/bench_kill_checkpoint.py --train` kills at random renames, many times."""
+    from agrinb.core import load_checkpoint
+    from agrinb.mapping import commit_outputs, KIND
+    ov = bench.train_samples(tmp_path); full = tmp_path / 'full'; bench.run_train(ov, full)
+    want = load_checkpoint(full / f'{KIND}-train.pt')['state']['fit']['model']
+    assert not bench.set_problems(full)
+    n = bench.count_renames(ov)
+    for k, after in ((2, True), (4, True), (5, True), (n, True)):   # 1-3: staged best, history, manifest; 4: the train checkpoint; 5: the best renamed into place
+        work = tmp_path / f'k{k}'
+        assert bench.kill_train(ov, work, k, after) == -9
+        commit_outputs(work); assert not bench.set_problems(work), (k, bench.set_problems(work))
+        bench.run_train(ov, work)
+        assert not bench.set_problems(work) and bench.same(want, load_checkpoint(work / f'{KIND}-train.pt')['state']['fit']['model'])

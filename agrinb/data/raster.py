@@ -21,16 +21,33 @@ def _reason(ex:BaseException)->str:
     while ex is not None and len(msgs) < 5: msgs.append(' '.join(str(ex).split())); ex = ex.__cause__ or ex.__context__
     return next((m for m in reversed(msgs) if m), 'no message')[:300]
 
-def read_geotiff(path, # a GeoTIFF file
+def _check_blocks(path:Path):
+    "Every block the TIFF directory lists lies inside the file (a lazy read would otherwise fail in dask, chunk by chunk)."
+    import rasterio
+    size = path.stat().st_size
+    with rasterio.open(path) as g:
+        if g.driver != 'GTiff': return   # a VRT's sources are GeoTIFFs of their own
+        pixel = g.interleaving is not None and g.interleaving.name.lower() == 'pixel'
+        for b in ((1,) if pixel else g.indexes):   # pixel-interleaved: one block holds every band
+            for (r, c), _ in g.block_windows(b):
+                off, n = (int(g.get_tag_item(f'{k}_{c}_{r}', 'TIFF', bidx=b) or 0) for k in ('BLOCK_OFFSET', 'BLOCK_SIZE'))
+                if off + n > size: raise bad_input(path, 'contents', 'a readable GeoTIFF', f'unreadable: truncated or damaged? '
+                                                   f'(block {c},{r} of band {b} ends at byte {off + n}; the file has {size})')
+
+def read_geotiff(path, # a GeoTIFF (or VRT) file
                  masked:bool=False, # nodata values become NaN
                  crs=None, # the CRS of a file that has none (e.g. 'EPSG:4326'); a file's own CRS must agree with it
+                 chunks:dict|None=None, # None: read into memory; {'band': -1, 'y': 256, 'x': 256}: lazy dask chunks
                 )->xr.DataArray: # (band, y, x) with the file's CRS and transform
-    "Open a GeoTIFF into memory, keeping its georeference; a file without a CRS needs `crs=`."
+    "Open a GeoTIFF into memory (or lazily), keeping its georeference; a file without a CRS needs `crs=`."
     path = Path(path)
     if not path.exists(): raise bad_input(path, 'path', 'an existing GeoTIFF', 'no such file')
-    try: da = rioxarray.open_rasterio(path, masked=masked).load()
+    try:
+        da = rioxarray.open_rasterio(path, masked=masked, **({} if chunks is None else {'chunks': chunks, 'lock': False}))
+        if chunks is None: da = da.load()
     except Exception as ex:
         raise bad_input(path, 'contents', 'a readable GeoTIFF', f'unreadable: truncated or damaged? ({_reason(ex)})') from None
+    if chunks is not None: _check_blocks(path)   # what `.load()` finds by reading, the lazy path finds in the directory
     if crs is not None:
         from pyproj import CRS
         try: want = CRS.from_user_input(crs)

@@ -133,12 +133,24 @@ def weights(self:MAML)->tuple: # (network, name -> tensor)
     return self.model, dict(self.model.named_parameters())
 
 # %% ../../nbs/31_meta.maml.ipynb #840ec510
+import warnings
+
 def _check_meta(cls, obj, path):
     if obj['kind'] != cls.kind:
         raise bad_input(path, 'kind', f"a checkpoint of '{cls.kind}'", f"one of '{obj['kind']}' (load it with its own class)")
     v = obj['meta'].get('model_version')
     if v != MODEL_VERSION: raise bad_input(path, 'model_version', f'version {MODEL_VERSION} of the {cls.kind} model', v)
     return obj['meta']
+
+def _probe(cls, hp:dict, state:dict, path):
+    "Build the learner `hp` describes on the meta device (shapes, no memory) and check the file's tensors fit it (`load_state`)."
+    try:
+        with torch.device('meta'): probe = cls(**hp, device='meta')
+    except (TypeError, ValueError, RuntimeError) as ex:
+        raise bad_input(path, 'hparams', f'the settings of a {cls.kind}', f'{hp} ({type(ex).__name__}: {ex})') from None
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', '.*copying from a non-meta parameter')   # loading into meta tensors copies nothing
+        probe.load_state(state, path)
 
 @patch(cls_method=True)
 def load(cls:MAML, path, # a file written by `save` or a `meta_fit` checkpoint
@@ -150,8 +162,11 @@ def load(cls:MAML, path, # a file written by `save` or a `meta_fit` checkpoint
     if 'fit' in st and 'rng' in st:          # written by `fit_loop`: settings in meta['meta'], modules in state['fit']
         m = obj['meta']; obj = dict(obj, state=st['fit'], meta=dict(m['meta'], history=m['history'], best_val=m['best_val']))
     meta = _check_meta(cls, obj, path)
-    hp = dict(meta['hparams']); custom = hp.pop('custom_model', False)
+    hp = meta.get('hparams')
+    if not isinstance(hp, dict): raise bad_input(path, 'hparams', f'the settings of a {cls.kind} (a dict)', repr(hp))
+    hp = dict(hp); custom = hp.pop('custom_model', False)
     if custom and model is None: raise bad_input(path, 'model', 'the custom module this learner was saved with (model=...)', None)
+    if not custom: _probe(cls, hp, obj['state'], path)   # sizes checked against the file's tensors before any memory is taken
     self = cls(**hp, device=device, **({'model': model} if custom else {}))
     self.load_state(obj['state'], path)
     self.fit_config.update(meta.get('fit', {})); self.history = list(meta.get('history', [])); self.best_val = meta.get('best_val')
