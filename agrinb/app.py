@@ -368,30 +368,43 @@ def predict(self:LabelingSession, batch_size:int=16384, # pixels per predict_pro
             chunk:int=128, # pixels per chunk side (128: ~14 MB of float32 series per chunk)
            )->xr.DataArray: # P(target) per pixel, (y, x)
     "Probability of the target class for every pixel, chunk by chunk (`agrinb.predict.predict_raster`)."
+    p = self._map(None, batch_size, progress, callback, chunk)
+    self.proba = p.assign_attrs(self._proba_attrs()).rio.write_crs(self.raster.rio.crs)
+    return self.proba
+
+@patch
+def _proba_attrs(self:LabelingSession)->dict: return dict(target=self.target, long_name=f'P({self.target})')
+
+@patch
+def _map(self:LabelingSession, out=None, # None: the map in memory; a GeoTIFF path: streamed into it, chunk by chunk
+         batch_size:int=16384, progress:bool|None=None, callback=None, chunk:int=128):
+    "The adapted model over every pixel through `predict_raster`: the raster's series, or Presto's cached embeddings."
     if self.predictor is None: raise bad_input('predict', 'adapt', 'adapt() to be called first', 'no adapted model')
     from agrinb.predict import predict_raster
     H, W = self.raster.sizes['y'], self.raster.sizes['x']
     show = (self.progress if progress is None else progress) and -(-H // chunk) * -(-W // chunk) > 4
-    if self.embedder is not None: p = self._map_embeddings(batch_size, callback)
-    else: p = predict_raster(self.predictor, self.raster.drop_vars(['lat', 'lon'], errors='ignore'), None, self._stats(),
-                             bands=None, n_time=None, chunk=chunk, batch_size=batch_size, device=self.device,
-                             progress=show, callback=callback)
-    p = p.assign_attrs(target=self.target, long_name=f'P({self.target})')
-    self.proba = p.rio.write_crs(self.raster.rio.crs)
-    return self.proba
+    kw = dict(bands=None, n_time=None, chunk=chunk, batch_size=batch_size, progress=show, callback=callback, attrs=self._proba_attrs())
+    if self.embedder is not None: return self._map_embeddings(out, **kw)
+    return predict_raster(self.predictor, self.raster.drop_vars(['lat', 'lon'], errors='ignore'), out, self._stats(),
+                          device=self.device, **kw)
+
+class _EmbeddingHead:
+    "A Presto head as a pixel predictor of one-step series of embeddings (n, 1, 128); rows without data stay NaN."
+    def __init__(self, predictor): self.predictor = predictor
+    def predict_proba(self, x):
+        z = np.asarray(x)[:, 0]; p, ok = np.full(len(z), np.nan, np.float32), ~np.isnan(z[:, 0])
+        if ok.any(): p[ok] = self.predictor.predict_proba(z[ok])
+        return p
 
 @patch
-def _map_embeddings(self:LabelingSession, batch_size:int=16384, callback=None)->xr.DataArray: # (y, x), NaN off the data
-    "P(target) of every pixel from the cached Presto embeddings."
+def _map_embeddings(self:LabelingSession, out=None, **kw): # (y, x), NaN off the data, or the GeoTIFF written
+    "P(target) of every pixel from the cached Presto embeddings: `predict_raster` on a (1, 128, y, x) view of them."
     z, (H, W) = self.embeddings(), (self.raster.sizes['y'], self.raster.sizes['x'])
-    p, ok = np.full(H * W, np.nan, np.float32), np.flatnonzero(~np.isnan(z[:, 0]))
-    n = max(1, -(-len(ok) // batch_size))
-    for k in range(n):
-        i = ok[k * batch_size:(k + 1) * batch_size]
-        if len(i): p[i] = self.predictor.predict_proba(z[i])
-        if callback: callback(k + 1, n)
-    out = xr.DataArray(p.reshape(H, W), dims=('y', 'x'), coords={'y': self.raster.y.values, 'x': self.raster.x.values}, name='proba')
-    return out.rio.write_transform(self.raster.rio.transform()) if self.raster.rio.crs is not None else out
+    cube = xr.DataArray(z.reshape(H, W, 1, -1).transpose(2, 3, 0, 1), dims=('time', 'band', 'y', 'x'),
+                        coords={'y': self.raster.y.values, 'x': self.raster.x.values})   # a view: no copy of the embeddings
+    if self.raster.rio.crs is not None: cube = cube.rio.write_crs(self.raster.rio.crs).rio.write_transform(self.raster.rio.transform())
+    from agrinb.predict import predict_raster
+    return predict_raster(_EmbeddingHead(self.predictor), cube, out, None, device='cpu', **kw)   # the heads take numpy
 
 # %% ../nbs/60_app.ipynb #cb1d9803
 @patch
@@ -458,26 +471,40 @@ def export_labels(self:LabelingSession, path)->Path:
     return write_labels(self.labels, path)
 
 @patch
-def export_proba(self:LabelingSession, path)->Path:
-    "Write the probability map as a single-band float32 GeoTIFF in the raster's CRS."
-    return write_proba(self.proba if self.proba is not None else self.predict(), path)
+def export_proba(self:LabelingSession, path, # the GeoTIFF to write
+                 chunk:int=256, # pixels per chunk side (and GeoTIFF tile) when the map is streamed
+                )->Path:
+    "Write the probability map as a tiled single-band float32 GeoTIFF in the raster's CRS, chunk by chunk."
+    from agrinb.predict import write_map
+    if self.proba is None: return self._map(path, chunk=chunk)   # never the whole map in memory: predict_raster streams it
+    return write_map(self.proba.astype(np.float32).chunk({'y': chunk, 'x': chunk}), path, progress=False)
+
+def _preview(path, side:int=1024)->xr.DataArray:
+    "Every k-th pixel of a written single-band GeoTIFF, at most `side` per side (the HTML map's picture)."
+    import rioxarray
+    a = rioxarray.open_rasterio(path, chunks={'y': 512, 'x': 512})[0]
+    k = max(1, -(-max(a.sizes['y'], a.sizes['x']) // side)); return a[::k, ::k].load()
 
 @patch
-def export_html(self:LabelingSession, path, opacity:float=0.7)->Path:
+def export_html(self:LabelingSession, path, opacity:float=0.7,
+                proba:xr.DataArray|None=None, # the map to draw (None: the session's, or the raster before any)
+               )->Path:
     "Write a static folium map: the probability map (or the raster) and the labels."
-    img = proba_rgba(self.proba) if self.proba is not None else raster_rgba(self.raster)
-    m = folium_map(self.bounds, img, self.labels, self.classes[0], opacity, 'prediction' if self.proba is not None else 'raster')
+    proba = self.proba if proba is None else proba
+    img = proba_rgba(proba) if proba is not None else raster_rgba(self.raster)
+    m = folium_map(self.bounds, img, self.labels, self.classes[0], opacity, 'prediction' if proba is not None else 'raster')
     return write_html(m, path)
 
 @patch
 def export(self:LabelingSession, folder, # destination folder
            name:str='agrinb', # file name stem
           )->dict: # kind -> path written
-    "Write labels (GeoJSON), the probability map (GeoTIFF, when adapted) and a static HTML map."
+    "Write labels (GeoJSON), the probability map (GeoTIFF, when adapted; streamed) and a static HTML map."
     folder = Path(folder)
     out = {'labels': self.export_labels(folder / f'{name}_labels.geojson')}
     if self.predictor is not None: out['proba'] = self.export_proba(folder / f'{name}_proba.tif')
-    out['html'] = self.export_html(folder / f'{name}_map.html')
+    shown = _preview(out['proba']) if self.proba is None and 'proba' in out else None   # drawn from the file just written
+    out['html'] = self.export_html(folder / f'{name}_map.html', proba=shown)
     return out
 
 # %% ../nbs/60_app.ipynb #e89986d3

@@ -247,6 +247,7 @@ def predict_raster(predictor, # pixel predictor (`learner.adapt(...)`: LSTM / MA
                    progress:bool=True, # tqdm bar of chunks
                    callback=None, # called as callback(done, total) after each chunk (threaded scheduler)
                    tile:int=256, overlap:int=64, # a spatial predictor's tiles and their blended overlap, in pixels
+                   attrs:dict|None=None, # attributes of the map (written as GeoTIFF tags; `long_name` names the band)
                   )->xr.DataArray|Path: # the written path, or the (y, x) / (class, y, x) map
     "Map every pixel of `raster` chunk by chunk; stream the probabilities into a tiled, compressed GeoTIFF (or zarr)."
     spatial = hasattr(predictor, 'predict_tiles')
@@ -258,6 +259,7 @@ def predict_raster(predictor, # pixel predictor (`learner.adapt(...)`: LSTM / MA
         m = map_tiles(predictor, check_sources(raster), tile, overlap, batch_size or 2, chunk)
         if getattr(predictor, 'band_names', None): m.attrs['long_name'] = tuple(predictor.band_names)
     else: m = map_chunks(predictor, _check_pixels(raster, stats, bands, n_time, chunk), stats, batch_size or 16384, device)
+    m.attrs.update(attrs or {})
     if out is None: return _compute(m, client, num_workers, progress, callback)
     return write_map(m, out, client, num_workers, progress, callback)
 
@@ -287,7 +289,9 @@ def _run(thing, client, num_workers, progress, desc='map', callback=None, m=None
     from tqdm.dask import TqdmCallback
     count = _Chunks(m.data.name, m.data.npartitions, callback) if callback and m is not None else contextlib.nullcontext()
     with TqdmCallback(desc=desc, disable=not progress, leave=False, tqdm_class=tqdm), count:
-        return dask.compute(thing, scheduler='threads', num_workers=num_workers)[0]
+        r = dask.compute(thing, scheduler='threads', num_workers=num_workers)[0]
+    if isinstance(count, _Chunks) and count.done < count.total: callback(count.total, count.total)   # dask fused the chunks' tasks
+    return r
 
 def _compute(m:xr.DataArray, client, num_workers, progress, callback=None)->xr.DataArray:
     return m.copy(data=_run(m.data, client, num_workers, progress, callback=callback, m=m))

@@ -139,10 +139,9 @@ def test_export_path_that_cannot_be_written(cube, tmp_path):
     blocker = tmp_path / 'a_file'; blocker.write_text('x')
     for f, name in [(s.export_labels, 'l.geojson'), (s.export_proba, 'p.tif'), (s.export_html, 'm.html')]:
         with pytest.raises(AgrinbError, match='a writable folder'): f(blocker / name)
-    # the destination is a folder: the file is written in full to a temporary name, the rename fails, and the
-    # temporary file is removed: nothing half-written is left behind
+    # the destination is a folder: refused before any work (`predict.write_map`), nothing written beside it
     target = tmp_path / 'out.tif'; target.mkdir()
-    with pytest.raises(OSError): s.export_proba(target)
+    with pytest.raises(AgrinbError, match="out.tif: field 'out'.*a folder"): s.export_proba(target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ['a_file', 'out.tif'] and not any(target.iterdir())
 
 

@@ -162,3 +162,19 @@ def test_presto_probe_path():
     m = predict_raster(pred, cube, None, None, chunk=16, progress=False)
     np.testing.assert_array_equal(m.values, predict_pixels(pred, x, None, lat=lat, lon=lon).reshape(32, 16))
     assert m.values.std() > 0
+
+
+def test_netcdf_is_read_lazily_and_maps_like_memory(tmp_path):
+    "A netCDF cube opens as dask chunks (nothing read) and `predict_raster` maps it bit for bit like the cube in memory."
+    from agrinb.data.raster import load_raster
+    t = toy_tasks(1, seed=0)[0]
+    pred = MAML(hidden=8, seed=0, device='cpu').adapt(t.support_x, t.support_y, steps=2, seed=0)
+    cube = make_datacube('Togo', size=(40, 40), seed=1)
+    cube.drop_vars([c for c in cube.coords if c not in cube.dims and c != 'spatial_ref']).to_netcdf(tmp_path / 'c.nc')
+    nc = load_raster(tmp_path / 'c.nc', chunk=16)
+    assert nc.chunks[-2:] == ((16, 16, 8), (16, 16, 8)) and nc.rio.crs == cube.rio.crs
+    st = BandStats.empty(18).update(cube.values.transpose(2, 3, 0, 1).reshape(-1, *cube.shape[:2]))
+    a = predict_raster(pred, nc, None, st, bands=list(cube.band.values), chunk=16, progress=False)
+    b = predict_raster(pred, load_raster(tmp_path / 'c.nc', chunk=None), None, st, bands=list(cube.band.values), chunk=16, progress=False)
+    np.testing.assert_array_equal(a.values, b.values)
+    with pytest.raises(AgrinbError, match="c.nc: field 'chunk'"): load_raster(tmp_path / 'c.nc', chunk=-1)

@@ -80,20 +80,28 @@ def _stack(da:xr.DataArray, n_time:int, bands, path)->xr.DataArray:
                        coords=dict(time=np.arange(n_time), band=bands, y=da.y.values, x=da.x.values))
     return out.rio.write_crs(da.rio.crs).rio.write_transform(da.rio.transform()) if da.rio.crs is not None else out
 
+def _open_netcdf(path:Path, crs, chunk:int|None)->xr.DataArray:
+    "A netCDF datacube (one variable), its CRS from the grid mapping, lazily in (y, x) chunks: only coordinates are read."
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1):
+        raise bad_input(path, 'chunk', 'a positive whole number of pixels per chunk side, or None', chunk)
+    try:
+        da = xr.open_dataarray(path, decode_coords='all')   # lazy: the variable is indexed on disk when read
+        da = da.load() if chunk is None else da.chunk({d: int(chunk) if d in ('y', 'x') else -1 for d in da.dims})
+    except Exception as ex: raise bad_input(path, 'contents', 'a readable netCDF datacube (one variable)', _reason(ex)) from None
+    if da.rio.crs is None and crs is not None: da = da.rio.write_crs(crs)
+    return check_degrees(da, path).assign_attrs(source=path.name)
+
 def load_raster(src, # a DataArray, a netCDF datacube, a GeoTIFF stack (with `n_time`) or a raw Earth Engine export
                 n_time:int|None=None, # time steps of a GeoTIFF stack (None: the GeoTIFF is a raw Earth Engine export)
                 bands=None, # band names of a GeoTIFF stack (default 'b0', 'b1', ...)
                 crs=None, # the CRS of a GeoTIFF stack or netCDF cube that has none (see `read_geotiff`)
+                chunk:int|None=512, # a netCDF cube is read lazily in dask chunks of `chunk` x `chunk` pixels (None: into memory)
                )->xr.DataArray: # (time, band, y, x), not yet checked
-    "Open a raster as a (time, band, y, x) cube; gaps are kept."
+    "Open a raster as a (time, band, y, x) cube; gaps are kept. A netCDF cube stays on disk, read chunk by chunk."
     if isinstance(src, xr.DataArray): return src
     path = Path(src)
     if not path.exists(): raise bad_input(path, 'path', 'an existing GeoTIFF or netCDF file', 'no such file')
-    if path.suffix.lower() in ('.nc', '.nc4'):
-        try: da = xr.open_dataarray(path, decode_coords='all').load()
-        except Exception as ex: raise bad_input(path, 'contents', 'a readable netCDF datacube (one variable)', _reason(ex)) from None
-        if da.rio.crs is None and crs is not None: da = da.rio.write_crs(crs)
-        return check_degrees(da, path).assign_attrs(source=path.name)
+    if path.suffix.lower() in ('.nc', '.nc4'): return _open_netcdf(path, crs, chunk)
     if n_time is not None: return _stack(read_geotiff(path, crs=crs), n_time, bands, path)
     if path.suffix.lower() in ('.tif', '.tiff'):
         from agrinb.data.cropharvest import tif_to_datacube
@@ -161,6 +169,7 @@ def check_raster(raster:xr.DataArray, # (time, band, y, x) datacube in any CRS
     raster = raster.transpose('time', 'band', 'y', 'x')
     raster = (raster.sel(band=list(bands)) if bands is not None else raster).astype(np.float32)
     if n_time is not None:
+        raster = raster.load()   # the months' check reads every value: a lazy (dask) raster is read once, here
         empty = np.isnan(raster.values).all(axis=(1, 2, 3))
         if empty.any():
             raise bad_input(where, 'time', 'data in every month (a month with no valid pixel cannot be gap-filled '
