@@ -19,7 +19,7 @@ from .data.raster import check_raster, load_raster, lonlat_bounds, lonlat_to_xy
 from .data.synthetic import make_datacube
 from .meta.pretrained import pretrained_timl
 from .maps import (LABEL_COLORS, raster_rgba, proba_rgba, png_data_url, map_view, colorbar_html, legend_html,
-                         labels_gdf, write_labels, write_proba, folium_map, write_html)
+                         labels_gdf, write_labels, folium_map, write_html)
 
 # %% auto #0
 __all__ = ['UNDO_DEPTH', 'OSM_URL', 'OSM_ATTRIBUTION', 'BORDER_STYLE', 'log', 'BORDER_MARGIN', 'WIDGET_CSS', 'presto_bands',
