@@ -318,9 +318,11 @@ def adapt_many(self:ProtoNet, tasks:list, steps=None, seed=None, device=None)->l
 # %% ../../nbs/33_meta.baselines.ipynb #7e197685
 def _adapt_many_chosen(self, tasks:list, # Tasks (their support sets and info)
                        steps:int|None=None, # given: MAML's `adapt_many`; None: chosen per task as `adapt` does
-                       seed:int|None=None, device=None)->list: # a Predictor per task (`.chosen` says what was chosen)
+                       seed:int|None=None, device=None,
+                       lr:float|list|None=None, # given (or `steps` given): MAML's `adapt_many` with this rate
+                      )->list: # a Predictor per task (`.chosen` says what was chosen)
     "`adapt` for many tasks: the fine-tuning chosen on every support set, then one batched pass per choice."
-    if steps is not None: return MAML.adapt_many(self, tasks, steps, seed, device)
+    if steps is not None or lr is not None: return MAML.adapt_many(self, tasks, steps, seed, device, lr)
     if not len(tasks): raise bad_input(f'{self.name}.adapt_many', 'tasks', 'at least one Task', 'none')
     if device is not None: self.to(device)
     ts = [support_set(t, None, None, f'{self.name}.adapt_many', self.n_bands, self.n_steps) for t in tasks]

@@ -429,6 +429,7 @@ def adapt_many(self:MAML, tasks:list, # Tasks (their support sets and info)
                steps:int|None=None, # as in `adapt`
                seed:int|None=None, # as in `adapt`: each task gets what `adapt(task, seed=seed)` would
                device=None,
+               lr:float|list|None=None, # as in `adapt`: one SGD step size (or one per tensor) for every task
               )->list: # a Predictor per task, in order
     "`adapt` for many tasks in one task-batched `inner_loop` pass (K = number of tasks)."
     _check_steps(f'{self.name}.adapt_many', steps)
@@ -436,4 +437,4 @@ def adapt_many(self:MAML, tasks:list, # Tasks (their support sets and info)
     if device is not None: self.to(device)
     sup = [self._support(t) for t in tasks]
     seed = int(torch.randint(0, 2**31 - 1, ())) if seed is None else int(seed)
-    return self._adapt_tasks(sup, steps, seed, None, 10, None, None, None)
+    return self._adapt_tasks(sup, steps, seed, lr, 10, None, None, None)
