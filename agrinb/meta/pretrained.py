@@ -7,6 +7,7 @@ from __future__ import annotations
 import os, tempfile, warnings
 from pathlib import Path
 from tqdm.auto import tqdm
+from .. import __version__ as _version
 from ..core import AgrinbError, bad_input, seed_everything, save_checkpoint, load_checkpoint
 from ..data.pixels import BandStats
 from ..tasks.pixels import TEST_SPEC
@@ -46,7 +47,8 @@ _MODEL_KEYS = ('hidden', 'dropout')
 _FIT_KEYS = ('meta_batch', 'k_support', 'k_query', 'inner_lr', 'learn_lr', 'inner_steps', 'outer_lr', 'first_order')
 
 def _cache_key(cfg:dict)->str:
-    return 'timl_app_v3_' + '_'.join(f'{k}{"-".join(v) if isinstance(v, (tuple, list)) else v}' for k, v in sorted(cfg.items()))
+    "File name of the cached model: agrinb's version (its training code) and every setting."
+    return f'timl_app_v3_agrinb-{_version}_' + '_'.join(f'{k}{"-".join(v) if isinstance(v, (tuple, list)) else v}' for k, v in sorted(cfg.items()))
 
 _PREP_PHASES = ('loading', 'simulating series', 'building tasks', 'loading the optimiser')
 
@@ -86,10 +88,12 @@ def pretrained_timl(cache:Path|str|None=None, # folder for the cached model (def
     plain = {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}
     if not retrain and path.exists():
         try:
-            if load_checkpoint(path)['meta'].get('app_config') != plain: raise bad_input(path, 'app_config', plain, 'another')
+            meta = load_checkpoint(path)['meta']
+            if meta.get('agrinb_version') != _version: raise bad_input(path, 'agrinb_version', _version, meta.get('agrinb_version'))
+            if meta.get('app_config') != plain: raise bad_input(path, 'app_config', plain, 'another')
             return TIML.load(path, device=device), learner_stats(path)
         except (AgrinbError, OSError, RuntimeError, KeyError) as ex:
             warnings.warn(f'{path}: cached model unusable ({ex}); training a new one')
     learner, stats = _train_timl(cfg, device, progress)
-    save_learner(learner, path, stats, app_config=plain)
+    save_learner(learner, path, stats, app_config=plain, agrinb_version=_version)
     return learner, stats
