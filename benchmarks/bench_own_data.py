@@ -30,13 +30,13 @@ from agrinb.data.synthetic import make_dataset
 from agrinb.eval import standard_error
 from agrinb.meta.maml import MAML
 from agrinb.meta.timl import TIML, MAMLInfo
-from agrinb.meta.baselines import RandomForest, Pretrained, RandomInit
+from agrinb.meta.baselines import RandomForest, Pretrained, RandomInit, TaskForest
 
 p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
 p.add_argument('--threads', type=int, default=1); p.add_argument('--reps', type=int, default=3)
 p.add_argument('--meta-steps', type=int, default=150); p.add_argument('--shots', default='5,10,20')
 p.add_argument('--split-seed', type=int, default=0); p.add_argument('--shared', default=None)
-p.add_argument('--learners', default='MAML,MAML+info,TIML,Pretrained,Random')
+p.add_argument('--learners', default='MAML,MAML+info,TIML,Pretrained,Random,Task forest')
 p.add_argument('--skip-synthetic', action='store_true'); p.add_argument('--syn-n', type=int, default=3000)
 p.add_argument('--fit', default='', help="meta_fit overrides of the learners whose meta_fit takes them, e.g. 'inner_lr=0.1,first_order=True'")
 p.add_argument('--model', default='', help="constructor overrides, e.g. 'hidden=64,dropout=0.3'")
@@ -49,7 +49,7 @@ def kv(text:str)->dict:
     import ast
     return {k.strip(): ast.literal_eval(v) for k, v in (i.split('=', 1) for i in text.split(',') if i.strip())}
 FIT, MODEL, ADAPT = kv(a.fit), kv(a.model), a.adapt.split(',')
-MAKE = {'MAML': MAML, 'MAML+info': MAMLInfo, 'TIML': TIML, 'Pretrained': Pretrained, 'Random': RandomInit}
+MAKE = {'MAML': MAML, 'MAML+info': MAMLInfo, 'TIML': TIML, 'Pretrained': Pretrained, 'Random': RandomInit, 'Task forest': TaskForest}
 
 
 def train_task(t, x):
@@ -85,10 +85,10 @@ def run(X, train, test):
                 else: preds = [lrn.adapt(tk, seed=k) for tk in tasks]
                 if preds[0] is None: continue
                 rows += [dict(task=t['name'], k=k, rep=r, learner=label, auc=roc_auc_score(tk.query_y, pr.predict_proba(tk.query_x)),
-                              steps=getattr(pr, 'steps', 0 if v == '0' else 250)) for (t, _, r, _, _), tk, pr in zip(dk, tasks, preds)]
-        ss = lrn.step_sizes() if callable(getattr(lrn, 'step_sizes', None)) else lrn.fit_config.get('inner_lr')
+                              steps=getattr(pr, 'steps', (0 if v == '0' else 250) if hasattr(lrn, 'fit_config') else np.nan)) for (t, _, r, _, _), tk, pr in zip(dk, tasks, preds)]
+        ss = lrn.step_sizes() if callable(getattr(lrn, 'step_sizes', None)) else getattr(lrn, 'fit_config', {}).get('inner_lr')
         ss = f'{np.median(ss):.3g} (median of {len(ss)})' if isinstance(ss, list) else f'{ss}'
-        print(f'  {name}: meta_fit {t1 - t0:.0f} s, adapt {time.perf_counter() - t1:.0f} s; best val step {lrn.best_val and max(lrn.history, key=lambda h: -h.get("val_loss", np.inf))["step"]}; inner step size {ss}', flush=True)
+        print(f'  {name}: meta_fit {t1 - t0:.0f} s, adapt {time.perf_counter() - t1:.0f} s; best val step {getattr(lrn, "best_val", None) and max(lrn.history, key=lambda h: -h.get("val_loss", np.inf))["step"]}; inner step size {ss}', flush=True)
     return rows
 
 
@@ -104,7 +104,7 @@ def report(title, rows, n_train):
         for k in SHOTS:
             d = df[(df.learner == name) & (df.k == k)].set_index(key)
             diff = (d.auc - rf.reindex(d.index)).to_numpy(); m, se = diff.mean(), standard_error(diff)
-            st = f'{d.steps.median():5.0f}' if 'steps' in d and name != 'Random forest' else '     '
+            st = f'{d.steps.median():5.0f}' if 'steps' in d and name != 'Random forest' and d.steps.notna().any() else '    -'
             cells.append(f'{d.auc.mean():.3f}  ' + (f'{m:+.3f} ({se:.3f})' if name != 'Random forest' else f'{"":15}') + f'    {st}')
         print(f'{name:>14} | ' + ' | '.join(cells), flush=True)
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Spatial few-shot tasks on the real algae-bloom samples and on the embedded synthetic data: PrestoTIML, PrestoProbe,
-PrestoEnsemble (probe + forest, PrestoTIML + forest) against a random forest on the raw support series, with the PAIRED
+PrestoEnsemble (probe + forest, PrestoTIML + forest), TaskForest (one forest on the training tasks' rows with their task
+vectors plus the up-weighted support set) against a random forest on the raw support series, with the PAIRED
 AUC-minus-forest (same support and query sets) and its standard error; then the speed figures of issue 13.
 `python benchmarks/bench_presto_fewshot.py [--threads 1] [--reps 10] [--syn-reps 3] [--meta-steps 300] [--skip-synthetic]
 [--skip-speed] [--no-old]`. Rows 'old PrestoProbe' / 'old PrestoTIML' are the previous defaults on the same draws (the
@@ -22,7 +23,8 @@ from sklearn.metrics import roc_auc_score
 from agrinb.data.synthetic import make_dataset
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from agrinb.eval import standard_error
-from agrinb.meta.baselines import RandomForest
+from agrinb.meta.baselines import RandomForest, TaskForest
+from agrinb.tasks.pixels import Task
 from agrinb.meta.presto import PrestoProbe, PrestoTIML, PrestoEnsemble, PrestoFineTune, EmbeddedTask, FiLMHead
 from agrinb.models.presto import pretrained
 from agrinb.tasks.pixels import TaskInfo, draw_by_id
@@ -73,7 +75,12 @@ def located(t, latlon, month):
     return t
 
 
-def make_learners(tl, old):
+def task_forest(train)->TaskForest:
+    "A TaskForest meta-fitted on the raw series of the training tasks (EmbeddedTasks with x)."
+    return TaskForest().meta_fit([Task(t.name, t.x, t.y, t.x[:0], [], t.info) for t in train])
+
+
+def make_learners(tl, old, tf=None):
     "Every learner at its defaults, given the raw support series and their cached embeddings (z=); `old` (a PrestoTIML "
     "meta-trained with raw=False, or None) adds the previous defaults (the probe on embeddings only, unstandardised; that head)."
     probe, rf, nofb, ft = PrestoProbe(device='cpu'), RandomForest(), NoFallback(tl), PrestoFineTune(device='cpu')
@@ -85,6 +92,8 @@ def make_learners(tl, old):
            'PrestoEnsemble(TIML)': lambda t, x, s, q, sd: ens_t.adapt(x[s], t.y[s], t.info, seed=sd, z=t.z[s]).predict_proba(x[q], z=t.z[q]),
            'PrestoFineTune': lambda t, x, s, q, sd: ft.adapt(x[s], t.y[s], lat=t.lat[s], lon=t.lon[s], month=t.month[s], seed=sd).predict_proba(
                x[q], lat=t.lat[q], lon=t.lon[q], month=t.month[q])}
+    if tf is not None:
+        out['Task forest'] = lambda t, x, s, q, sd: tf.adapt(x[s], t.y[s], t.info, seed=sd).predict_proba(x[q])
     out['PrestoTIML head'] = lambda t, x, s, q, sd: nofb.adapt(x[s], t.y[s], t.info, seed=sd, z=t.z[s]).predict_proba(x[q], z=t.z[q])
     if old is not None:
         old_probe = PrestoProbe(device='cpu', standardize=False, raw=False)
@@ -143,7 +152,7 @@ if arr is not None and not a.skip_algae:
               f'best val step {max(tl.history, key=lambda h: -h.get("val_loss", np.inf))["step"]}, '
               f'step sizes {", ".join(f"{k} {v:.3f}" for k, v in tl.step_sizes.items())}')
         old = None if a.no_old else PrestoTIML(device='cpu', raw=False).meta_fit(train, steps=a.meta_steps, progress=False)
-        rows += evaluate([tasks[k] for k in test_keys if k[0] == r], make_learners(tl, old), a.reps)
+        rows += evaluate([tasks[k] for k in test_keys if k[0] == r], make_learners(tl, old, task_forest(train)), a.reps)
     report('ALGAE BLOOMS (real), leave-one-region-out', rows)
 
 # ------------------------------------------------------------------------------------------------------ synthetic
@@ -163,7 +172,7 @@ if not a.skip_synthetic:
         tl = PrestoTIML(device='cpu').meta_fit(train, steps=a.meta_steps, progress=False)
         print(f'  fold {f}: meta-trained on {len(train)} regions in {time.perf_counter() - t0:.1f} s; testing on {len(test)} regions')
         old = None if a.no_old else PrestoTIML(device='cpu', raw=False).meta_fit(train, steps=a.meta_steps, progress=False)
-        rows += evaluate(test, make_learners(tl, old), a.syn_reps)
+        rows += evaluate(test, make_learners(tl, old, task_forest(train)), a.syn_reps)
     report('SYNTHETIC (embedded make_dataset), held-out region folds', rows)
 
 # ---------------------------------------------------------------------------------------------------------- speed

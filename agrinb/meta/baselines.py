@@ -11,7 +11,8 @@ from ..core import bad_input, check_settings, get_device, save_checkpoint, load_
 from ..tasks.pixels import Task, TaskInfo, as_task, support_set, query_array, calibration_split
 
 # %% auto #0
-__all__ = ['log', 'FINETUNE_GRID', 'ForestPredictor', 'RandomForest', 'RandomInit', 'Pretrained', 'ProtoPredictor', 'ProtoNet']
+__all__ = ['log', 'FINETUNE_GRID', 'ForestPredictor', 'RandomForest', 'RandomInit', 'Pretrained', 'TaskForestPredictor',
+           'TaskForest', 'ProtoPredictor', 'ProtoNet']
 
 # %% ../../nbs/33_meta.baselines.ipynb #2ebd7616
 class ForestPredictor:
@@ -151,6 +152,93 @@ def meta_fit(self:Pretrained, train_tasks:list, # meta-training Tasks
         with torch.no_grad(): self.model.head.weight[:] = heads.weight.mean(0); self.model.head.bias[:] = heads.bias.mean()
     self.model.eval(); self.history, self.best_val = out['history'], out['best_val']
     return self
+
+# %% ../../nbs/33_meta.baselines.ipynb #cca04e8c
+from ..tasks.pixels import info_vector
+
+def _with_vector(x:np.ndarray, v:np.ndarray)->np.ndarray: # (N, T * B + len(v)) float32
+    "Flattened series, each followed by the task vector `v`."
+    x = np.asarray(x, np.float32).reshape(len(x), -1)
+    return np.concatenate([x, np.broadcast_to(np.asarray(v, np.float32), (len(x), len(v)))], 1)
+
+class TaskForestPredictor:
+    "One forest fitted on the pooled meta-training rows and a task's support set; every row ends in the task's vector."
+    def __init__(self, forest, shape, vector): self.forest, self.shape, self.vector = forest, tuple(shape), vector
+    def predict_proba(self, x:np.ndarray)->np.ndarray: # (N, T, B) -> (N,) P(positive)
+        x = query_array(x, 'TaskForest.predict_proba', self.shape)
+        return self.forest.predict_proba(_with_vector(x, self.vector))[:, list(self.forest.classes_).index(1)]
+
+class TaskForest:
+    "A random forest on every meta-training task's labelled series (each row with its task vector) plus the up-weighted support set."
+    kind, name = 'TaskForest', 'Task forest'
+    def __init__(self, support_weight:float=20.0, # weight of a support row against a pooled row's 1
+                 max_pool:int=4000, # pooled rows kept (a seeded uniform draw when the tasks hold more)
+                 info_size:int=13, # size of the task vector
+                 seed:int|None=None, # forest seed; None draws one per adaptation from numpy's global RNG
+                 device=None, # accepted for the protocol; the forest runs on the CPU
+                 **forest_kwargs): # passed to RandomForestClassifier (defaults otherwise; n_jobs=-1 uses every core)
+        check_settings(dict(max_pool=max_pool, info_size=info_size), 'TaskForest')
+        if not (np.isfinite(support_weight) and support_weight > 0):
+            raise bad_input('TaskForest', 'support_weight', 'a finite weight > 0', repr(support_weight))
+        self.support_weight, self.max_pool, self.info_size, self.seed = float(support_weight), int(max_pool), int(info_size), seed
+        self.forest_kwargs, self.device, self.pool = forest_kwargs, get_device(device), None
+    def to(self, device): self.device = get_device(device); return self
+
+# %% ../../nbs/33_meta.baselines.ipynb #2ec056c3
+@patch
+def meta_fit(self:TaskForest, train_tasks:list, val_tasks=None, seed:int|None=None, **kwargs)->TaskForest:
+    "Pool the tasks' labelled series, each row with its task vector (validation tasks are not needed)."
+    if not train_tasks: raise bad_input('TaskForest.meta_fit', 'train_tasks', 'at least one task', 'none')
+    xs, ys, shape = [], [], None
+    for t in map(as_task, train_tasks):
+        if shape is None: shape = t.x.shape[1:]
+        if t.x.shape[1:] != shape:
+            raise bad_input(f"TaskForest.meta_fit: task '{t.name}'", 'x', f'series of shape (time, band) = {shape} like the first task', t.x.shape[1:])
+        xs.append(_with_vector(t.x, info_vector(t.info, self.info_size, f"TaskForest.meta_fit: task '{t.name}'"))); ys.append(t.y)
+    x, y = np.concatenate(xs), np.concatenate(ys).astype(np.int64)
+    if len(np.unique(y)) < 2: raise bad_input('TaskForest.meta_fit', 'train_tasks', 'positives and negatives among the tasks', f'only class {np.unique(y)}')
+    if len(x) > self.max_pool:
+        keep = np.sort(np.random.default_rng([0 if seed is None else int(seed), 11]).choice(len(x), self.max_pool, replace=False))
+        x, y = x[keep], y[keep]
+    self.pool, self.shape = (x, y), tuple(int(s) for s in shape)
+    return self
+
+# %% ../../nbs/33_meta.baselines.ipynb #c2250099
+@patch
+def adapt(self:TaskForest, support_x, # (n, T, B) series or a Task
+          support_y=None, # (n,) labels (None when `support_x` is a Task)
+          info=None, # the task's TaskInfo or vector (None: the task's own); required, it says what a positive is
+          steps=None, # accepted for the protocol
+          seed:int|None=None, # forest seed (None: the learner's, else one from numpy's global RNG)
+          device=None)->TaskForestPredictor:
+    "One forest on the pooled rows plus the support set (weighted `support_weight`), every row with its task vector."
+    if self.pool is None: raise bad_input('TaskForest.adapt', 'meta_fit', 'a meta-fitted TaskForest (meta_fit pools the tasks)', 'no pool')
+    t = support_set(support_x, support_y, info, 'TaskForest.adapt', self.shape[1], self.shape[0])
+    v = info_vector(t.info, self.info_size, 'TaskForest.adapt')
+    seed = seed if seed is not None else self.seed if self.seed is not None else int(np.random.randint(2**31 - 1))
+    (px, py), sx = self.pool, _with_vector(t.support_x, v)
+    w = np.r_[np.ones(len(py)), np.full(len(sx), self.support_weight)]
+    rf = RandomForestClassifier(random_state=seed, **self.forest_kwargs).fit(np.r_[px, sx], np.r_[py, t.support_y], sample_weight=w)
+    return TaskForestPredictor(rf, self.shape, v)
+
+@patch
+def save(self:TaskForest, path):
+    "Write the settings and the pool (tensors) as an agrinb checkpoint (kind 'TaskForest')."
+    if self.pool is None: raise bad_input('TaskForest.save', 'meta_fit', 'a meta-fitted TaskForest', 'no pool')
+    return save_checkpoint(path, 'TaskForest', {'x': torch.from_numpy(self.pool[0]), 'y': torch.from_numpy(self.pool[1])},
+                           support_weight=self.support_weight, max_pool=self.max_pool, info_size=self.info_size, seed=self.seed,
+                           forest_kwargs=self.forest_kwargs, shape=list(self.shape))
+
+@patch(cls_method=True)
+def load(cls:TaskForest, path, device=None)->TaskForest:
+    "A `TaskForest` from `save`'s checkpoint."
+    ck = load_checkpoint(path, 'TaskForest'); m, st = ck['meta'], ck['state']
+    tf = cls(m['support_weight'], m['max_pool'], m['info_size'], m['seed'], device, **m['forest_kwargs'])
+    x, y, shape = st['x'].numpy(), st['y'].numpy(), tuple(m['shape'])
+    if x.ndim != 2 or x.shape[1] != int(np.prod(shape)) + tf.info_size or y.shape != (len(x),) or not np.isin(y, [0, 1]).all():
+        raise bad_input(path, 'state', f'a pool of (n, {int(np.prod(shape)) + tf.info_size}) rows and n labels in {{0, 1}}', f'{tuple(x.shape)}, {tuple(y.shape)}')
+    tf.pool, tf.shape = (x, y.astype(np.int64)), shape
+    return tf
 
 # %% ../../nbs/33_meta.baselines.ipynb #1cf83621
 FINETUNE_GRID = ((0.01, 50), (0.01, 250), (0.03, 50), (0.03, 250), (0.1, 50), (0.1, 250)) # (lr, steps) tried
