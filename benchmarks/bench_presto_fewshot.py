@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Spatial few-shot tasks on the real algae-bloom samples and on the embedded synthetic data: PrestoTIML, PrestoProbe,
 PrestoEnsemble (probe + forest, PrestoTIML + forest), TaskForest (one forest on the training tasks' rows with their task
-vectors plus the up-weighted support set) against a random forest on the raw support series, with the PAIRED
+vectors plus the up-weighted support set) and PrestoTaskForest (the same with each row's Presto embedding) against a random forest on the raw support series, with the PAIRED
 AUC-minus-forest (same support and query sets) and its standard error; then the speed figures of issue 13.
 `python benchmarks/bench_presto_fewshot.py [--threads 1] [--reps 10] [--syn-reps 3] [--meta-steps 300] [--skip-synthetic]
 [--skip-speed] [--no-old]`. Rows 'old PrestoProbe' / 'old PrestoTIML' are the previous defaults on the same draws (the
@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from agrinb.eval import standard_error
 from agrinb.meta.baselines import RandomForest, TaskForest
 from agrinb.tasks.pixels import Task
-from agrinb.meta.presto import PrestoProbe, PrestoTIML, PrestoEnsemble, PrestoFineTune, EmbeddedTask, FiLMHead
+from agrinb.meta.presto import PrestoProbe, PrestoTIML, PrestoEnsemble, PrestoFineTune, PrestoTaskForest, EmbeddedTask, FiLMHead
 from agrinb.models.presto import pretrained
 from agrinb.tasks.pixels import TaskInfo, draw_by_id
 from realtasks import shared_data, algae_arrays, algae_tasks, synthetic_tasks, support_draw
@@ -75,9 +75,10 @@ def located(t, latlon, month):
     return t
 
 
-def task_forest(train)->TaskForest:
-    "A TaskForest meta-fitted on the raw series of the training tasks (EmbeddedTasks with x)."
-    return TaskForest().meta_fit([Task(t.name, t.x, t.y, t.x[:0], [], t.info) for t in train])
+def task_forests(train)->tuple:
+    "A TaskForest meta-fitted on the raw series of the training tasks (EmbeddedTasks with x), and a PrestoTaskForest on them."
+    return (TaskForest().meta_fit([Task(t.name, t.x, t.y, t.x[:0], [], t.info) for t in train]),
+            PrestoTaskForest(device='cpu').meta_fit(train))
 
 
 def make_learners(tl, old, tf=None):
@@ -93,7 +94,8 @@ def make_learners(tl, old, tf=None):
            'PrestoFineTune': lambda t, x, s, q, sd: ft.adapt(x[s], t.y[s], lat=t.lat[s], lon=t.lon[s], month=t.month[s], seed=sd).predict_proba(
                x[q], lat=t.lat[q], lon=t.lon[q], month=t.month[q])}
     if tf is not None:
-        out['Task forest'] = lambda t, x, s, q, sd: tf.adapt(x[s], t.y[s], t.info, seed=sd).predict_proba(x[q])
+        out['Task forest'] = lambda t, x, s, q, sd: tf[0].adapt(x[s], t.y[s], t.info, seed=sd).predict_proba(x[q])
+        out['Presto task forest'] = lambda t, x, s, q, sd: tf[1].adapt(x[s], t.y[s], t.info, seed=sd, z=t.z[s]).predict_proba(x[q], z=t.z[q])
     out['PrestoTIML head'] = lambda t, x, s, q, sd: nofb.adapt(x[s], t.y[s], t.info, seed=sd, z=t.z[s]).predict_proba(x[q], z=t.z[q])
     if old is not None:
         old_probe = PrestoProbe(device='cpu', standardize=False, raw=False)
@@ -152,7 +154,7 @@ if arr is not None and not a.skip_algae:
               f'best val step {max(tl.history, key=lambda h: -h.get("val_loss", np.inf))["step"]}, '
               f'step sizes {", ".join(f"{k} {v:.3f}" for k, v in tl.step_sizes.items())}')
         old = None if a.no_old else PrestoTIML(device='cpu', raw=False).meta_fit(train, steps=a.meta_steps, progress=False)
-        rows += evaluate([tasks[k] for k in test_keys if k[0] == r], make_learners(tl, old, task_forest(train)), a.reps)
+        rows += evaluate([tasks[k] for k in test_keys if k[0] == r], make_learners(tl, old, task_forests(train)), a.reps)
     report('ALGAE BLOOMS (real), leave-one-region-out', rows)
 
 # ------------------------------------------------------------------------------------------------------ synthetic
@@ -172,7 +174,7 @@ if not a.skip_synthetic:
         tl = PrestoTIML(device='cpu').meta_fit(train, steps=a.meta_steps, progress=False)
         print(f'  fold {f}: meta-trained on {len(train)} regions in {time.perf_counter() - t0:.1f} s; testing on {len(test)} regions')
         old = None if a.no_old else PrestoTIML(device='cpu', raw=False).meta_fit(train, steps=a.meta_steps, progress=False)
-        rows += evaluate(test, make_learners(tl, old, task_forest(train)), a.syn_reps)
+        rows += evaluate(test, make_learners(tl, old, task_forests(train)), a.syn_reps)
     report('SYNTHETIC (embedded make_dataset), held-out region folds', rows)
 
 # ---------------------------------------------------------------------------------------------------------- speed

@@ -195,12 +195,18 @@ def meta_fit(self:TaskForest, train_tasks:list, val_tasks=None, seed:int|None=No
         if t.x.shape[1:] != shape:
             raise bad_input(f"TaskForest.meta_fit: task '{t.name}'", 'x', f'series of shape (time, band) = {shape} like the first task', t.x.shape[1:])
         xs.append(_with_vector(t.x, info_vector(t.info, self.info_size, f"TaskForest.meta_fit: task '{t.name}'"))); ys.append(t.y)
-    x, y = np.concatenate(xs), np.concatenate(ys).astype(np.int64)
-    if len(np.unique(y)) < 2: raise bad_input('TaskForest.meta_fit', 'train_tasks', 'positives and negatives among the tasks', f'only class {np.unique(y)}')
+    self.shape = tuple(int(s) for s in shape)
+    return self._keep(np.concatenate(xs), np.concatenate(ys), seed)
+
+@patch
+def _keep(self:TaskForest, x, y, seed)->TaskForest:
+    "Store the pooled rows (at most `max_pool`, a seeded uniform draw), both classes required."
+    y = np.asarray(y).astype(np.int64)
+    if len(np.unique(y)) < 2: raise bad_input(f'{type(self).__name__}.meta_fit', 'train_tasks', 'positives and negatives among the tasks', f'only class {np.unique(y)}')
     if len(x) > self.max_pool:
         keep = np.sort(np.random.default_rng([0 if seed is None else int(seed), 11]).choice(len(x), self.max_pool, replace=False))
         x, y = x[keep], y[keep]
-    self.pool, self.shape = (x, y), tuple(int(s) for s in shape)
+    self.pool = (np.ascontiguousarray(x, np.float32), y)
     return self
 
 # %% ../../nbs/33_meta.baselines.ipynb #c2250099
@@ -215,11 +221,14 @@ def adapt(self:TaskForest, support_x, # (n, T, B) series or a Task
     if self.pool is None: raise bad_input('TaskForest.adapt', 'meta_fit', 'a meta-fitted TaskForest (meta_fit pools the tasks)', 'no pool')
     t = support_set(support_x, support_y, info, 'TaskForest.adapt', self.shape[1], self.shape[0])
     v = info_vector(t.info, self.info_size, 'TaskForest.adapt')
+    return TaskForestPredictor(self._fit(_with_vector(t.support_x, v), t.support_y, seed), self.shape, v)
+
+@patch
+def _fit(self:TaskForest, rows, y, seed=None)->RandomForestClassifier:
+    "The forest on the pooled rows (weight 1) and a support set's `rows` (weight `support_weight`)."
     seed = seed if seed is not None else self.seed if self.seed is not None else int(np.random.randint(2**31 - 1))
-    (px, py), sx = self.pool, _with_vector(t.support_x, v)
-    w = np.r_[np.ones(len(py)), np.full(len(sx), self.support_weight)]
-    rf = RandomForestClassifier(random_state=seed, **self.forest_kwargs).fit(np.r_[px, sx], np.r_[py, t.support_y], sample_weight=w)
-    return TaskForestPredictor(rf, self.shape, v)
+    (px, py) = self.pool; w = np.r_[np.ones(len(py)), np.full(len(rows), self.support_weight)]
+    return RandomForestClassifier(random_state=seed, **self.forest_kwargs).fit(np.r_[px, rows], np.r_[py, y], sample_weight=w)
 
 @patch
 def save(self:TaskForest, path):

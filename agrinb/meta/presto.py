@@ -18,7 +18,7 @@ from ..models.presto import pretrained
 # %% auto #0
 __all__ = ['FIXED', 'support_inputs', 'location', 'StepCount', 'PrestoProbe', 'raw_features', 'ProbePredictor', 'PrestoEnsemble',
            'EnsemblePredictor', 'FiLMHead', 'EmbeddedTask', 'PrestoTIML', 'support_folds', 'probe_oof', 'TIMLPredictor',
-           'PrestoFineTune', 'FineTunePredictor']
+           'PrestoTaskForest', 'PrestoTaskForestPredictor', 'PrestoFineTune', 'FineTunePredictor']
 
 # %% ../../nbs/34_meta.presto.ipynb #4a24bdae
 def support_inputs(support_x, support_y=None, info=None, where:str='PrestoProbe.adapt')->tuple:
@@ -540,6 +540,103 @@ def load(cls:PrestoTIML, path, device=None)->PrestoTIML:
     self = cls(device=device, **m['hparams']); self.load_state(st)
     self.fit_config.update(m['fit']); self.history, self.best_val = list(m.get('history', [])), m.get('best_val')
     return self
+
+# %% ../../nbs/34_meta.presto.ipynb #708c6fe8
+import warnings
+from .baselines import TaskForest, _with_vector
+from ..tasks.pixels import as_task
+
+class PrestoTaskForest(TaskForest):
+    "TaskForest on [Presto embedding, raw series, task vector] rows: the pooled meta-training tasks plus the up-weighted support set."
+    kind, name, takes_z = 'PrestoTaskForest', 'Presto task forest', True
+    def __init__(self, support_weight:float=20.0, max_pool:int=4000, info_size:int=13, seed:int|None=None, device=None,
+                 month=0, bands=CROPHARVEST_BANDS, batch_size:int=128, progress:bool=False, # how series are embedded (`PrestoProbe`)
+                 **forest_kwargs): # passed to RandomForestClassifier
+        super().__init__(support_weight, max_pool, info_size, seed, device, **forest_kwargs)
+        self.probe, self.band_mean = PrestoProbe(month, bands, batch_size=batch_size, device=device, progress=progress), None
+    def rows(self, x, z, v, where:str)->np.ndarray: # (n, 128 + T * B + info_size) float32
+        "The forest's rows of raw series `x` with their embeddings `z` and the task vector `v`."
+        x, z = np.asarray(x, np.float32), np.asarray(z, np.float32)
+        if x.ndim != 3 or x.shape[1:] != self.shape:
+            raise bad_input(where, 'x', f'raw series (n, {self.shape[0]}, {self.shape[1]}) like the meta-training tasks', x.shape)
+        if np.isinf(x).any(): raise bad_input(where, 'x', 'finite values (NaN marks a gap)', f'{int(np.isinf(x).sum())} inf value(s)')
+        if z.shape != (len(x), 128): raise bad_input(where, 'z', f'({len(x)}, 128) embeddings of the series', z.shape)
+        return np.c_[z, _with_vector(fill_gaps(x, self.band_mean), v)]
+
+class PrestoTaskForestPredictor:
+    "A `PrestoTaskForest`'s forest for one task: its vector, and the support's location for embedding queries."
+    takes_z = True
+    def __init__(self, learner, forest, vector, lat=None, lon=None, month=None):
+        self.learner, self.forest, self.vector, self.lat, self.lon, self.month = learner, forest, vector, lat, lon, month
+    def predict_proba(self, x, # (N, T, B) raw series (NaN gaps allowed)
+                      lat=None, lon=None, month=None, # where the queries are (default: the support's location)
+                      z=None)->np.ndarray: # cached (N, 128) embeddings of `x`; -> (N,) P(positive)
+        if z is None:
+            z = self.learner.probe.embed(x, self.lat if lat is None else lat, self.lon if lon is None else lon,
+                                         month=self.month if month is None else month)
+        f = self.learner.rows(x, z, self.vector, 'PrestoTaskForest.predict_proba')
+        return self.forest.predict_proba(f)[:, list(self.forest.classes_).index(1)]
+
+# %% ../../nbs/34_meta.presto.ipynb #d84e430b
+@patch
+def meta_fit(self:PrestoTaskForest, train_tasks:list, # EmbeddedTasks with raw series `x`, or Tasks of raw series
+             val_tasks=None, seed:int|None=None, **kwargs)->PrestoTaskForest:
+    "Pool every task's rows (its series embedded once when it is not an `EmbeddedTask`), each with its task vector."
+    if not train_tasks: raise bad_input('PrestoTaskForest.meta_fit', 'train_tasks', 'at least one task', 'none')
+    ts = []
+    for t in train_tasks:
+        if not isinstance(t, EmbeddedTask): t = as_task(t); t = EmbeddedTask(t.name, self.probe.embed(t.x, info=t.info), t.y, t.info, t.x)
+        if t.x is None: raise bad_input(f"PrestoTaskForest.meta_fit: task '{t.name}'", 'x', 'the raw series beside the embeddings', None)
+        ts.append(t)
+    self.shape = tuple(int(s) for s in np.shape(ts[0].x)[1:])
+    x = np.concatenate([np.asarray(t.x, np.float32).reshape(-1, self.shape[1]) for t in ts if np.shape(t.x)[1:] == self.shape])
+    with warnings.catch_warnings():   # a band never observed: its mean is 0
+        warnings.simplefilter('ignore', RuntimeWarning); bm = np.nanmean(x, 0)
+    self.band_mean = np.where(np.isnan(bm), 0, bm).astype(np.float32)
+    rows = [self.rows(t.x, t.z, info_vector(t.info, self.info_size, f"PrestoTaskForest.meta_fit: task '{t.name}'"),
+                      f"PrestoTaskForest.meta_fit: task '{t.name}'") for t in ts]
+    return self._keep(np.concatenate(rows), np.concatenate([np.asarray(t.y) for t in ts]), seed)
+
+@patch
+def adapt(self:PrestoTaskForest, support_x, # (n, T, B) raw series or a task of them
+          support_y=None, info=None, # labels and the task's TaskInfo or vector (required: it says what a positive is)
+          steps=None, seed:int|None=None, device=None, lat=None, lon=None, month=None,
+          z=None, # cached (n, 128) embeddings of the support series
+          progress=None)->PrestoTaskForestPredictor: # progress: a callable (done, total), called once the forest is fitted
+    "One forest on the pooled rows plus the support set's (weighted `support_weight`)."
+    if self.pool is None: raise bad_input('PrestoTaskForest.adapt', 'meta_fit', 'a meta-fitted PrestoTaskForest', 'no pool')
+    x, y, info = support_inputs(support_x, support_y, info, 'PrestoTaskForest.adapt')
+    if x.ndim != 3: raise bad_input('PrestoTaskForest.adapt', 'support_x', 'raw series (n, time, band) for the forest', x.shape)
+    v = info_vector(info, self.info_size, 'PrestoTaskForest.adapt')
+    if z is None:
+        lat, lon = location(lat, lon, info, 'PrestoTaskForest.adapt'); z = self.probe.embed(x, lat, lon, month=month, device=device)
+    work = StepCount(progress, 1)
+    rf = self._fit(self.rows(x, z, v, 'PrestoTaskForest.adapt'), y, seed); work.step()
+    return PrestoTaskForestPredictor(self, rf, v, _scalar(lat), _scalar(lon), month if np.ndim(month) == 0 else None)
+
+# %% ../../nbs/34_meta.presto.ipynb #e3652b52
+@patch
+def save(self:PrestoTaskForest, path):
+    "Write the settings, the pool and its band means as an agrinb checkpoint (kind 'PrestoTaskForest')."
+    if self.pool is None: raise bad_input('PrestoTaskForest.save', 'meta_fit', 'a meta-fitted PrestoTaskForest', 'no pool')
+    state = {'x': torch.from_numpy(self.pool[0]), 'y': torch.from_numpy(self.pool[1]), 'band_mean': torch.from_numpy(self.band_mean)}
+    return save_checkpoint(path, 'PrestoTaskForest', state, support_weight=self.support_weight, max_pool=self.max_pool,
+                           info_size=self.info_size, seed=self.seed, forest_kwargs=self.forest_kwargs, shape=list(self.shape),
+                           probe=self.probe.settings())
+
+@patch(cls_method=True)
+def load(cls:PrestoTaskForest, path, device=None)->PrestoTaskForest:
+    "A `PrestoTaskForest` from `save`'s checkpoint, its encoder on `device`."
+    ck = load_checkpoint(path, 'PrestoTaskForest'); m, st, p = ck['meta'], ck['state'], ck['meta']['probe']
+    tf = cls(m['support_weight'], m['max_pool'], m['info_size'], m['seed'], device, p['month'], p['bands'], p['batch_size'],
+             p['progress'], **m['forest_kwargs'])
+    shape = tuple(m['shape']); x, y, bm = st['x'].numpy(), st['y'].numpy(), st['band_mean'].numpy()
+    width = 128 + int(np.prod(shape)) + tf.info_size
+    if x.ndim != 2 or x.shape[1] != width or y.shape != (len(x),) or bm.shape != (shape[1],) or not np.isin(y, [0, 1]).all():
+        raise bad_input(path, 'state', f'a pool of (n, {width}) rows, n labels in {{0, 1}} and {shape[1]} band means',
+                        f'{tuple(x.shape)}, {tuple(y.shape)}, {tuple(bm.shape)}')
+    tf.pool, tf.shape, tf.band_mean = (x, y.astype(np.int64)), shape, bm
+    return tf
 
 # %% ../../nbs/34_meta.presto.ipynb #b2b8d0f8
 import copy
