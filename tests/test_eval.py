@@ -223,3 +223,23 @@ def test_segmentation_scores_go_through_the_confusion_matrix():
     m = ev.metrics_from_confusion(ev.confusion(torch.as_tensor(p), torch.as_tensor(t), 5))
     assert ev.segmentation_scores(p, t, 5) == (m['mIoU'], m['aAcc'])
     assert all(math.isnan(v) for v in ev.segmentation_scores(p, np.full_like(t, -1), 5))  # nothing labelled: no score
+
+
+def test_task_forest_through_run_benchmark_reads_the_task_vector():
+    "TaskForest runs through `run_benchmark` unchanged. Pooled maize and cassava tasks (each crop a negative of the other's"
+    "tasks) lift its 2-shot AUC on new maize tasks over the support forest's when it is told 'maize', and not when told 'cassava'."
+    from agrinb.meta.baselines import TaskForest, RandomForest
+    from agrinb.tasks.pixels import Task, TaskInfo
+    r = np.random.default_rng(0)
+    def task(i, crop, told=None, n=120):
+        kind = np.arange(n) % 3                                      # 0 maize, 1 cassava, 2 neither
+        x = r.normal(size=(n, 4, 3)).astype(np.float32); x[:, 1, 0] += 1.5 * (kind == 0); x[:, 2, 1] += 1.5 * (kind == 1)
+        y = (kind == ('maize', 'cassava').index(crop)).astype(np.int64)
+        return Task(f'{crop}{i}', x[:60], y[:60], x[60:], y[60:], TaskInfo(0., 0., told or crop))
+    tf = TaskForest(seed=0, n_estimators=30).meta_fit([task(i, ('maize', 'cassava')[i % 2]) for i in range(8)])
+    def gain(told):
+        s = ev.run_benchmark({'Task forest': tf, 'Random forest': RandomForest(seed=0, n_estimators=30)},
+                             [task(100 + i, 'maize', told) for i in range(3)], n_runs=4, shots=[2], progress=False)
+        return s[(s.model == 'Task forest') & (s.setting == 'shots')].auc_minus_rf.mean()
+    right, wrong = gain('maize'), gain('cassava')
+    assert right > 0.1 and right > wrong + 0.1, (right, wrong)
