@@ -176,7 +176,7 @@ class TaskForest:
                  info_size:int=13, # size of the task vector
                  seed:int|None=None, # forest seed; None draws one per adaptation from numpy's global RNG
                  device=None, # accepted for the protocol; the forest runs on the CPU
-                 **forest_kwargs): # passed to RandomForestClassifier (defaults otherwise; n_jobs=-1 uses every core)
+                 **forest_kwargs): # passed to RandomForestClassifier (defaults otherwise; n_jobs: torch's CPU threads)
         check_settings(dict(max_pool=max_pool, info_size=info_size), 'TaskForest')
         if not (np.isfinite(support_weight) and support_weight > 0):
             raise bad_input('TaskForest', 'support_weight', 'a finite weight > 0', repr(support_weight))
@@ -225,10 +225,11 @@ def adapt(self:TaskForest, support_x, # (n, T, B) series or a Task
 
 @patch
 def _fit(self:TaskForest, rows, y, seed=None)->RandomForestClassifier:
-    "The forest on the pooled rows (weight 1) and a support set's `rows` (weight `support_weight`)."
+    "The forest on the pooled rows (weight 1) and a support set's `rows` (weight `support_weight`), on torch's CPU threads."
     seed = seed if seed is not None else self.seed if self.seed is not None else int(np.random.randint(2**31 - 1))
     (px, py) = self.pool; w = np.r_[np.ones(len(py)), np.full(len(rows), self.support_weight)]
-    return RandomForestClassifier(random_state=seed, **self.forest_kwargs).fit(np.r_[px, rows], np.r_[py, y], sample_weight=w)
+    kw = {'n_jobs': torch.get_num_threads(), **self.forest_kwargs}   # the thread count agrinb chose (`set_threads`); same trees
+    return RandomForestClassifier(random_state=seed, **kw).fit(np.r_[px, rows], np.r_[py, y], sample_weight=w)
 
 @patch
 def save(self:TaskForest, path):
