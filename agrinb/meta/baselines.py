@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 from fastcore.basics import patch
 from ..core import bad_input, check_settings, get_device, save_checkpoint, load_checkpoint
-from ..tasks.pixels import Task, TaskInfo, as_task, support_set, query_array, calibration_split
+from ..tasks.pixels import Task, TaskInfo, as_task, support_set, query_array, calibration_split, info_vector
 
 # %% auto #0
 __all__ = ['log', 'FINETUNE_GRID', 'ForestPredictor', 'RandomForest', 'RandomInit', 'Pretrained', 'TaskForestPredictor',
@@ -154,8 +154,6 @@ def meta_fit(self:Pretrained, train_tasks:list, # meta-training Tasks
     return self
 
 # %% ../../nbs/33_meta.baselines.ipynb #cca04e8c
-from ..tasks.pixels import info_vector
-
 def _with_vector(x:np.ndarray, v:np.ndarray)->np.ndarray: # (N, T * B + len(v)) float32
     "Flattened series, each followed by the task vector `v`."
     x = np.asarray(x, np.float32).reshape(len(x), -1)

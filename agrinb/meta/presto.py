@@ -4,7 +4,7 @@
 
 # %% ../../nbs/34_meta.presto.ipynb #703fc252
 from __future__ import annotations
-import inspect
+import inspect, warnings
 import numpy as np
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
@@ -16,9 +16,10 @@ from ..data.pixels import CROPHARVEST_BANDS, fill_gaps
 from ..models.presto import pretrained
 
 # %% auto #0
-__all__ = ['FIXED', 'support_inputs', 'location', 'StepCount', 'PrestoProbe', 'raw_features', 'ProbePredictor', 'PrestoEnsemble',
-           'EnsemblePredictor', 'FiLMHead', 'EmbeddedTask', 'PrestoTIML', 'support_folds', 'probe_oof', 'TIMLPredictor',
-           'PrestoTaskForest', 'PrestoTaskForestPredictor', 'PrestoFineTune', 'FineTunePredictor']
+__all__ = ['FIXED', 'support_inputs', 'location', 'StepCount', 'PrestoProbe', 'band_means', 'raw_features', 'ProbePredictor',
+           'PrestoEnsemble', 'EnsemblePredictor', 'FiLMHead', 'EmbeddedTask', 'PrestoTIML', 'support_folds',
+           'probe_oof', 'TIMLPredictor', 'PrestoTaskForest', 'PrestoTaskForestPredictor', 'PrestoFineTune',
+           'FineTunePredictor']
 
 # %% ../../nbs/34_meta.presto.ipynb #4a24bdae
 def support_inputs(support_x, support_y=None, info=None, where:str='PrestoProbe.adapt')->tuple:
@@ -90,6 +91,12 @@ class PrestoProbe:
                                 batch_size=self.batch_size, progress=self.progress)
 
 # %% ../../nbs/34_meta.presto.ipynb #5eb2bdba
+def band_means(x)->np.ndarray: # (B,) float32
+    "Each band's mean over every sample and step of series `x` (n, T, B), ignoring gaps; 0 for a band never observed."
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', RuntimeWarning); bm = np.nanmean(np.asarray(x, np.float32).reshape(-1, np.shape(x)[-1]), 0)
+    return np.where(np.isnan(bm), 0, bm).astype(np.float32)
+
 def raw_features(x, band_mean, shape, where:str)->np.ndarray: # (n, T * B) float32
     "Raw series (n, T, B) flattened, gaps filled with the support set's band means (`fill_gaps`)."
     x = np.asarray(x, dtype=np.float32)
@@ -142,8 +149,8 @@ def adapt(self:PrestoProbe, support_x, # (n, T, B) raw series, (n, 128) embeddin
     if work.total == 2: work.step()
     raw = None
     if self.raw and x.ndim == 3:
-        xr = x.astype(np.float32); bm = np.nanmean(xr.reshape(-1, xr.shape[2]), 0)
-        raw = (np.where(np.isnan(bm), 0, bm), xr.shape[1:]); zs = np.c_[zs, raw_features(xr, *raw, 'PrestoProbe.adapt')]
+        xr = x.astype(np.float32)
+        raw = (band_means(xr), xr.shape[1:]); zs = np.c_[zs, raw_features(xr, *raw, 'PrestoProbe.adapt')]
     scale = None
     if self.standardize: sd = zs.std(0); scale = (zs.mean(0), np.where(sd > 1e-6, sd, 1).astype(np.float32))
     head = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=seed).fit(zs if scale is None else (zs - scale[0]) / scale[1], y)
@@ -202,8 +209,7 @@ def adapt(self:PrestoEnsemble, support_x, support_y=None, info=None, steps=None,
         kwargs['progress'] = learner_step
     if getattr(self.learner, 'takes_z', False): first = self.learner.adapt(x, y, info, steps=steps, seed=seed, device=device, z=z, **kwargs)
     else: first = self.learner.adapt(x if z is None else z, y, info, steps=steps, seed=seed, device=device, **kwargs)
-    x = x.astype(np.float32); band_mean = np.nanmean(x.reshape(-1, x.shape[2]), 0)
-    band_mean = np.where(np.isnan(band_mean), 0, band_mean)  # a band absent from the whole support set
+    x = x.astype(np.float32); band_mean = band_means(x)  # a band absent from the whole support set: 0
     rf = clone(self.forest).set_params(random_state=seed).fit(fill_gaps(x, band_mean).reshape(len(x), -1), y)
     work.step(); work.finish()
     return EnsemblePredictor(first, rf, band_mean, x.shape[1:])
@@ -542,7 +548,6 @@ def load(cls:PrestoTIML, path, device=None)->PrestoTIML:
     return self
 
 # %% ../../nbs/34_meta.presto.ipynb #708c6fe8
-import warnings
 from .baselines import TaskForest, _with_vector
 from ..tasks.pixels import as_task
 
@@ -589,10 +594,8 @@ def meta_fit(self:PrestoTaskForest, train_tasks:list, # EmbeddedTasks with raw s
         if t.x is None: raise bad_input(f"PrestoTaskForest.meta_fit: task '{t.name}'", 'x', 'the raw series beside the embeddings', None)
         ts.append(t)
     self.shape = tuple(int(s) for s in np.shape(ts[0].x)[1:])
-    x = np.concatenate([np.asarray(t.x, np.float32).reshape(-1, self.shape[1]) for t in ts if np.shape(t.x)[1:] == self.shape])
-    with warnings.catch_warnings():   # a band never observed: its mean is 0
-        warnings.simplefilter('ignore', RuntimeWarning); bm = np.nanmean(x, 0)
-    self.band_mean = np.where(np.isnan(bm), 0, bm).astype(np.float32)
+    self.band_mean = band_means(np.concatenate([np.asarray(t.x, np.float32).reshape(-1, 1, self.shape[1])
+                                                for t in ts if np.shape(t.x)[1:] == self.shape]))   # other layouts: refused by `rows`
     rows = [self.rows(t.x, t.z, info_vector(t.info, self.info_size, f"PrestoTaskForest.meta_fit: task '{t.name}'"),
                       f"PrestoTaskForest.meta_fit: task '{t.name}'") for t in ts]
     return self._keep(np.concatenate(rows), np.concatenate([np.asarray(t.y) for t in ts]), seed)
