@@ -190,6 +190,7 @@ class DemoResult:
     fit_seconds:dict # meta-training time per learner, and of the evaluation
     config:DemoConfig
     threads:int=1 # torch's CPU threads during the run (chosen by the caller: `agrinb.extras.set_threads`)
+    processes:int=1 # torch.distributed ranks that shared the run (torchrun), each with `threads` threads
 
 def run_demo(quick:bool=False, # the QUICK budget instead of FULL
              seed:int=0, device=None, # device None = CUDA if available
@@ -204,13 +205,14 @@ def run_demo(quick:bool=False, # the QUICK budget instead of FULL
     learners = demo_learners(cfg, dev, seed, stats=bench.stats)
     fit_s = fit_learners(learners, bench, cfg, seed, progress)
     from agrinb.meta.maml import MAML
+    from agrinb.meta import distributed as D
     evals = {n: FineTuning(l, cfg.finetune_steps, cfg.finetune_lr) if isinstance(l, MAML) else l
              for n, l in learners.items()}
     t1 = time.perf_counter()
     runs = ev.benchmark_runs(evals, bench.test, n_runs=cfg.n_runs, shots=list(cfg.shots), seed=seed, progress=progress)
     fit_s['evaluation'] = time.perf_counter() - t1
     return DemoResult(ev.summarize(runs), runs, demo_comparisons(runs, cfg.shots), time.perf_counter() - t0,
-                      str(dev), fit_s, cfg, torch.get_num_threads())
+                      str(dev), fit_s, cfg, torch.get_num_threads(), D.world_size())
 
 # %% ../nbs/41_demo.ipynb #3db1695b
 def format_report(r:DemoResult)->str:
@@ -221,7 +223,8 @@ def format_report(r:DemoResult)->str:
     cmp = r.comparisons.assign(diff=lambda d: [f'{x:+.3f}' for x in d['diff']], se=lambda d: [f'{x:.3f}' for x in d.se],
                                holds=lambda d: np.where(d.holds, 'yes', 'NO'))
     return '\n'.join([
-        f'agrinb demo: {r.seconds:.1f} s on {r.device} ({r.threads} CPU thread{"s" * (r.threads != 1)}); test tasks: {tasks}',
+        f'agrinb demo: {r.seconds:.1f} s on {r.device} ({r.threads} CPU thread{"s" * (r.threads != 1)}'
+        f'{f" in each of {r.processes} processes" if r.processes > 1 else ""}); test tasks: {tasks}',
         f'time spent: {fit}', '',
         f'Table 1: whole support set, mean ± standard error over {c.n_runs} runs '
         f'(fine-tuning: {c.finetune_steps} SGD steps, lr {c.finetune_lr:g}, batches of 10 + 10)',
@@ -243,4 +246,4 @@ def demo_json(r:DemoResult)->dict:
     fix = lambda k, v: int(v) if k in ints and v is not None else v
     rec = lambda df: [{k: fix(k, _clean(v)) for k, v in row.items()} for row in df.to_dict('records')]
     return {'results': rec(r.summary), 'comparisons': rec(r.comparisons), 'seconds': r.seconds, 'device': r.device,
-            'threads': r.threads, 'fit_seconds': r.fit_seconds, 'config': dataclasses.asdict(r.config)}
+            'threads': r.threads, 'processes': r.processes, 'fit_seconds': r.fit_seconds, 'config': dataclasses.asdict(r.config)}

@@ -15,6 +15,7 @@ import torch
 from .data.tiles import TileSet
 from .tasks.tiles import deepglobe_task
 from .meta.tiles import TileLearner
+from .meta import distributed as D
 
 # %% auto #0
 __all__ = ['METRICS', 'RF_NAME', 'binary_metrics', 'best_threshold', 'standard_error', 'subsample_support',
@@ -207,7 +208,7 @@ def benchmark_runs(learners:dict, # name -> meta-fitted learner
                    progress:bool=True,
                    splits:dict|None=None, # task name -> [(support positions, query positions), ...] into `task.x`: setting 'fixed'
                   )->pd.DataFrame:
-    "One row per model, task, setting and run: the metrics of each learner on the same support subsets."
+    "One row per model, task, setting and run: the metrics of each learner on the same support subsets (spread over torch.distributed ranks)."
     if not learners: raise bad_input('benchmark_runs', 'learners', 'at least one learner')
     if n_runs < 1: raise bad_input('benchmark_runs', 'n_runs', 'n_runs >= 1', n_runs)
     if not test_tasks: raise bad_input('benchmark_runs', 'test_tasks', 'at least one task', 'an empty list')
@@ -220,9 +221,14 @@ def benchmark_runs(learners:dict, # name -> meta-fitted learner
     for ti, task in enumerate(test_tasks):
         for st in [('fixed', None, None)] if task.name in fixed else _settings(task, shots, sizes):
             groups.setdefault(st, []).append((ti, task))
-    rows = []
-    with tqdm(total=len(groups) * len(learners), desc='benchmark', disable=not progress) as bar:
-        for (setting, k, n), jobs in groups.items():
+    # under torch.distributed, rank (gi + li) % w evaluates learner li in setting gi (each learner visits every rank in
+    # turn); the rows come back to every rank in job order, so the table does not depend on the number of processes
+    L, w, r0, done = len(learners), D.world_size(), D.rank(), {}
+    mine = lambda gi, li: (gi + li) % w == r0
+    with tqdm(total=sum(mine(g, l) for g in range(len(groups)) for l in range(L)), desc='benchmark',
+              disable=not progress or not D.is_main()) as bar:
+        for gi, ((setting, k, n), jobs) in enumerate(groups.items()):
+            if not any(mine(gi, li) for li in range(L)): continue
             sid = {'all': 0, 'shots': 1, 'size': 2, 'fixed': 3}[setting] * 100000 + (k or n or 0)
             items = []
             for ti, task in jobs:
@@ -232,9 +238,12 @@ def benchmark_runs(learners:dict, # name -> meta-fitted learner
                       if calibrate else None
                 items.append((task, subs, cal))
             for li, (name, learner) in enumerate(learners.items()):
+                if not mine(gi, li): continue
                 seed_everything(int(np.random.default_rng([seed, sid, li]).integers(2**31)))
-                rows += _evaluate(name, learner, items, setting, k)
+                done[gi * L + li] = _evaluate(name, learner, items, setting, k)
                 bar.update()
+    done = {j: v for part in D.gather_objects(done) for j, v in part.items()}
+    rows = [row for j in sorted(done) for row in done[j]]
     order = {t.name: i for i, t in enumerate(test_tasks)}
     return pd.DataFrame(rows).sort_values('task', key=lambda c: c.map(order), kind='stable', ignore_index=True)
 

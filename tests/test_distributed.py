@@ -1,7 +1,8 @@
 """Distributed meta-training on torch.distributed (gloo, CPU, real processes via torch.multiprocessing spawn).
 
 2 ranks x 16 tasks give the meta-gradient of one process on the same 32 tasks (float64); a 2-rank run stopped after
-its step-4 checkpoint and resumed ends with the weights of an uninterrupted 2-rank run; only rank 0 writes."""
+its step-4 checkpoint and resumed ends with the weights of an uninterrupted 2-rank run; only rank 0 writes; 2 ranks
+share an evaluation (`benchmark_runs`) and return the rows of one process."""
 import os, tempfile
 from pathlib import Path
 import numpy as np, pytest, torch
@@ -45,6 +46,23 @@ def _val_loss():
     lr.fit_config.update(inner_lr=0.1, inner_steps=1, learn_lr=False)
     return lr._val_loss(val, [(val, draw_episodes(val, K, Q, np.random.default_rng(1)))], 2)
 
+class _Counted:
+    "A learner that counts the support sets it adapts to (each rank its own count)."
+    def __init__(self, learner): self.learner, self.n = learner, 0
+    def adapt_many(self, tasks, steps=None, seed=None, device=None):
+        self.n += len(tasks); return self.learner.adapt_many(tasks, steps=5, seed=seed, device=device, lr=0.03)
+
+def _bench():
+    "Rows of `benchmark_runs` (3 tasks x 2 settings x 3 learners x 2 runs) and how many adaptations this process ran."
+    import dataclasses
+    from agrinb.demo import demo_tasks, QUICK
+    from agrinb.eval import benchmark_runs
+    from agrinb.meta.baselines import RandomInit
+    b = demo_tasks(dataclasses.replace(QUICK, n_samples=3000), seed=0, progress=False)
+    lrn = {'Random': _Counted(RandomInit(hidden=8, seed=0, device='cpu')), 'Random 2': _Counted(RandomInit(hidden=4, seed=1, device='cpu'))}
+    runs = benchmark_runs(lrn, b.test, n_runs=2, shots=[5], seed=0, progress=False)
+    return runs.drop(columns='seconds').to_json(orient='split'), sum(l.n for l in lrn.values())
+
 def _worker(rank, world, store, out, phase):
     torch.set_num_threads(1)
     dist.init_process_group('gloo', init_method=f'file://{store}', rank=rank, world_size=world)
@@ -55,6 +73,7 @@ def _worker(rank, world, store, out, phase):
             res['val'] = _val_loss()
             res['full'] = _fit(8, Path(out) / f'own{rank}')          # each rank its own folder: only rank 0 may write
             _fit(4, Path(out) / 'shared')                             # stopped after its step-4 checkpoint
+        elif phase == 'bench': res['bench'] = _bench()
         else: res['resumed'] = _fit(8, Path(out) / 'shared', resume=True)
         torch.save(res, Path(out) / f'{phase}{rank}.pt')
     finally: dist.destroy_process_group()
@@ -95,6 +114,35 @@ def test_only_rank0_writes(runs):
     *_, files = runs
     assert files == {'own0/MAML.pt', 'shared/MAML.pt'}
 
+def test_two_ranks_share_an_evaluation():
+    "Each rank adapts a share of the (setting, learner) jobs; every rank ends with the one-process table."
+    import pandas as pd
+    with tempfile.TemporaryDirectory() as d: parts = _spawn(d, 'bench')
+    one, n_one = _bench()
+    assert parts[0]['bench'][0] == parts[1]['bench'][0] == one   # same rows, same order, same metrics
+    n = [p['bench'][1] for p in parts]
+    assert 0 < n[0] < n_one and sum(n) == n_one, (n, n_one)
+    assert len(pd.read_json(__import__('io').StringIO(one), orient='split')) == 3 * 3 * 2 * 2
+
 def test_meta_batch_smaller_than_world_is_refused():
     from agrinb.core import AgrinbError
     with pytest.raises(AgrinbError, match='at least one task per rank'): D.shard_slice(1, 0, 2, 'MAML')
+
+def test_torchrun_demo(tmp_path):
+    "`torchrun --nproc_per_node=2 -m agrinb.cli demo --distributed`: real processes, rank 0 alone prints and writes."
+    import json, subprocess, sys
+    cfg = tmp_path / 'tiny.yaml'
+    cfg.write_text('n_samples: 3000\nhidden: 16\nmeta_steps: 4\nmeta_batch: 4\npretrain_steps: 4\nproto_steps: 4\n'
+                   'eval_every: 2\nfinetune_steps: 5\nn_runs: 2\nshots: [5]\npresto: false\n')
+    out = tmp_path / 'r.json'
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': str(Path(__file__).parents[1])}
+    p = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', '-m', 'agrinb.cli',
+                        'demo', '--distributed', '--config', str(cfg), '--json', str(out), '--no-progress', '--device', 'cpu'],
+                       env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.count('agrinb demo:') == 1 and 'in each of 2 processes' in p.stdout
+    doc = json.loads(out.read_text())
+    assert doc['processes'] == 2 and doc['threads'] == 1
+    full = [r for r in doc['results'] if r['setting'] == 'all']
+    assert len(full) == 7 * 3 and all(0 <= r['auc_roc'] <= 1 for r in full)   # 7 learners x 3 tasks, none lost
+    assert sorted(f.name for f in tmp_path.iterdir()) == ['r.json', 'tiny.yaml']

@@ -11,7 +11,7 @@ from ..core import bad_input, get_device
 
 # %% auto #0
 __all__ = ['is_distributed', 'rank', 'world_size', 'is_main', 'barrier', 'init_distributed', 'shard_slice', 'shard',
-           'average_grads', 'mean_over_ranks']
+           'average_grads', 'mean_over_ranks', 'gather_objects']
 
 # %% ../../nbs/37_meta.distributed.ipynb #a7229c82
 def is_distributed()->bool:
@@ -86,3 +86,11 @@ def mean_over_ranks(value:float, # a mean over this rank's `n_local` tasks, e.g.
     v = torch.tensor([float(value) * n_local, float(n_local)], dtype=torch.float64, device=dev)
     dist.all_reduce(v)
     return float(v[0] / v[1])
+
+# %% ../../nbs/37_meta.distributed.ipynb #2f522183
+def gather_objects(obj, # a small picklable value, e.g. this rank's evaluation rows
+                  )->list: # every rank's `obj`, in rank order (`[obj]` without a process group)
+    "All ranks' values on every rank (`torch.distributed.all_gather_object`; NCCL needs the rank's GPU set)."
+    if not is_distributed(): return [obj]
+    out = [None] * world_size(); dist.all_gather_object(out, obj)
+    return out
