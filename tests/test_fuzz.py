@@ -16,20 +16,22 @@ SLOW = os.environ.get('AGRINB_FUZZ') == 'slow'
 def fuzz(n): return settings(max_examples=n * (10 if SLOW else 1), deadline=None, derandomize=not SLOW,
                              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
                                                     HealthCheck.function_scoped_fixture])
-CASES = collections.Counter()
+CASES, ACCEPTED = collections.Counter(), collections.Counter()   # tried; of those, accepted (no AgrinbError)
 
 @pytest.fixture(scope='module', autouse=True)
 def report():
     yield
-    print('\nfuzz cases per entry point:', dict(sorted(CASES.items())))
+    print('\nfuzz cases per entry point (tried, accepted):', {k: (v, ACCEPTED[k]) for k, v in sorted(CASES.items())})
 
 def clean(name, fn, *a, **kw):
     "Run `fn`; an AgrinbError is a clean refusal (None), any other exception fails the test."
     CASES[name] += 1
-    try: return fn(*a, **kw)
+    try: out = fn(*a, **kw)
     except AgrinbError as ex:
         assert str(ex).strip(), f'{name}: an AgrinbError without a message'
         return None
+    ACCEPTED[name] += 1
+    return out
 
 # numbers a user may feed: ordinary, huge (beyond float32), inf, NaN
 wild = st.one_of(st.floats(-1e3, 1e3), st.sampled_from([1e39, -1e39, np.inf, -np.inf, np.nan, 3.4e38, 0.]))
@@ -76,8 +78,10 @@ def test_fill_gaps_and_normalize(x):
 labels01 = st.lists(st.sampled_from([0, 1, 1, 0, 0.5, 2, -1, True]), min_size=0, max_size=6)
 @fuzz(120)
 @given(wild_arrays(3, 3, 4), wild_arrays(3, 3, 4), labels01, labels01, coord, coord,
-       st.sampled_from(['crop', 'maize', 'non_crop', 'bogus', 'rice']))
-def test_task_and_info(sx, qx, sy, qy, lat, lon, target):
+       st.sampled_from(['crop', 'maize', 'non_crop', 'bogus', 'rice']), st.booleans())
+def test_task_and_info(sx, qx, sy, qy, lat, lon, target, tame):
+    if tame:   # a valid task too: finite series of one layout, both classes, a real place
+        sx, qx = np.ones((4, 3, 2)) * np.arange(4)[:, None, None], np.ones((2, 3, 2)); sy, qy, lat, lon = [0, 1, 0, 1], [1, 0], 10., 20.
     info = clean('TaskInfo', TaskInfo, lat, lon, target)
     if info is not None:
         v = info.vector
@@ -200,8 +204,9 @@ def test_checkpoint_hparams(tmp_path, hidden, in_features, dropout, width, fit_l
 
 @fuzz(60)
 @given(st.one_of(st.integers(-3, 6), st.sampled_from([1.5, True, None])), st.one_of(st.integers(-2, 4), st.sampled_from([1.5])),
-       st.one_of(st.integers(-1, 3)), lrate, rate, st.sampled_from([0.5, float('nan'), float('inf')]), st.booleans())
-def test_fit_loop_degenerate(steps, seed, val_every, lr, dropout, val_value, with_val):
+       st.one_of(st.integers(-1, 3)), lrate, rate, st.sampled_from([0.5, float('nan'), float('inf')]), st.booleans(), st.booleans())
+def test_fit_loop_degenerate(steps, seed, val_every, lr, dropout, val_value, with_val, tame):
+    if tame: steps, seed, val_every, lr, dropout, val_value = max(int(steps or 1), 1), 1, 2, 0.1, 0.1, 0.5   # a valid run too
     from agrinb.meta.core import fit_loop
     w = torch.zeros(1, requires_grad=True); opt = torch.optim.SGD([w], lr=0.1)
     if isinstance(lr, float): opt.param_groups[0]['lr'] = lr      # what a learner's optimiser holds
@@ -240,3 +245,147 @@ def test_mapping_labels(tmp_path, lab, num_classes, ignore):
     r = clean('h5maps.check_sample(labels)', check_sample, p, {'S2': 3}, num_classes, ignore)
     ok = ((lab == ignore) | ((lab >= 0) & (lab < num_classes))).all()
     assert (r is not None) == bool(ok)
+
+# ---- tables, datasets, learner layouts, benchmark splits, raster maps, Earth Engine exports (issue 15, third part) ----
+import pandas as pd
+value_cols = st.lists(st.sampled_from(['B4_t1', 'B4_t01', 'B4_t02', 'B8_t01', 'B8_t02', 'NDVI_t03', 'X17', 'B2_20190301', 'junk']),
+                      min_size=0, max_size=5)
+own_cols = st.one_of(st.just(['lat', 'lon', 'label']), st.lists(st.sampled_from(['lat', 'lon', 'label']), max_size=3))
+label_values = st.one_of(st.sampled_from(['maize', 'non_crop', 'rice']), st.sampled_from([None, np.nan, 'no', '', 0, 1.5]))
+finite = st.floats(-1e3, 1e3)
+
+@fuzz(120)
+@given(own_cols, value_cols, st.integers(0, 4), st.booleans(), st.data())
+def test_from_dataframe(own, cols, n, tame, data):
+    "A user's wide table: duplicate or clashing columns, wild values and coordinates, odd labels (or a tame one)."
+    cols = list(dict.fromkeys(own + cols))
+    def column(c):
+        if c in ('lat', 'lon'): return st.floats(-90, 90) if tame else coord
+        if c == 'label': return st.sampled_from(['maize', 'non_crop']) if tame else label_values
+        return finite if tame else wild
+    df = pd.DataFrame({c: data.draw(st.lists(column(c), min_size=n, max_size=n)) for c in cols})
+    d = clean('PixelDataset.from_dataframe', PixelDataset.from_dataframe, df)
+    if d is None: return
+    assert {'lat', 'lon', 'label'} <= set(cols) and len(d.x) == n and n > 0
+    assert not np.isinf(d.x).any() and (np.abs(d.lat) <= 90).all() and np.isfinite(d.lon).all()
+    assert all(isinstance(l, str) and l and l not in ('None', 'nan') for l in d.labels)
+    assert not ({'B4_t1', 'B4_t01'} <= set(cols))          # two columns for one (band, time) are refused, not overwritten
+
+def _ds(n, bands, times, seed=0):
+    x = np.random.default_rng(seed).normal(size=(n, len(times), len(bands))).astype(np.float32)
+    return PixelDataset.from_arrays(x, [0.] * n, [0.] * n, ['a'] * n, bands=list(bands), times=np.asarray(times))
+
+@fuzz(60)
+@given(st.lists(st.tuples(st.integers(1, 3), st.sampled_from([('B2', 'B3'), ('B3', 'B2'), ('B2',), ('B2', 'B3', 'B4')]),
+                          st.sampled_from([(0, 1), (1, 2), (0, 1, 2)])), min_size=0, max_size=3))
+def test_concat_datasets(parts):
+    "Datasets of other bands or times are refused (no NaN padding, no silent reordering)."
+    ds = [_ds(n, b, t, i) for i, (n, b, t) in enumerate(parts)]
+    d = clean('concat_datasets', concat_datasets, ds)
+    if d is None: return
+    assert len({(b, t) for _, b, t in parts}) == 1 and len(d.x) == sum(n for n, _, _ in parts)
+    assert np.array_equal(d.x, np.concatenate([p.x for p in ds])) and d.bands == list(parts[0][1])
+
+_LEARNERS = {}
+def _fitted(kind):
+    "Small learners meta-fitted once on 6-step, 4-band toy tasks (their layout)."
+    if kind not in _LEARNERS:
+        from agrinb.tasks.pixels import toy_tasks
+        from agrinb.meta.maml import MAML
+        from agrinb.meta.timl import TIML
+        from agrinb.meta.baselines import RandomForest, ProtoNet
+        tasks = toy_tasks(4, n=24, T=6, B=4, seed=0)
+        l = {'MAML': lambda: MAML(4, hidden=8, device='cpu', seed=0), 'TIML': lambda: TIML(4, hidden=8, device='cpu', seed=0),
+             'ProtoNet': lambda: ProtoNet(4, hidden=8, device='cpu', seed=0), 'RandomForest': lambda: RandomForest(seed=0, n_estimators=5)}[kind]()
+        if kind in ('MAML', 'TIML'): l.meta_fit(tasks, tasks[:1], steps=1, meta_batch=2, k_support=3, k_query=2, progress=False)
+        elif kind == 'ProtoNet': l.meta_fit(tasks, steps=1, meta_batch=2, k=3, q=2, progress=False)
+        _LEARNERS[kind] = (l, tasks[0])
+    return _LEARNERS[kind]
+
+shape_tb = st.one_of(st.just((6, 4)), st.tuples(st.sampled_from([0, 1, 3, 6, 24]), st.sampled_from([0, 1, 4, 5])))
+poison = st.one_of(st.none(), st.none(), st.none(), st.sampled_from([np.nan, np.inf, -np.inf, 1e39]))   # mostly clean
+@fuzz(80)
+@given(st.sampled_from(['MAML', 'TIML', 'ProtoNet', 'RandomForest']), shape_tb, shape_tb, st.integers(0, 8), poison,
+       st.one_of(st.none(), st.none(), st.none(), st.sampled_from([2, 0.5, -1])), st.data())
+def test_learner_layouts(kind, sup_tb, qry_tb, n, bad_x, bad_y, data):
+    "adapt / predict_proba with other steps or bands than the learner's, a non-finite value, an odd label (or none)."
+    learner, task = _fitted(kind)
+    if data.draw(st.booleans(), label='tame'): sup_tb, qry_tb, n, bad_x, bad_y = (6, 4), (6, 4), max(n, 2), None, None
+    sx = data.draw(arrays(np.float64, (n, *sup_tb), elements=st.floats(-3, 3)))
+    if bad_x is not None and sx.size: sx.flat[0] = bad_x
+    sy = np.arange(n) % 2
+    if bad_y is not None and n: sy = sy.astype(float); sy[-1] = bad_y
+    kw = {} if kind in ('RandomForest', 'ProtoNet') else {'steps': 2}
+    p = clean(f'{kind}.adapt', learner.adapt, sx, sy, info=task.info, **kw)
+    if p is None: return
+    layout = sup_tb if kind == 'RandomForest' else (6, 4)   # the forest learns nothing before the task: any layout
+    assert sup_tb == layout and min(layout) >= 1 and np.isfinite(sx).all() and set(sy.tolist()) == {0, 1}
+    qx = data.draw(arrays(np.float32, (data.draw(st.integers(0, 4)), *qry_tb), elements=st.floats(-3, 3, width=32)))
+    pr = clean(f'{kind}.predict_proba', p.predict_proba, qx)
+    if pr is None: return
+    assert qry_tb == layout and pr.shape == (len(qx),) and ((pr >= 0) & (pr <= 1)).all()
+
+@fuzz(60)
+@given(st.data())
+def test_benchmark_splits(data):
+    "User-given (support, query) positions: out of range, empty, overlapping, not integers, not pairs."
+    from agrinb.eval import benchmark_runs
+    from agrinb.meta.baselines import RandomForest
+    _, task = _fitted('MAML'); n = len(task.y)
+    pos = st.one_of(st.lists(st.integers(-2, n + 2), max_size=8).map(np.asarray), st.just(np.array([0.5, 1.5])),
+                    st.just(np.arange(0, n, 2)), st.just(np.arange(1, n, 2)))
+    halves = st.permutations(range(n)).map(lambda p: (np.asarray(p[:n // 2]), np.asarray(p[n // 2:])))   # a valid pair
+    pair = st.one_of(halves, st.tuples(pos, pos), st.just((np.arange(3),)), st.just('0,1'))
+    splits = data.draw(st.one_of(st.lists(halves, min_size=1, max_size=3).map(lambda v: {task.name: v}),
+                                 st.lists(pair, max_size=3).map(lambda v: {task.name: v}), st.just({'nope': []}), st.just([1])))
+    runs = clean('benchmark_runs(splits)', benchmark_runs, {'rf': RandomForest(seed=0, n_estimators=5)}, [task], splits=splits,
+                 progress=False, calibrate=False)
+    if runs is None: return
+    pairs = splits[task.name]
+    assert set(runs.setting) == {'fixed'} and len(runs) == len(pairs)   # one learner (the forest is the reference)
+    for s, q in pairs:   # each run's support and query are disjoint real positions, both classes in the support
+        assert len(set(s) & set(q)) == 0 and s.min() >= 0 and q.max() < n and len(set(task.y[s])) == 2
+    assert runs.auc_roc.dropna().between(0, 1).all()
+
+@fuzz(40)
+@given(st.sampled_from([6, 6, 6, 0, 3, 12]),
+       st.one_of(st.permutations(['B2', 'B3', 'B4', 'B8', 'NDVI', 'VV']), st.permutations(['B8', 'B4', 'B3', 'B2']),
+                 st.permutations(['B2', 'B3', 'B4', 'B8', 'NDVI']).map(lambda b: b[1:])),   # the learner's bands in any order, or one missing
+       st.sampled_from([16, 256, 8, -16, 0]), st.sampled_from([None, np.nan, None, np.inf, 1e39]), st.booleans(), st.booleans())
+def test_predict_raster(tmp_path, n_time, bands, chunk, bad, to_file, tame):
+    "Maps of rasters with other steps or bands, bad chunk sizes, gaps and non-finite pixels, in memory or a GeoTIFF."
+    if tame: n_time, chunk, bad = 6, max(chunk, 16) // 16 * 16, None if bad is None else np.nan
+    if tame and not {'B2', 'B3', 'B4', 'B8'} <= set(bands): bands = ['B8', 'B2', 'B4', 'B3', 'VV']
+    import xarray as xr
+    from agrinb.predict import predict_raster
+    learner, task = _fitted('MAML'); pred = learner.adapt(task, steps=2)
+    v = np.random.default_rng(0).normal(size=(n_time, len(bands), 5, 4))
+    if bad is not None and v.size: v[0, 0, 1, 1] = bad
+    r = xr.DataArray(v, dims=('time', 'band', 'y', 'x'), coords={'band': bands, 'y': 8. - .01 * np.arange(5), 'x': 1. + .01 * np.arange(4)})
+    out = tmp_path / f"m{CASES['predict_raster']}.tif" if to_file else None
+    stats = BandStats.empty(4).update(task.x)   # the learner's normalisation: gaps are filled, values scaled
+    m = clean('predict_raster', predict_raster, pred, r, out, stats, bands=['B2', 'B3', 'B4', 'B8'], n_time=6, chunk=chunk, progress=False)
+    if m is None: return
+    assert n_time == 6 and {'B2', 'B3', 'B4', 'B8'} <= set(bands) and chunk >= 16 and chunk % 16 == 0
+    if to_file:
+        import rasterio
+        with rasterio.open(m) as g: m = g.read(1)
+    m = np.asarray(m); ok = ~np.isnan(m)
+    assert m.shape == (5, 4) and ((m[ok] >= 0) & (m[ok] <= 1)).all() and not np.isinf(m).any()
+    assert ok.all() or (bad is not None and np.isnan(bad))   # only a pixel with no value at all is left unmapped
+
+@fuzz(30)
+@given(st.sampled_from([206, 206, 205, 3]), st.sampled_from([None, np.nan, np.inf, -1e39, 0.]), st.sampled_from(['EPSG:4326', None]),
+       st.sampled_from([None, 'EPSG:4326', 'EPSG:32631']))
+def test_engineer_tif(tmp_path, n_bands, bad, crs, given_crs):
+    "A raw Earth Engine export: wrong band count, non-finite pixels, no CRS."
+    import xarray as xr, rioxarray  # noqa: F401
+    from agrinb.data.cropharvest import engineer_tif
+    v = np.random.default_rng(0).uniform(100, 3000, size=(n_bands, 3, 2))
+    if bad is not None: v[:, 0, 0] = bad
+    da = xr.DataArray(v, dims=('band', 'y', 'x'), coords={'band': np.arange(1, n_bands + 1), 'y': 8. - 1e-3 * np.arange(3), 'x': 1. + 1e-3 * np.arange(2)})
+    p = tmp_path / f"e{CASES['engineer_tif']}.tif"; (da.rio.write_crs(crs) if crs else da).rio.to_raster(p)
+    d = clean('engineer_tif', engineer_tif, p, crs=given_crs)
+    if d is None: return
+    assert n_bands == 206 and (crs or given_crs) and d.x.shape == (6, 12, 18)
+    assert not np.isinf(d.x).any() and (np.abs(d.lat) <= 90).all()

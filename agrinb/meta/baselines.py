@@ -20,6 +20,7 @@ class ForestPredictor:
     def __init__(self, forest, shape): self.forest, self.shape = forest, shape
     def predict_proba(self, x:np.ndarray)->np.ndarray: # (N, T, B) -> (N,) P(positive)
         x = query_array(x, 'RandomForest.predict_proba', self.shape)
+        if not len(x): return np.zeros(0)                                  # no series: no probabilities (sklearn refuses 0 rows)
         return self.forest.predict_proba(x.reshape(len(x), -1))[:, list(self.forest.classes_).index(1)]
 
 class RandomForest:
@@ -298,9 +299,10 @@ def _proto_logits(z, protos): # (n, H), (2, H) -> (n, 2) negative squared distan
 class ProtoNet:
     "Prototypical network on the LSTM embedding, meta-trained on episodes."
     kind = name = 'ProtoNet'
-    def __init__(self, in_features:int=18, hidden:int=128, dropout:float=0.2, seed:int=0, device=None):
+    def __init__(self, in_features:int=18, hidden:int=128, dropout:float=0.2, seed:int=0, device=None,
+                 n_steps:int|None=None): # time steps of the training series (set by `meta_fit`; adapt accepts only these)
         self.device, self.seed = get_device(device), seed
-        self.hp = dict(in_features=in_features, hidden=hidden, dropout=dropout)
+        self.hp = dict(in_features=in_features, hidden=hidden, dropout=dropout, n_steps=n_steps)
         torch.manual_seed(seed)
         self.model = LSTMClassifier(in_features, hidden, 1, dropout).to(self.device)   # the head is unused
 
@@ -335,6 +337,7 @@ def meta_fit(self:ProtoNet, train_tasks:list, val_tasks:list|None=None,
     if not train_tasks: raise bad_input('ProtoNet.meta_fit', 'train_tasks', 'at least one task', 'none')
     self._mb = meta_batch
     train, vals = [as_task(t) for t in train_tasks], [as_task(t) for t in val_tasks or []]
+    self.hp['n_steps'] = int(train[0].x.shape[1])                  # adapt and its predictors accept only this length
     val_seeds = [int(s) for s in np.random.default_rng([self.seed, 10**9]).integers(0, 2**31, 4)]
     def val():
         self.model.eval()
@@ -360,7 +363,8 @@ def adapt(self:ProtoNet, support_x, # (n, T, B) series or a Task
          )->ProtoPredictor:
     "Prototypes of the two classes of the support set (no gradient steps: `steps` is ignored)."
     if device is not None: self.to(device)
-    t = support_set(support_x, support_y, info, 'ProtoNet.adapt', self.hp['in_features']); x, y = t.support_x, t.support_y
+    t = support_set(support_x, support_y, info, 'ProtoNet.adapt', self.hp['in_features'], self.hp.get('n_steps'))
+    x, y = t.support_x, t.support_y
     self.model.eval()
     with torch.inference_mode():
         z = self.model.lstm(torch.as_tensor(x, device=self.device))
@@ -398,7 +402,7 @@ def adapt_many(self:RandomForest, tasks:list, # Tasks (their support sets)
 def adapt_many(self:ProtoNet, tasks:list, steps=None, seed=None, device=None)->list: # ProtoPredictor per task
     "Prototypes of every task's support set, all embedded in one batched pass of the LSTM."
     if device is not None: self.to(device)
-    ts = [support_set(t, None, None, 'ProtoNet.adapt_many', self.hp['in_features']) for t in tasks]
+    ts = [support_set(t, None, None, 'ProtoNet.adapt_many', self.hp['in_features'], self.hp.get('n_steps')) for t in tasks]
     if not ts: return []
     x = torch.as_tensor(np.concatenate([t.support_x for t in ts]), device=self.device)
     self.model.eval()

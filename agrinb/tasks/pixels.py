@@ -27,6 +27,7 @@ def check_series(x, where, field, n_bands=None)->np.ndarray:
     "Inputs `(n, T, B)` as float32, finite (gap-filled), with the expected number of bands."
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 3: raise bad_input(where, field, 'an array (n, time, band)', f'shape {x.shape}')
+    if 0 in x.shape[1:]: raise bad_input(where, field, 'at least one time step and one band', f'shape {x.shape}')
     if n_bands is not None and x.shape[2] != n_bands:
         raise bad_input(where, field, f'{n_bands} bands in the last dimension', f'shape {x.shape}')
     bad = int((~np.isfinite(x)).sum())
