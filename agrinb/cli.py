@@ -56,7 +56,8 @@ def _main_rank()->bool:
 # %% ../nbs/70_cli.ipynb #c5fb23f8
 def demo_parser()->argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='agrinb demo', description='Meta-train TIML and the baselines on the embedded '
-                                'dataset; print AUC ROC / F1 per model and held-out task, and AUC minus a random forest.')
+                                'dataset; print AUC ROC / F1 per model and held-out task, and AUC minus a random forest. '
+                                'Every core: torchrun --nproc_per_node=2 -m agrinb.cli demo --distributed.')
     p.add_argument('--quick', action='store_true', help='small budgets: 2 to 3 minutes on a busy 2-core CPU (measured)')
     p.add_argument('--json', metavar='PATH', help='also write the results as JSON to PATH')
     p.add_argument('--config', default=None, help='a .yaml / .py file of DemoConfig fields (budgets, hyper-parameters)')

@@ -130,3 +130,32 @@ def test_fresh_venv_reaches_the_tutorials_and_the_map_command(wheel, tmp_path):
     assert r.returncode == 0 and len(list((tmp_path / 't').glob('*.ipynb'))) >= 5, r.stdout + r.stderr
     r = subprocess.run([str(agrinb), 'label', str(tmp_path / 'm'), '--dry-run'], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert r.returncode == 0 and f'{py} -m jupyterlab label_and_adapt.ipynb' in r.stdout, r.stdout + r.stderr
+    _label_serves_the_notebook(agrinb, tmp_path / 'served', env)
+
+def _free_port()->int:
+    import socket
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+def _label_serves_the_notebook(agrinb, folder, env, timeout=120):
+    "`agrinb label DIR` for real: JupyterLab starts and serves the label-and-adapt notebook and the lab page; stopped after."
+    import signal, time, urllib.request
+    port, token = _free_port(), 'agrinb-test'
+    cmd = [str(agrinb), 'label', str(folder), '--port', str(port), '--no-browser', '--allow-root']
+    p = subprocess.Popen(cmd, env={**env, 'JUPYTER_TOKEN': token}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, start_new_session=True)
+    try:
+        url, t0, doc = f'http://127.0.0.1:{port}', time.time(), None
+        while time.time() - t0 < timeout and p.poll() is None:
+            try:
+                req = urllib.request.Request(f'{url}/api/contents/label_and_adapt.ipynb', headers={'Authorization': f'token {token}'})
+                doc = json.loads(urllib.request.urlopen(req, timeout=5).read()); break
+            except OSError: time.sleep(1)
+        assert doc is not None, f'no JupyterLab on port {port} after {time.time() - t0:.0f} s (exit {p.poll()})'
+        assert doc['type'] == 'notebook' and any('LabelingSession' in ''.join(c['source']) or 'MapLabeler' in ''.join(c['source'])
+                                                 for c in doc['content']['cells'])
+        page = urllib.request.urlopen(urllib.request.Request(f'{url}/lab', headers={'Authorization': f'token {token}'}), timeout=10)
+        assert page.status == 200 and b'JupyterLab' in page.read()
+    finally:
+        os.killpg(p.pid, signal.SIGTERM)
+        try: p.wait(30)
+        except subprocess.TimeoutExpired: os.killpg(p.pid, signal.SIGKILL); p.wait()
