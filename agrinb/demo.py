@@ -14,9 +14,9 @@ from .tasks import TEST_SPEC
 from . import eval as ev
 
 # %% auto #0
-__all__ = ['MODEL_NAMES', 'PRESTO_NAMES', 'FULL', 'QUICK', 'COMPARISONS', 'DemoConfig', 'demo_config', 'demo_tasks',
-           'demo_learners', 'cache_embeddings', 'fit_learners', 'FineTuning', 'demo_comparisons', 'DemoResult',
-           'run_demo', 'format_report', 'demo_json']
+__all__ = ['MODEL_NAMES', 'PRESTO_NAMES', 'FULL', 'QUICK', 'FIT_COST', 'COMPARISONS', 'DemoConfig', 'demo_config', 'demo_tasks',
+           'demo_learners', 'cache_embeddings', 'fit_owners', 'fit_learners', 'FineTuning', 'demo_comparisons',
+           'DemoResult', 'run_demo', 'format_report', 'demo_json']
 
 # %% ../nbs/41_demo.ipynb #78b7aa90
 MODEL_NAMES = ('TIML', 'MAML', 'MAML+info', 'Pretrained', 'Random', 'Random forest', 'ProtoNet')
@@ -119,28 +119,59 @@ def _few_rows(tasks, n:int, seed:int)->list:
                                        support_ids=ids[idx[:h]], query_ids=ids[idx[h:]]))
     return out
 
-def fit_learners(learners:dict, bench, config:DemoConfig=FULL, seed:int=0, progress:bool=True)->dict:
-    "Meta-train every learner on `bench.train` (best state by `bench.val`); seconds per learner."
+# %% ../nbs/41_demo.ipynb #2201a093
+def _fit_one(l, bench, c:DemoConfig, seed:int, progress:bool)->float:
+    "Meta-train one learner with the demo's budget; its seconds."
     from agrinb.meta.maml import MAML
     from agrinb.meta.baselines import Pretrained, RandomInit, ProtoNet
-    c, out = config, {}
-    for name, l in learners.items():
-        t0 = time.perf_counter()
-        if isinstance(l, Pretrained):
-            l.meta_fit(bench.train, bench.val, steps=c.pretrain_steps, eval_every=c.eval_every, progress=progress, seed=seed)
-        elif isinstance(l, ProtoNet):
-            l.meta_fit(bench.train, bench.val, steps=c.proto_steps, meta_batch=c.meta_batch, eval_every=c.eval_every,
-                       progress=progress)
-        elif isinstance(l, MAML) and not isinstance(l, RandomInit):
-            l.meta_fit(bench.train, bench.val, steps=c.meta_steps, meta_batch=c.meta_batch, inner_lr=c.inner_lr,
-                       inner_steps=c.inner_steps, outer_lr=c.outer_lr, first_order=c.first_order,
-                       val_every=c.eval_every, progress=progress, seed=seed)
-        elif type(l).__name__ == 'PrestoTIML':
-            l.meta_fit(_few_rows(bench.train[:c.presto_tasks], c.presto_rows, seed), steps=c.presto_steps,
-                       meta_batch=min(c.meta_batch, c.presto_tasks), progress=progress, seed=seed)
-        else: l.meta_fit(bench.train)
-        out[name] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    if isinstance(l, Pretrained):
+        l.meta_fit(bench.train, bench.val, steps=c.pretrain_steps, eval_every=c.eval_every, progress=progress, seed=seed)
+    elif isinstance(l, ProtoNet):
+        l.meta_fit(bench.train, bench.val, steps=c.proto_steps, meta_batch=c.meta_batch, eval_every=c.eval_every,
+                   progress=progress)
+    elif isinstance(l, MAML) and not isinstance(l, RandomInit):
+        l.meta_fit(bench.train, bench.val, steps=c.meta_steps, meta_batch=c.meta_batch, inner_lr=c.inner_lr,
+                   inner_steps=c.inner_steps, outer_lr=c.outer_lr, first_order=c.first_order,
+                   val_every=c.eval_every, progress=progress, seed=seed)
+    elif type(l).__name__ == 'PrestoTIML':
+        l.meta_fit(_few_rows(bench.train[:c.presto_tasks], c.presto_rows, seed), steps=c.presto_steps,
+                   meta_batch=min(c.meta_batch, c.presto_tasks), progress=progress, seed=seed)
+    else: l.meta_fit(bench.train)
+    return time.perf_counter() - t0
+
+# single-core seconds per unit of meta-training (outer step x task, Adam step, episode), measured on 2026-12-04:
+# only to share the learners out evenly over processes
+FIT_COST = {'TIML': 3.4e-3, 'MAMLInfo': 2.9e-3, 'MAML': 2.8e-3, 'Pretrained': 4.9e-3, 'ProtoNet': 1.4e-3}
+
+def fit_owners(learners:dict, config:DemoConfig, world:int)->dict:
+    "name -> the rank that meta-trains it alone (the costliest first, onto the least loaded rank); learners of `FIT_COST` only."
+    c, kind = config, lambda l: type(l).__name__
+    units = {'Pretrained': c.pretrain_steps, 'ProtoNet': c.proto_steps * c.meta_batch}
+    est = {n: FIT_COST[kind(l)] * units.get(kind(l), c.meta_steps * c.meta_batch) for n, l in learners.items() if kind(l) in FIT_COST}
+    load, out = [0.0] * world, {}
+    for n in sorted(est, key=lambda n: -est[n]): r = int(np.argmin(load)); out[n] = r; load[r] += est[n]
     return out
+
+def fit_learners(learners:dict, bench, config:DemoConfig=FULL, seed:int=0, progress:bool=True)->dict:
+    """Meta-train every learner on `bench.train` (best state by `bench.val`); seconds per learner. Under torch.distributed
+    each learner of `fit_owners` is trained by one rank alone (as one process would) and handed to the others through
+    its checkpoint; the rest share each step's tasks out."""
+    import tempfile
+    from agrinb.meta import distributed as D
+    own, out = fit_owners(learners, config, D.world_size()) if D.world_size() > 1 else {}, {}
+    with tempfile.TemporaryDirectory() as d:
+        ckpt = {n: Path(d) / f'learner{i}.pt' for i, n in enumerate(learners)}
+        for name, l in learners.items():                      # first this rank's own learners, side by side with the others'
+            if own.get(name) == D.rank():
+                with D.alone(): out[name] = _fit_one(l, bench, config, seed, progress)
+                l.save(ckpt[name])
+        for name, l in list(learners.items()):
+            if name not in own: out[name] = _fit_one(l, bench, config, seed, progress); continue
+            D.share_file(ckpt[name], own[name])
+            if own[name] != D.rank(): learners[name] = type(l).load(ckpt[name], device=l.device)
+    took = {k: v for part in D.gather_objects({k: out[k] for k in own if k in out}) for k, v in part.items()}  # owners' times
+    return {n: took.get(n, out.get(n)) for n in learners}
 
 # %% ../nbs/41_demo.ipynb #3a5f62f3
 class FineTuning:

@@ -163,10 +163,13 @@ def drive_tutorial(notebook: Path, tmp: Path, screenshot: Path, budget_s: float 
                 page.wait_for_function("() => /\\b6 labels\\b/.test(document.querySelector('.agrinb-count').innerText)", timeout=left(20_000))
                 seen['count_text'] = count.inner_text()
 
+                page.evaluate("""() => { window.__bar = []; const b = document.querySelector('.agrinb-labeler .progress-bar');
+                    new MutationObserver(() => window.__bar.push(b.style.width)).observe(b, {attributes: true, attributeFilter: ['style']}); }""")
                 ui.get_by_role('button', name='Adapt', exact=True).click()
                 page.wait_for_function("() => document.querySelectorAll('.agrinb-labeler img.leaflet-image-layer').length >= 2 "
                                        "&& /adapted on/.test(document.querySelector('.agrinb-message').innerText)", timeout=left(60_000))
                 seen['message'] = ui.locator('.agrinb-message').inner_text()
+                seen['bar_widths'] = page.evaluate("() => window.__bar")   # every width the bar took while adapting
                 seen['overlays'] = ui.locator('img.leaflet-image-layer').count()
                 seen['overlay_src'] = ui.locator('img.leaflet-image-layer').nth(1).get_attribute('src')[:22]
                 seen['kernel'] = page.evaluate(JS_EXECUTE, "import json; s = labeler.session; print(json.dumps("
@@ -245,6 +248,8 @@ def test_label_and_adapt_in_browser(tmp_path):
     assert re.search(r'\b6 labels\b', seen['count_text']) and '3 crop, 3 non_crop' in seen['count_text'], seen['count_text']
     assert 'adapted on 6 labels' in seen['message'], seen['message']
     assert seen['overlays'] >= 2 and seen['overlay_src'].startswith('data:image/png'), seen
+    between = {w for w in seen['bar_widths'] if w not in ('0%', '100%', '')}
+    assert len(between) >= 3, seen['bar_widths']   # the bar moved step by step (it once sat at 5 % through the adaptation)
     kernel = json.loads(seen['kernel'].strip().splitlines()[-1])
     assert kernel == {'n': 6, 'counts': {'crop': 3, 'non_crop': 3}, 'proba': True, 'on_map': True}, kernel
     assert seen['suggest_markers'] == int(seen['n_suggest']) > 0, seen

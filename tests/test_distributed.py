@@ -146,3 +146,13 @@ def test_torchrun_demo(tmp_path):
     full = [r for r in doc['results'] if r['setting'] == 'all']
     assert len(full) == 7 * 3 and all(0 <= r['auc_roc'] <= 1 for r in full)   # 7 learners x 3 tasks, none lost
     assert sorted(f.name for f in tmp_path.iterdir()) == ['r.json', 'tiny.yaml']
+    # one process, the same command without torchrun: the same table (each learner trained whole by one rank, each
+    # evaluation job run by one rank, with the seeds one process uses)
+    one = tmp_path / 'one.json'
+    p1 = subprocess.run([sys.executable, '-m', 'agrinb.cli', 'demo', '--config', str(cfg), '--json', str(one), '--no-progress',
+                         '--device', 'cpu'], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert p1.returncode == 0, p1.stderr[-3000:]
+    a, b = json.loads(one.read_text()), doc
+    timeless = lambda rows: [{k: v for k, v in r.items() if k != 'seconds'} for r in rows]
+    assert b['processes'] == 2 and a['processes'] == 1 and a['comparisons'] == b['comparisons']
+    assert timeless(a['results']) == timeless(b['results'])

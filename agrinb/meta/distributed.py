@@ -11,12 +11,14 @@ from ..core import bad_input, get_device
 
 # %% auto #0
 __all__ = ['is_distributed', 'rank', 'world_size', 'is_main', 'barrier', 'init_distributed', 'shard_slice', 'shard',
-           'average_grads', 'mean_over_ranks', 'gather_objects']
+           'average_grads', 'mean_over_ranks', 'gather_objects', 'alone', 'share_file']
 
 # %% ../../nbs/37_meta.distributed.ipynb #a7229c82
+_ALONE = [False]   # inside `alone()`: this process works as if there were no process group
+
 def is_distributed()->bool:
-    "True when a `torch.distributed` process group is initialised."
-    return dist.is_available() and dist.is_initialized()
+    "True when a `torch.distributed` process group is initialised (and this process is not working `alone`)."
+    return not _ALONE[0] and dist.is_available() and dist.is_initialized()
 
 def rank()->int:
     "This process's rank (0 without a process group)."
@@ -94,3 +96,27 @@ def gather_objects(obj, # a small picklable value, e.g. this rank's evaluation r
     if not is_distributed(): return [obj]
     out = [None] * world_size(); dist.all_gather_object(out, obj)
     return out
+
+# %% ../../nbs/37_meta.distributed.ipynb #dcecbbf6
+import contextlib
+from pathlib import Path
+from ..core import atomic_path
+
+@contextlib.contextmanager
+def alone():
+    "Inside, this process is rank 0 of a world of one (no collective runs); the process group is untouched."
+    old, _ALONE[0] = _ALONE[0], True
+    try: yield
+    finally: _ALONE[0] = old
+
+def share_file(path, # on `src` an existing file; on every rank where the file is written
+               src:int=0, # the rank whose file is shared
+              ):
+    "Every rank gets rank `src`'s file at its own `path` (written atomically); without a process group, the file."
+    path = Path(path)
+    if not is_distributed(): return path
+    box = [path.read_bytes() if rank() == src else None]
+    dist.broadcast_object_list(box, src=src)
+    if rank() != src:
+        with atomic_path(path) as tmp: Path(tmp).write_bytes(box[0])
+    return path
