@@ -142,12 +142,13 @@ def _fit_one(l, bench, c:DemoConfig, seed:int, progress:bool)->float:
 
 # single-core seconds per unit of meta-training (outer step x task, Adam step, episode), measured on 2026-12-04:
 # only to share the learners out evenly over processes
-FIT_COST = {'TIML': 3.4e-3, 'MAMLInfo': 2.9e-3, 'MAML': 2.8e-3, 'Pretrained': 4.9e-3, 'ProtoNet': 1.4e-3}
+FIT_COST = {'TIML': 3.4e-3, 'MAMLInfo': 2.9e-3, 'MAML': 2.8e-3, 'Pretrained': 4.9e-3, 'ProtoNet': 1.4e-3, 'PrestoTIML': 2.8e-3}
 
 def fit_owners(learners:dict, config:DemoConfig, world:int)->dict:
     "name -> the rank that meta-trains it alone (the costliest first, onto the least loaded rank); learners of `FIT_COST` only."
     c, kind = config, lambda l: type(l).__name__
-    units = {'Pretrained': c.pretrain_steps, 'ProtoNet': c.proto_steps * c.meta_batch}
+    units = {'Pretrained': c.pretrain_steps, 'ProtoNet': c.proto_steps * c.meta_batch,
+             'PrestoTIML': c.presto_steps * min(c.meta_batch, c.presto_tasks)}
     est = {n: FIT_COST[kind(l)] * units.get(kind(l), c.meta_steps * c.meta_batch) for n, l in learners.items() if kind(l) in FIT_COST}
     load, out = [0.0] * world, {}
     for n in sorted(est, key=lambda n: -est[n]): r = int(np.argmin(load)); out[n] = r; load[r] += est[n]
@@ -156,7 +157,7 @@ def fit_owners(learners:dict, config:DemoConfig, world:int)->dict:
 def fit_learners(learners:dict, bench, config:DemoConfig=FULL, seed:int=0, progress:bool=True)->dict:
     """Meta-train every learner on `bench.train` (best state by `bench.val`); seconds per learner. Under torch.distributed
     each learner of `fit_owners` is trained by one rank alone (as one process would) and handed to the others through
-    its checkpoint; the rest share each step's tasks out."""
+    its checkpoint; any other learner shares each step's tasks out."""
     import tempfile
     from agrinb.meta import distributed as D
     own, out = fit_owners(learners, config, D.world_size()) if D.world_size() > 1 else {}, {}
@@ -169,7 +170,9 @@ def fit_learners(learners:dict, bench, config:DemoConfig=FULL, seed:int=0, progr
         for name, l in list(learners.items()):
             if name not in own: out[name] = _fit_one(l, bench, config, seed, progress); continue
             D.share_file(ckpt[name], own[name])
-            if own[name] != D.rank(): learners[name] = type(l).load(ckpt[name], device=l.device)
+            if own[name] == D.rank(): continue
+            learners[name] = got = type(l).load(ckpt[name], device=l.device)
+            if hasattr(l, 'probe'): got.probe = l.probe          # PrestoTIML: the demo's one encoder and embedding cache
     took = {k: v for part in D.gather_objects({k: out[k] for k in own if k in out}) for k, v in part.items()}  # owners' times
     return {n: took.get(n, out.get(n)) for n in learners}
 

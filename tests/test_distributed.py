@@ -133,7 +133,7 @@ def test_torchrun_demo(tmp_path):
     import json, subprocess, sys
     cfg = tmp_path / 'tiny.yaml'
     cfg.write_text('n_samples: 3000\nhidden: 16\nmeta_steps: 4\nmeta_batch: 4\npretrain_steps: 4\nproto_steps: 4\n'
-                   'eval_every: 2\nfinetune_steps: 5\nn_runs: 2\nshots: [5]\npresto: false\n')
+                   'eval_every: 2\nfinetune_steps: 5\nn_runs: 2\nshots: [5]\npresto_tasks: 4\npresto_rows: 16\npresto_steps: 3\n')
     out = tmp_path / 'r.json'
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': str(Path(__file__).parents[1])}
     p = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', '-m', 'agrinb.cli',
@@ -144,7 +144,7 @@ def test_torchrun_demo(tmp_path):
     doc = json.loads(out.read_text())
     assert doc['processes'] == 2 and doc['threads'] == 1
     full = [r for r in doc['results'] if r['setting'] == 'all']
-    assert len(full) == 7 * 3 and all(0 <= r['auc_roc'] <= 1 for r in full)   # 7 learners x 3 tasks, none lost
+    assert len(full) == 10 * 3 and all(0 <= r['auc_roc'] <= 1 for r in full)   # 10 learners x 3 tasks, none lost
     assert sorted(f.name for f in tmp_path.iterdir()) == ['r.json', 'tiny.yaml']
     # one process, the same command without torchrun: the same table (each learner trained whole by one rank, each
     # evaluation job run by one rank, with the seeds one process uses)

@@ -4,10 +4,11 @@
 
 # %% ../../nbs/37_meta.distributed.ipynb #66deed06
 from __future__ import annotations
-import os
+import contextlib, os
+from pathlib import Path
 import torch
 import torch.distributed as dist
-from ..core import bad_input, get_device
+from ..core import bad_input, get_device, atomic_path
 
 # %% auto #0
 __all__ = ['is_distributed', 'rank', 'world_size', 'is_main', 'barrier', 'init_distributed', 'shard_slice', 'shard',
@@ -98,10 +99,6 @@ def gather_objects(obj, # a small picklable value, e.g. this rank's evaluation r
     return out
 
 # %% ../../nbs/37_meta.distributed.ipynb #dcecbbf6
-import contextlib
-from pathlib import Path
-from ..core import atomic_path
-
 @contextlib.contextmanager
 def alone():
     "Inside, this process is rank 0 of a world of one (no collective runs); the process group is untouched."
