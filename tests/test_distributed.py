@@ -2,7 +2,7 @@
 
 2 ranks x 16 tasks give the meta-gradient of one process on the same 32 tasks (float64); a 2-rank run stopped after
 its step-4 checkpoint and resumed ends with the weights of an uninterrupted 2-rank run; only rank 0 writes; 2 ranks
-share an evaluation (`benchmark_runs`) and return the rows of one process."""
+share an evaluation (`benchmark_runs`) and return the rows of one process; a torchrun demo prints the one-process table."""
 import os, tempfile
 from pathlib import Path
 import numpy as np, pytest, torch
@@ -129,7 +129,7 @@ def test_meta_batch_smaller_than_world_is_refused():
     with pytest.raises(AgrinbError, match='at least one task per rank'): D.shard_slice(1, 0, 2, 'MAML')
 
 def test_torchrun_demo(tmp_path):
-    "`torchrun --nproc_per_node=2 -m agrinb.cli demo --distributed`: real processes, rank 0 alone prints and writes."
+    "`torchrun --nproc_per_node=2 -m agrinb.cli demo --distributed`: real processes, rank 0 alone prints and writes, the one-process table."
     import json, subprocess, sys
     cfg = tmp_path / 'tiny.yaml'
     cfg.write_text('n_samples: 3000\nhidden: 16\nmeta_steps: 4\nmeta_batch: 4\npretrain_steps: 4\nproto_steps: 4\n'
