@@ -132,14 +132,11 @@ def test_fresh_venv_reaches_the_tutorials_and_the_map_command(wheel, tmp_path):
     assert r.returncode == 0 and f'{py} -m jupyterlab label_and_adapt.ipynb' in r.stdout, r.stdout + r.stderr
     _label_serves_the_notebook(agrinb, tmp_path / 'served', env)
 
-def _free_port()->int:
-    import socket
-    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
-
 def _label_serves_the_notebook(agrinb, folder, env, timeout=120):
     "`agrinb label DIR` for real: JupyterLab starts and serves the label-and-adapt notebook and the lab page; stopped after."
     import signal, time, urllib.request
-    port, token = _free_port(), 'agrinb-test'
+    from test_browser import free_port   # the browser test's (its module imports only the standard library and pytest)
+    port, token = free_port(), 'agrinb-test'
     cmd = [str(agrinb), 'label', str(folder), '--port', str(port), '--no-browser', '--allow-root']
     p = subprocess.Popen(cmd, env={**env, 'JUPYTER_TOKEN': token}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True, start_new_session=True)
