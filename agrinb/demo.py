@@ -160,7 +160,8 @@ def fit_learners(learners:dict, bench, config:DemoConfig=FULL, seed:int=0, progr
     its checkpoint; any other learner shares each step's tasks out."""
     import tempfile
     from agrinb.meta import distributed as D
-    own, out = fit_owners(learners, config, D.world_size()) if D.world_size() > 1 else {}, {}
+    own = fit_owners(learners, config, D.world_size()) if D.world_size() > 1 else {}
+    out = {}
     with tempfile.TemporaryDirectory() as d:
         ckpt = {n: Path(d) / f'learner{i}.pt' for i, n in enumerate(learners)}
         for name, l in learners.items():                      # first this rank's own learners, side by side with the others'
@@ -173,8 +174,8 @@ def fit_learners(learners:dict, bench, config:DemoConfig=FULL, seed:int=0, progr
             if own[name] == D.rank(): continue
             learners[name] = got = type(l).load(ckpt[name], device=l.device)
             if hasattr(l, 'probe'): got.probe = l.probe          # PrestoTIML: the demo's one encoder and embedding cache
-    took = {k: v for part in D.gather_objects({k: out[k] for k in own if k in out}) for k, v in part.items()}  # owners' times
-    return {n: took.get(n, out.get(n)) for n in learners}
+    for part in D.gather_objects({k: v for k, v in out.items() if k in own}): out.update(part)   # each owner's times
+    return {n: out[n] for n in learners}
 
 # %% ../nbs/41_demo.ipynb #3a5f62f3
 class FineTuning:
