@@ -11,17 +11,28 @@ from ..core import bad_input, check_settings, get_device, save_checkpoint, load_
 from ..tasks.pixels import Task, TaskInfo, as_task, support_set, query_array, calibration_split, info_vector
 
 # %% auto #0
-__all__ = ['log', 'FINETUNE_GRID', 'ForestPredictor', 'RandomForest', 'RandomInit', 'Pretrained', 'TaskForestPredictor',
-           'TaskForest', 'ProtoPredictor', 'ProtoNet']
+__all__ = ['log', 'FINETUNE_GRID', 'flat_rows', 'positive_proba', 'ForestPredictor', 'RandomForest', 'RandomInit', 'Pretrained',
+           'TaskForestPredictor', 'TaskForest', 'ProtoPredictor', 'ProtoNet']
 
 # %% ../../nbs/33_meta.baselines.ipynb #2ebd7616
+def flat_rows(x)->np.ndarray: # (N, ...) -> (N, F); also for N = 0, where numpy cannot infer F from reshape(N, -1)
+    "One row of features per series."
+    x = np.asarray(x); return x.reshape(len(x), int(np.prod(x.shape[1:])))
+
+def positive_proba(clf, # a fitted scikit-learn classifier whose classes include 1
+                   rows:np.ndarray, # (N, ...) features, flattened to (N, F)
+                  )->np.ndarray: # (N,) P(class 1); no rows, an empty array (scikit-learn refuses 0 rows)
+    "The classifier's probability of the positive class: the one reading of every forest and probe predictor."
+    rows = flat_rows(rows)
+    if not len(rows): return np.zeros(0)
+    return clf.predict_proba(rows)[:, list(clf.classes_).index(1)]
+
 class ForestPredictor:
     "A random forest fitted on one support set."
     def __init__(self, forest, shape): self.forest, self.shape = forest, shape
     def predict_proba(self, x:np.ndarray)->np.ndarray: # (N, T, B) -> (N,) P(positive)
         x = query_array(x, 'RandomForest.predict_proba', self.shape)
-        if not len(x): return np.zeros(0)                                  # no series: no probabilities (sklearn refuses 0 rows)
-        return self.forest.predict_proba(x.reshape(len(x), -1))[:, list(self.forest.classes_).index(1)]
+        return positive_proba(self.forest, x)
 
 class RandomForest:
     "scikit-learn's random forest (defaults) on flattened features, fitted on the support set alone."
@@ -157,7 +168,7 @@ def meta_fit(self:Pretrained, train_tasks:list, # meta-training Tasks
 # %% ../../nbs/33_meta.baselines.ipynb #cca04e8c
 def _with_vector(x:np.ndarray, v:np.ndarray)->np.ndarray: # (N, T * B + len(v)) float32
     "Flattened series, each followed by the task vector `v`."
-    x = np.asarray(x, np.float32).reshape(len(x), -1)
+    x = flat_rows(np.asarray(x, np.float32))
     return np.concatenate([x, np.broadcast_to(np.asarray(v, np.float32), (len(x), len(v)))], 1)
 
 class TaskForestPredictor:
@@ -165,7 +176,7 @@ class TaskForestPredictor:
     def __init__(self, forest, shape, vector): self.forest, self.shape, self.vector = forest, tuple(shape), vector
     def predict_proba(self, x:np.ndarray)->np.ndarray: # (N, T, B) -> (N,) P(positive)
         x = query_array(x, 'TaskForest.predict_proba', self.shape)
-        return self.forest.predict_proba(_with_vector(x, self.vector))[:, list(self.forest.classes_).index(1)]
+        return positive_proba(self.forest, _with_vector(x, self.vector))
 
 class TaskForest:
     "A random forest on every meta-training task's labelled series (each row with its task vector) plus the up-weighted support set."

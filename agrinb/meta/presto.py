@@ -14,6 +14,7 @@ from fastcore.basics import patch
 from ..core import bad_input, get_device, save_checkpoint, load_checkpoint
 from ..data.pixels import CROPHARVEST_BANDS, fill_gaps
 from ..models.presto import pretrained
+from .baselines import positive_proba, flat_rows
 
 # %% auto #0
 __all__ = ['FIXED', 'support_inputs', 'location', 'StepCount', 'PrestoProbe', 'band_means', 'raw_features', 'ProbePredictor',
@@ -103,7 +104,7 @@ def raw_features(x, band_mean, shape, where:str)->np.ndarray: # (n, T * B) float
     if x.ndim != 3 or x.shape[1:] != tuple(shape):
         raise bad_input(where, 'x', f'raw series of shape (n, {shape[0]}, {shape[1]}) like the support set '
                         '(this head was fitted on embeddings + raw series)', x.shape)
-    return fill_gaps(x, band_mean).reshape(len(x), -1)
+    return flat_rows(fill_gaps(x, band_mean))
 
 class ProbePredictor:
     "A logistic regression on Presto embeddings (and, when fitted so, the raw series) of one support set."
@@ -121,7 +122,7 @@ class ProbePredictor:
     def predict_proba(self, x, # (N, T, B) raw series (NaN gaps allowed) or (N, 128) embeddings
                       lat=None, lon=None, # degrees, scalars or (N,); default: the support's location
                       month=None, z=None)->np.ndarray: # z: cached (N, 128) embeddings of raw `x`; -> (N,) P(positive)
-        return self.head.predict_proba(self.features(x, lat, lon, month, z))[:, list(self.head.classes_).index(1)]
+        return positive_proba(self.head, self.features(x, lat, lon, month, z))
 
 # %% ../../nbs/34_meta.presto.ipynb #b3fe8c14
 def _scalar(v): return v if v is not None and np.ndim(v) == 0 else None
@@ -188,7 +189,7 @@ class EnsemblePredictor:
                       **kwargs)->np.ndarray: # -> (N,) P(positive)
         x = np.asarray(x, dtype=np.float32)
         if x.shape[1:] != self.shape: raise bad_input('PrestoEnsemble.predict_proba', 'x', f'series of shape {self.shape} like the support set', x.shape[1:])
-        rf = self.forest.predict_proba(fill_gaps(x, self.band_mean).reshape(len(x), -1))[:, list(self.forest.classes_).index(1)]
+        rf = positive_proba(self.forest, fill_gaps(x, self.band_mean))
         first = self.first.predict_proba(x, z=z, **kwargs) if getattr(self.first, 'takes_z', False) else \
                 self.first.predict_proba(x if z is None else z, **kwargs)
         return (first + rf) / 2
@@ -325,7 +326,7 @@ class PrestoTIML:
         if x is None or np.ndim(x) != 3 or tuple(np.shape(x)[1:]) != tuple(rs):
             raise bad_input(where, 'x', f'raw series (n, {rs[0]}, {rs[1]}) like the meta-training tasks\' (this head reads embeddings '
                             '+ raw series; meta_fit with raw=False for a head on embeddings alone)', None if x is None else np.shape(x))
-        f = np.c_[z, np.asarray(x, np.float32).reshape(len(x), -1)]
+        f = np.c_[z, flat_rows(np.asarray(x, np.float32))]
         return np.where(np.isnan(f), self.head.mean.cpu().numpy(), f) if fill else f
     @property
     def step_sizes(self)->dict: # name -> learned inner step size of that tensor
@@ -580,7 +581,7 @@ class PrestoTaskForestPredictor:
             z = self.learner.probe.embed(x, self.lat if lat is None else lat, self.lon if lon is None else lon,
                                          month=self.month if month is None else month)
         f = self.learner.rows(x, z, self.vector, 'PrestoTaskForest.predict_proba')
-        return self.forest.predict_proba(f)[:, list(self.forest.classes_).index(1)]
+        return positive_proba(self.forest, f)
 
 # %% ../../nbs/34_meta.presto.ipynb #d84e430b
 @patch
