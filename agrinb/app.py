@@ -138,7 +138,19 @@ def contains(self:LabelingSession, lat:float, lon:float)->bool:
 # %% ../nbs/60_app.ipynb #a38974f4
 def _rows(raster, y0:int, y1:int)->np.ndarray: # (rows * x, time, band) raw series of rows y0:y1
     T, B = raster.sizes['time'], raster.sizes['band']
-    return raster.values[:, :, y0:y1].transpose(2, 3, 0, 1).reshape(-1, T, B)
+    return raster[:, :, y0:y1].values.transpose(2, 3, 0, 1).reshape(-1, T, B)   # a lazy raster reads only these rows
+
+def _windows(raster, rows:int)->list: # [(y slice, x slice)] covering the raster
+    "The blocks the raster is read in: a lazy (dask) raster's own chunks, each read once; else `rows` whole rows each."
+    H, W = raster.sizes['y'], raster.sizes['x']
+    if raster.chunks is None: return [(slice(y, min(y + rows, H)), slice(0, W)) for y in range(0, H, rows)]
+    (ys, xs) = (np.cumsum((0,) + tuple(raster.chunksizes[d])) for d in ('y', 'x'))
+    return [(slice(a, b), slice(c, d)) for a, b in zip(ys[:-1], ys[1:]) for c, d in zip(xs[:-1], xs[1:])]
+
+def _window(raster, w)->tuple: # ((pixels, time, band) raw series of window `w`, their flat indices y * W + x)
+    T, B, W = raster.sizes['time'], raster.sizes['band'], raster.sizes['x']
+    x = raster[:, :, w[0], w[1]].values.transpose(2, 3, 0, 1).reshape(-1, T, B)
+    return x, (np.arange(w[0].start, w[0].stop)[:, None] * W + np.arange(w[1].start, w[1].stop)).ravel()
 
 @patch
 def _stats(self:LabelingSession, rows:int=32)->BandStats:
@@ -148,13 +160,14 @@ def _stats(self:LabelingSession, rows:int=32)->BandStats:
     elif getattr(self, '_raster_stats', None) is not None: st = self._raster_stats   # once per raster (`set_raster` resets it)
     else:
         st = self._raster_stats = BandStats.empty(B)
-        for y0 in range(0, H, rows): st.update(_rows(self.raster, y0, y0 + rows))
+        for w in _windows(self.raster, rows): st.update(_window(self.raster, w)[0])
     if len(st.mean) != B: raise bad_input('LabelingSession', 'stats', f'statistics for {B} bands', len(st.mean))
     return st
 
 @patch
 def _series(self:LabelingSession, rows, cols)->np.ndarray: # (n, time, band) prepared series of pixels (rows, cols)
-    x = self.raster.values[:, :, np.asarray(rows, int), np.asarray(cols, int)].transpose(2, 0, 1)
+    at = dict(y=xr.DataArray(np.asarray(rows, int), dims='px'), x=xr.DataArray(np.asarray(cols, int), dims='px'))
+    x = self.raster.isel(at).transpose('px', 'time', 'band').values   # only these pixels, also from a lazy raster
     return prepare_series(x, self._stats(), allow_empty=True)
 
 @patch
@@ -180,11 +193,11 @@ def embeddings(self:LabelingSession, callback=None, # called as callback(done, t
     if self.embedder is None: raise bad_input('embeddings', 'learner', 'a Presto learner (PrestoProbe, PrestoTIML)', self.learner)
     if self._emb is not None: return self._emb
     T, B, H, W = self.raster.shape
-    z, done, rows = np.full((H * W, 128), np.nan, np.float32), 0, max(1, block // W)
+    z, done = np.full((H * W, 128), np.nan, np.float32), 0
     lat, lon = self.raster.lat.values.ravel(), self.raster.lon.values.ravel()
     bar = tqdm(total=H * W, desc='Presto: embedding the raster', unit='px', disable=not self.progress, leave=False)
-    for y0 in range(0, H, rows):
-        x, i = _rows(self.raster, y0, y0 + rows), np.arange(y0 * W, min(y0 + rows, H) * W)
+    for w in _windows(self.raster, max(1, block // W)):   # a lazy raster: chunk by chunk, each read once
+        x, i = _window(self.raster, w)
         ok = ~np.isnan(x).all(axis=(1, 2))
         if ok.any():
             z[i[ok]] = self.embedder.model.embed(x[ok], lat[i[ok]], lon[i[ok]], month=self.month, bands=self.bands,
@@ -459,7 +472,11 @@ def pixel_info(self:LabelingSession, lat:float, lon:float, # degrees
         return None
     r, c = self._pixel(lat, lon, 'pixel_info')
     bands = list(self.raster.band.values)
-    ndvi = float(self.raster.values[month, bands.index('NDVI'), r, c]) if 'NDVI' in bands else float('nan')
+    if 'NDVI' not in bands: ndvi = float('nan')
+    else:   # one month's NDVI is read once per raster and month (a lazy raster would read a whole chunk per pixel)
+        if getattr(self, '_ndvi', (None,))[0] is not self.raster or self._ndvi[1] != month:
+            self._ndvi = (self.raster, month, self.raster[month, bands.index('NDVI')].values)
+        ndvi = float(self._ndvi[2][r, c])
     here = self.labels[(self.labels.row == r) & (self.labels.col == c)]
     return dict(row=r, col=c, ndvi=ndvi, proba=None if self.proba is None else float(self.proba.values[r, c]),
                 label=here.cls.iloc[0] if len(here) else None)

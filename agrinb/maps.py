@@ -29,7 +29,7 @@ def raster_rgba(raster:xr.DataArray, # (time, band, y, x)
     import matplotlib
     if kind not in ('rgb', 'ndvi'): raise bad_input('raster_rgba', 'kind', "'rgb' or 'ndvi'", repr(kind))
     m = raster.isel(time=month)
-    if kind == 'rgb': img = np.stack([_stretch(m.sel(band=b).values) for b in ('B4', 'B3', 'B2')], -1)
+    if kind == 'rgb': img = np.stack([_stretch(v) for v in m.sel(band=['B4', 'B3', 'B2']).values], -1)   # one read of a lazy raster
     else: img = matplotlib.colormaps['YlGn'](np.clip(m.sel(band='NDVI').values, -0.2, 1) / 1.2 + 0.2 / 1.2)[..., :3]
     alpha = np.isfinite(img).all(-1)
     out = np.concatenate([np.nan_to_num(img), alpha[..., None]], -1)

@@ -272,10 +272,10 @@ RAW_DYNAMIC_BANDS = ['VV', 'VH', 'B1', 'B2', 'B3', 'B4', 'B5', 'B6', 'B7', 'B8',
 RAW_STATIC_BANDS = ['elevation', 'slope']
 N_RAW_BANDS = N_TIME * len(RAW_DYNAMIC_BANDS) + len(RAW_STATIC_BANDS)
 
-def _read_raw_tif(path, crs=None)->xr.DataArray:
-    "Open an Earth Engine export (the one GeoTIFF reader, `read_geotiff`) and check its band count and band names."
+def _read_raw_tif(path, crs=None, chunk:int|None=None)->xr.DataArray:
+    "Open an Earth Engine export (the one GeoTIFF reader, `read_geotiff`; lazily in `chunk`-pixel blocks) and check its bands."
     path = Path(path)
-    da = read_geotiff(path, masked=True, crs=crs)
+    da = read_geotiff(path, masked=True, crs=crs, chunks=None if chunk is None else {'band': -1, 'y': chunk, 'x': chunk})
     if da.sizes['band'] != N_RAW_BANDS:
         raise bad_input(path, 'bands', f'{N_TIME} x {len(RAW_DYNAMIC_BANDS)} + {len(RAW_STATIC_BANDS)} = {N_RAW_BANDS} '
                         f'bands ({N_TIME} monthly steps of {", ".join(RAW_DYNAMIC_BANDS)}, then elevation, slope)', da.sizes['band'])
@@ -288,13 +288,9 @@ def _read_raw_tif(path, crs=None)->xr.DataArray:
     return da
 
 # %% ../../nbs/02_data.cropharvest.ipynb #72be034e
-def tif_to_datacube(path, # raw Earth Engine export, 206 bands
-                    fill:bool=True, # fill gaps (linear in time; band mean for a series missing entirely)
-                    crs=None, # the CRS of an export that has none (e.g. 'EPSG:4326'); see `read_geotiff`
-                   )->xr.DataArray: # (time, band, y, x) float32 in CROPHARVEST_BANDS order
-    "A raw CropHarvest Earth Engine export as a datacube of the 18 engineered bands."
-    raw = _read_raw_tif(path, crs)
-    v = raw.values.astype(np.float32)
+def _engineer(v:np.ndarray)->np.ndarray: # (time, band, y, x) float32 in CROPHARVEST_BANDS order
+    "The 18 engineered bands of a block (206, y, x) of an Earth Engine export."
+    v = v.astype(np.float32, copy=False)
     H, W, nd = v.shape[1], v.shape[2], len(RAW_DYNAMIC_BANDS)
     dyn = v[:N_TIME * nd].reshape(N_TIME, nd, H, W)
     by = {b: dyn[:, i] for i, b in enumerate(RAW_DYNAMIC_BANDS)}
@@ -302,9 +298,24 @@ def tif_to_datacube(path, # raw Earth Engine export, 206 bands
     with np.errstate(all='ignore'):
         s = by['B8'] + by['B4']
         by['NDVI'] = np.where(s != 0, (by['B8'] - by['B4']) / s, np.nan).astype(np.float32)
-    cube = np.stack([by[b] for b in CROPHARVEST_BANDS], axis=1)  # (time, band, y, x)
+    return np.stack([by[b] for b in CROPHARVEST_BANDS], axis=1)  # (time, band, y, x), contiguous
+
+def tif_to_datacube(path, # raw Earth Engine export, 206 bands
+                    fill:bool=True, # fill gaps (linear in time; band mean for a series missing entirely)
+                    crs=None, # the CRS of an export that has none (e.g. 'EPSG:4326'); see `read_geotiff`
+                    chunk:int|None=None, # None: into memory; else lazily, in dask chunks of `chunk` x `chunk` pixels (fill=False)
+                   )->xr.DataArray: # (time, band, y, x) float32 in CROPHARVEST_BANDS order
+    "A raw CropHarvest Earth Engine export as a datacube of the 18 engineered bands."
+    if chunk is not None and fill:
+        raise bad_input(path, 'fill', 'fill=False with chunk= (a lazy cube keeps its gaps; learners fill them pixel by pixel)', fill)
+    raw = _read_raw_tif(path, crs, chunk)
+    H, W = raw.sizes['y'], raw.sizes['x']
+    if chunk is None: cube = _engineer(raw.values)
+    else:   # one dask task per block: the raw block in, its (12, 18, y, x) features out
+        cube = raw.data.map_blocks(_engineer, dtype=np.float32, drop_axis=0, new_axis=[0, 1],
+                                   chunks=((N_TIME,), (len(CROPHARVEST_BANDS),)) + raw.data.chunks[1:])
     if fill: cube = fill_gaps(cube.transpose(2, 3, 0, 1).reshape(H * W, N_TIME, -1)).reshape(H, W, N_TIME, -1).transpose(2, 3, 0, 1)
-    da = xr.DataArray(np.ascontiguousarray(cube), dims=('time', 'band', 'y', 'x'),
+    da = xr.DataArray(cube, dims=('time', 'band', 'y', 'x'),
                       coords=dict(time=np.arange(N_TIME), band=CROPHARVEST_BANDS, y=raw.y.values, x=raw.x.values),
                       name='features', attrs=dict(source=Path(path).name))
     return da.rio.write_crs(raw.rio.crs) if raw.rio.crs is not None else da

@@ -12,7 +12,8 @@ from ..core import AgrinbError, bad_input, suggest, check_lat_lon
 from .pixels import CROPHARVEST_BANDS
 
 # %% auto #0
-__all__ = ['read_geotiff', 'check_degrees', 'load_raster', 'raster_lonlat', 'lonlat_to_xy', 'lonlat_bounds', 'check_raster']
+__all__ = ['GDAL_CACHE_MB', 'bound_gdal_cache', 'read_geotiff', 'check_degrees', 'load_raster', 'raster_lonlat', 'lonlat_to_xy',
+           'lonlat_bounds', 'check_raster']
 
 # %% ../../nbs/07_data.raster.ipynb #bf0d6dfe
 def _reason(ex:BaseException)->str:
@@ -34,6 +35,16 @@ def _check_blocks(path:Path):
                 if off + n > size: raise bad_input(path, 'contents', 'a readable GeoTIFF', f'unreadable: truncated or damaged? '
                                                    f'(block {c},{r} of band {b} ends at byte {off + n}; the file has {size})')
 
+GDAL_CACHE_MB = 128   # GDAL's block cache while agrinb reads lazily (unless GDAL_CACHEMAX says otherwise)
+
+def bound_gdal_cache(mb:int=GDAL_CACHE_MB)->int: # the cache's size now, bytes
+    "Cap GDAL's block cache (5% of RAM by default) at `mb` MB, unless the user set `GDAL_CACHEMAX`."
+    import os
+    from rasterio.env import get_gdal_config, set_gdal_config
+    now = int(get_gdal_config('GDAL_CACHEMAX') or 0); now = now * 2**20 if now < 100_000 else now   # MB below 100000
+    if 'GDAL_CACHEMAX' not in os.environ and now > mb * 2**20: set_gdal_config('GDAL_CACHEMAX', int(mb)); now = mb * 2**20
+    return now
+
 def read_geotiff(path, # a GeoTIFF (or VRT) file
                  masked:bool=False, # nodata values become NaN
                  crs=None, # the CRS of a file that has none (e.g. 'EPSG:4326'); a file's own CRS must agree with it
@@ -47,7 +58,8 @@ def read_geotiff(path, # a GeoTIFF (or VRT) file
         if chunks is None: da = da.load()
     except Exception as ex:
         raise bad_input(path, 'contents', 'a readable GeoTIFF', f'unreadable: truncated or damaged? ({_reason(ex)})') from None
-    if chunks is not None: _check_blocks(path)   # what `.load()` finds by reading, the lazy path finds in the directory
+    if chunks is not None:   # what `.load()` finds by reading, the lazy path finds in the directory; it reads each block once,
+        _check_blocks(path); bound_gdal_cache()   # so GDAL's cache of decoded blocks would only hold memory
     if crs is not None:
         from pyproj import CRS
         try: want = CRS.from_user_input(crs)
@@ -75,15 +87,13 @@ def _stack(da:xr.DataArray, n_time:int, bands, path)->xr.DataArray:
     C = n // n_time
     bands = list(bands) if bands is not None else [f'b{i}' for i in range(C)]
     if len(bands) != C: raise bad_input(path, 'bands', f'{C} band names', len(bands))
-    v = da.values.astype(np.float32).reshape(n_time, C, da.sizes['y'], da.sizes['x'])
+    v = da.data.astype(np.float32).reshape(n_time, C, da.sizes['y'], da.sizes['x'])   # numpy, or lazy dask blocks
     out = xr.DataArray(v, dims=('time', 'band', 'y', 'x'), attrs={'source': da.attrs.get('source', str(path))},
                        coords=dict(time=np.arange(n_time), band=bands, y=da.y.values, x=da.x.values))
     return out.rio.write_crs(da.rio.crs).rio.write_transform(da.rio.transform()) if da.rio.crs is not None else out
 
 def _open_netcdf(path:Path, crs, chunk:int|None)->xr.DataArray:
     "A netCDF datacube (one variable), its CRS from the grid mapping, lazily in (y, x) chunks: only coordinates are read."
-    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1):
-        raise bad_input(path, 'chunk', 'a positive whole number of pixels per chunk side, or None', chunk)
     try:
         da = xr.open_dataarray(path, decode_coords='all')   # lazy: the variable is indexed on disk when read
         da = da.load() if chunk is None else da.chunk({d: int(chunk) if d in ('y', 'x') else -1 for d in da.dims})
@@ -95,17 +105,20 @@ def load_raster(src, # a DataArray, a netCDF datacube, a GeoTIFF stack (with `n_
                 n_time:int|None=None, # time steps of a GeoTIFF stack (None: the GeoTIFF is a raw Earth Engine export)
                 bands=None, # band names of a GeoTIFF stack (default 'b0', 'b1', ...)
                 crs=None, # the CRS of a GeoTIFF stack or netCDF cube that has none (see `read_geotiff`)
-                chunk:int|None=512, # a netCDF cube is read lazily in dask chunks of `chunk` x `chunk` pixels (None: into memory)
+                chunk:int|None=256, # the file is read lazily in dask chunks of `chunk` x `chunk` pixels (None: into memory)
                )->xr.DataArray: # (time, band, y, x), not yet checked
-    "Open a raster as a (time, band, y, x) cube; gaps are kept. A netCDF cube stays on disk, read chunk by chunk."
+    "Open a raster as a (time, band, y, x) cube; gaps are kept. A file stays on disk, read chunk by chunk when used."
     if isinstance(src, xr.DataArray): return src
     path = Path(src)
     if not path.exists(): raise bad_input(path, 'path', 'an existing GeoTIFF or netCDF file', 'no such file')
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1):
+        raise bad_input(path, 'chunk', 'a positive whole number of pixels per chunk side, or None', chunk)
     if path.suffix.lower() in ('.nc', '.nc4'): return _open_netcdf(path, crs, chunk)
-    if n_time is not None: return _stack(read_geotiff(path, crs=crs), n_time, bands, path)
+    lazy = None if chunk is None else {'band': -1, 'y': int(chunk), 'x': int(chunk)}
+    if n_time is not None: return _stack(read_geotiff(path, crs=crs, chunks=lazy), n_time, bands, path)
     if path.suffix.lower() in ('.tif', '.tiff'):
         from agrinb.data.cropharvest import tif_to_datacube
-        return tif_to_datacube(path, fill=False)
+        return tif_to_datacube(path, fill=False, crs=crs, chunk=chunk)
     raise bad_input(path, 'suffix', "'.tif' (an Earth Engine export or, with n_time, a stack) or '.nc' (a datacube)", repr(path.suffix))
 
 # %% ../../nbs/07_data.raster.ipynb #5112a552
@@ -167,10 +180,18 @@ def check_raster(raster:xr.DataArray, # (time, band, y, x) datacube in any CRS
     if n_time is not None and raster.sizes['time'] != n_time:
         raise bad_input(where, 'time', f"{n_time} time steps like the model's training data", raster.sizes['time'])
     raster = raster.transpose('time', 'band', 'y', 'x')
-    raster = (raster.sel(band=list(bands)) if bands is not None else raster).astype(np.float32)
-    if n_time is not None:
-        raster = raster.load()   # the months' check reads every value: a lazy (dask) raster is read once, here
-        empty = np.isnan(raster.values).all(axis=(1, 2, 3))
+    if bands is not None and [str(b) for b in raster.band.values] != list(bands): raster = raster.sel(band=list(bands))
+    raster = raster.astype(np.float32)   # bands already in order are not copied (nor a float32 raster)
+    if n_time is not None:   # one pass over every value (a lazy raster stays lazy, read chunk by chunk): gaps and infinities
+        import dask
+        try: empty, n_inf = dask.compute(raster.isnull().all(dim=('band', 'y', 'x')), np.isinf(raster).sum())
+        except Exception as ex:   # a lazy file's damage shows when its blocks are read: here, once
+            raise bad_input(where, 'contents', 'a readable raster', f'unreadable: truncated or damaged? ({_reason(ex)})') from None
+        empty, n_inf = empty.values, int(n_inf)
+        if n_inf:
+            t, b, y, x = np.argwhere(np.isinf(raster.values))[0]
+            raise bad_input(where, 'values', 'finite values (NaN for gaps; float32 holds at most ±3.4e38)', f'{n_inf} '
+                            f'infinite, the first at time {t}, band {str(raster.band.values[b])!r}, row {y}, column {x}')
         if empty.any():
             raise bad_input(where, 'time', 'data in every month (a month with no valid pixel cannot be gap-filled '
                             'reliably; use an export with fewer clouds or a longer window)',
