@@ -1,5 +1,5 @@
 """SIGKILL at random moments: (1) a process that keeps rewriting a checkpoint (core.save_checkpoint -> atomic_path,
-fsync); (2) with --learners, the `meta_fit` of every resumable learner (MAML, TIML, Pretrained, ProtoNet);
+fsync); (2) with --learners, the `meta_fit` of every resumable learner (MAML, TIML, Pretrained, ProtoNet, PrestoTIML);
 (3) with --train, `agrinb.mapping.train`, whose outputs (MultiSourceMapper-train.pt, history.json,
 MultiSourceMapper.pt) are one set.
 
@@ -38,7 +38,7 @@ while True:
     save_checkpoint(p, 'Bench', {'a': torch.full((n,), float(i)), 'b': torch.full((n // 2,), float(i)), 'step': torch.tensor(i)}, step=i)
 '''
 
-LEARNERS = ('MAML', 'TIML', 'Pretrained', 'ProtoNet')
+LEARNERS = ('MAML', 'TIML', 'Pretrained', 'ProtoNet', 'PrestoTIML')
 STEPS = 8
 
 def run_learner(name:str, # one of LEARNERS
@@ -58,6 +58,15 @@ def run_learner(name:str, # one of LEARNERS
         lrn = cls(in_features=4, hidden=8, dropout=0.3, **({'encoder_width': 8} if name == 'TIML' else {}))
         lrn.meta_fit(tr, va, steps=steps, meta_batch=2, k_support=2, k_query=2, val_every=2, checkpoint_every=1, seed=1, **kw)
         return {f'{m}.{k}': v for m, sd in lrn.state().items() for k, v in sd.items()}
+    if name == 'PrestoTIML':   # on cached embeddings (drawn here: the fit loop never runs the encoder) and raw series
+        import numpy as np
+        from agrinb.meta.presto import PrestoTIML, EmbeddedTask
+        g = np.random.default_rng(5)
+        emb = [EmbeddedTask(t.name, g.normal(size=(len(t.y), 128)).astype(np.float32), np.asarray(t.y), t.info, np.asarray(t.x))
+               for t in tasks]
+        lrn = PrestoTIML(hidden=8, encoder_width=8, bands=['B2', 'B3', 'B4', 'B8'], device='cpu')
+        lrn.meta_fit(emb[:6], emb[6:], steps=steps, meta_batch=2, k_support=2, k_query=2, val_every=2, checkpoint_every=1, seed=1, **kw)
+        return {f'{m}.{k}': v for m, sd in lrn.state().items() for k, v in sd.items()}
     if name == 'Pretrained':
         lrn = Pretrained(in_features=4, hidden=8, dropout=0.3)
         lrn.meta_fit(tr, va, steps=steps, batch_size=16, eval_every=1, seed=1, **kw)
@@ -68,12 +77,12 @@ def run_learner(name:str, # one of LEARNERS
 
 def _learner_child(name:str, d:str, sleep:float):
     "The killed process (forked: nothing to import again): `name`'s run with every step slowed by `sleep` s."
-    import agrinb.meta.core as core, agrinb.meta.maml as maml, agrinb.meta.baselines as baselines
+    import agrinb.meta.core as core, agrinb.meta.maml as maml, agrinb.meta.baselines as baselines, agrinb.meta.presto as presto
     fit = core.fit_loop
     def slow_fit(step, *a, **kw):   # the kill lands mid-run; no number changes
         def slow(s, rng): time.sleep(sleep); return step(s, rng)
         return fit(slow, *a, **kw)
-    maml.fit_loop = baselines.fit_loop = slow_fit
+    maml.fit_loop = baselines.fit_loop = presto.fit_loop = slow_fit
     run_learner(name, d)
 
 def kill_learner(name:str, d:Path, delay:float, sleep:float=0.05)->int:

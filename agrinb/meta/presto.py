@@ -404,8 +404,10 @@ def meta_fit(self:PrestoTIML, tasks:list, # Tasks of raw series (located by thei
     def val_loss():
         self.encoder.eval()
         with torch.enable_grad(): return float(np.mean([self._losses(p, e, inner_steps, True).mean().item() for p, e in val_eps]))
-    def state(): return dict(self.state(), optimizer=opt.state_dict())
-    def load(st): self.load_state(st); opt.load_state_dict(st['optimizer'])
+    def state(): return dict(self.state(), optimizer=opt.state_dict(), noise_rng=gen.get_state())   # a resume draws the same noise
+    def load(st):
+        self.load_state(st); opt.load_state_dict(st['optimizer'])
+        if 'noise_rng' in st: gen.set_state(st['noise_rng'].cpu())   # (a checkpoint written before this key existed has none)
     out = fit_loop(step, steps, state, load, self.kind, val=val_loss if val else None, val_every=val_every,
                    checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
                    meta=dict(hparams=self.hparams, fit=dict(self.fit_config)), seed=seed, progress=progress,
