@@ -1,5 +1,6 @@
 """SIGKILL at random moments: (1) a process that keeps rewriting a checkpoint (core.save_checkpoint -> atomic_path,
-fsync); (2) with --learners, the `meta_fit` of every resumable learner (MAML, TIML, Pretrained, ProtoNet, PrestoTIML);
+fsync); (2) with --learners, the `meta_fit` of every resumable learner (MAML, TIML, Pretrained, ProtoNet, PrestoTIML, and the tile
+MAML `TileLearner`);
 (3) with --train, `agrinb.mapping.train`, whose outputs (MultiSourceMapper-train.pt, history.json,
 MultiSourceMapper.pt) are one set.
 
@@ -38,7 +39,8 @@ while True:
     save_checkpoint(p, 'Bench', {'a': torch.full((n,), float(i)), 'b': torch.full((n // 2,), float(i)), 'step': torch.tensor(i)}, step=i)
 '''
 
-LEARNERS = ('MAML', 'TIML', 'Pretrained', 'ProtoNet', 'PrestoTIML')
+LEARNERS = ('MAML', 'TIML', 'Pretrained', 'ProtoNet', 'PrestoTIML', 'TileMAML')
+CHECKPOINT = {'TileMAML': 'TileLearner-maml'}   # the checkpoint's name where it is not the learner's
 STEPS = 8
 
 def run_learner(name:str, # one of LEARNERS
@@ -58,6 +60,18 @@ def run_learner(name:str, # one of LEARNERS
         lrn = cls(in_features=4, hidden=8, dropout=0.3, **({'encoder_width': 8} if name == 'TIML' else {}))
         lrn.meta_fit(tr, va, steps=steps, meta_batch=2, k_support=2, k_query=2, val_every=2, checkpoint_every=1, seed=1, **kw)
         return {f'{m}.{k}': v for m, sd in lrn.state().items() for k, v in sd.items()}
+    if name == 'TileMAML':   # a tile classifier (CNN) on synthetic Sen12MS-like tiles
+        import numpy as np
+        from agrinb.data.tiles import make_sen12ms_tiles, igbp_to_dfc, TileSet, DFC_CLASSES, SEN12MS_BANDS
+        from agrinb.tasks.tiles import sample_tile_task, channel_stats
+        from agrinb.meta.tiles import TileLearner
+        from agrinb.models.cnn import TileCNN
+        raw = make_sen12ms_tiles(n_regions=6, n_tiles=40, size=16, seed=0)
+        x = np.concatenate([raw['s2'] / 1e4, (np.clip(raw['s1'], -25, 0) + 25) / 25], 1)
+        ts = TileSet(x, igbp_to_dfc(raw['lc'][:, 0]), raw['region'], raw['season'], DFC_CLASSES, SEN12MS_BANDS)
+        lrn = TileLearner(TileCNN(15, 10, hidden=8, n_blocks=2), 'maml', lr=0.4, stats=channel_stats(ts.x), device='cpu', seed=0)
+        lrn.meta_fit(lambda r: sample_tile_task(ts, 3, 1, 2, rng=r), steps=steps, meta_batch=2, checkpoint_every=1, seed=1, **kw)
+        return {k: v.clone() for k, v in lrn.theta.items()}
     if name == 'PrestoTIML':   # on cached embeddings (drawn here: the fit loop never runs the encoder) and raw series
         import numpy as np
         from agrinb.meta.presto import PrestoTIML, EmbeddedTask
@@ -78,11 +92,12 @@ def run_learner(name:str, # one of LEARNERS
 def _learner_child(name:str, d:str, sleep:float):
     "The killed process (forked: nothing to import again): `name`'s run with every step slowed by `sleep` s."
     import agrinb.meta.core as core, agrinb.meta.maml as maml, agrinb.meta.baselines as baselines, agrinb.meta.presto as presto
+    import agrinb.meta.tiles as tiles
     fit = core.fit_loop
     def slow_fit(step, *a, **kw):   # the kill lands mid-run; no number changes
         def slow(s, rng): time.sleep(sleep); return step(s, rng)
         return fit(slow, *a, **kw)
-    maml.fit_loop = baselines.fit_loop = presto.fit_loop = slow_fit
+    maml.fit_loop = baselines.fit_loop = presto.fit_loop = tiles.fit_loop = slow_fit
     run_learner(name, d)
 
 def kill_learner(name:str, d:Path, delay:float, sleep:float=0.05)->int:
@@ -90,7 +105,7 @@ def kill_learner(name:str, d:Path, delay:float, sleep:float=0.05)->int:
     import multiprocessing as mp
     from agrinb.core import load_checkpoint
     proc = mp.get_context('fork').Process(target=_learner_child, args=(name, str(d), sleep)); proc.start()
-    ck, t0 = Path(d) / f'{name}.pt', time.time()
+    ck, t0 = Path(d) / f'{CHECKPOINT.get(name, name)}.pt', time.time()
     while not ck.exists() and proc.is_alive() and time.time() - t0 < 120: time.sleep(0.005)
     time.sleep(delay)
     os.kill(proc.pid, signal.SIGKILL); proc.join()

@@ -391,3 +391,39 @@ def test_engineer_tif(tmp_path, n_bands, bad, crs, given_crs):
     if d is None: return
     assert n_bands == 206 and (crs or given_crs) and d.x.shape == (6, 12, 18)
     assert not np.isinf(d.x).any() and (np.abs(d.lat) <= 90).all()
+
+@fuzz(30)
+@given(st.sampled_from(['ee', 'nc']), st.sampled_from([None, None, 'nan_step', 'nan_pixel', np.inf, 1e39, 'damaged']),
+       st.sampled_from([None, 2, 3, 16]), st.booleans())
+def test_session_on_file(tmp_path, kind, bad, chunk, tame):
+    "The map session on a raster it reads lazily from a file: gaps, non-finite values, damaged blocks, any chunking."
+    if tame: bad = None if bad in ('damaged', 1e39) else bad
+    import xarray as xr, rioxarray  # noqa: F401
+    from agrinb.data.synthetic import make_datacube
+    from agrinb.data.raster import load_raster
+    from agrinb.data.cropharvest import N_RAW_BANDS
+    from agrinb.app import LabelingSession
+    from agrinb.meta.baselines import RandomForest
+    cube = make_datacube('Togo', size=(6, 5), seed=1).drop_vars(['label', 'subtype', 'field'])
+    p = tmp_path / f"s{CASES['LabelingSession(file)']}.{'tif' if kind == 'ee' else 'nc'}"
+    if kind == 'ee':   # a raw export: 12 steps x 17 dynamic bands, then the 2 static ones (values from the cube, some reused)
+        v = np.random.default_rng(0).uniform(100, 3000, size=(N_RAW_BANDS, 6, 5))
+        raw = xr.DataArray(v, dims=('band', 'y', 'x'), coords={'band': np.arange(1, N_RAW_BANDS + 1), 'y': cube.y.values, 'x': cube.x.values})
+    else: raw = cube.astype(np.float64)
+    if bad == 'nan_step': raw[3 if kind == 'nc' else slice(51, 68)] = np.nan
+    elif bad == 'nan_pixel': raw[..., 2, 2] = np.nan
+    elif bad is not None and bad != 'damaged': raw[..., 1, 3] = bad
+    if kind == 'ee': raw.rio.write_crs('EPSG:4326').rio.to_raster(p, compress='lzw')
+    else: raw.to_netcdf(p)
+    if bad == 'damaged':
+        b = bytearray(p.read_bytes()); b[len(b) // 2:len(b) // 2 + 256] = bytes(256); p.write_bytes(bytes(b))
+    r = clean('load_raster(file)', load_raster, p, chunk=chunk or 256)
+    if r is None: return
+    s = clean('LabelingSession(file)', LabelingSession, r, learner=RandomForest(seed=0, n_estimators=5), stats='raster', progress=False)
+    if s is None: return
+    assert s.raster.chunks is not None and bad not in (np.inf, 1e39)
+    for (i, j), c in [((0, 0), 'crop'), ((1, 4), 'crop'), ((5, 0), 'non_crop'), ((4, 3), 'non_crop')]:
+        s.add_label(float(s.raster.lat.values[i, j]), float(s.raster.lon.values[i, j]), c)
+    if clean('LabelingSession.adapt(file)', s.adapt) is None: return
+    m = s.predict().values
+    assert m.shape == (6, 5) and np.isfinite(m).all() and ((m >= 0) & (m <= 1)).all()
