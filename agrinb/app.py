@@ -12,7 +12,7 @@ import pandas as pd
 import xarray as xr
 from tqdm.auto import tqdm
 from fastcore.basics import patch
-from .core import AgrinbError, bad_input, suggest, get_device
+from .core import AgrinbError, bad_input, suggest, get_device, write_set
 from .extras import require_app, set_threads
 from .data.pixels import CROPHARVEST_BANDS, NON_CROP, BandStats, prepare_series
 from .data.raster import check_raster, load_raster, lonlat_bounds, lonlat_to_xy
@@ -516,13 +516,16 @@ def export_html(self:LabelingSession, path, opacity:float=0.7,
 def export(self:LabelingSession, folder, # destination folder
            name:str='agrinb', # file name stem
           )->dict: # kind -> path written
-    "Write labels (GeoJSON), the probability map (GeoTIFF, when adapted; streamed) and a static HTML map."
-    folder = Path(folder)
-    out = {'labels': self.export_labels(folder / f'{name}_labels.geojson')}
-    if self.predictor is not None: out['proba'] = self.export_proba(folder / f'{name}_proba.tif')
-    shown = _preview(out['proba']) if self.proba is None and 'proba' in out else None   # drawn from the file just written
-    out['html'] = self.export_html(folder / f'{name}_map.html', proba=shown)
-    return out
+    "Write labels (GeoJSON), the probability map (GeoTIFF, when adapted; streamed) and a static HTML map, as one set."
+    files = {'labels': f'{name}_labels.geojson', 'proba': f'{name}_proba.tif', 'html': f'{name}_map.html'}
+    if self.predictor is None: del files['proba']
+    with write_set(folder, name, list(files.values())) as st:   # renamed into place together, once all are written
+        out = {k: st[f] for k, f in files.items()}
+        write_labels(self.labels, out['labels'], layer=Path(files['labels']).stem)
+        if 'proba' in out: self.export_proba(out['proba'])
+        shown = _preview(out['proba']) if self.proba is None and 'proba' in out else None   # drawn from the file just written
+        self.export_html(out['html'], proba=shown)
+    return {k: Path(folder) / f for k, f in files.items()}
 
 # %% ../nbs/60_app.ipynb #e89986d3
 @patch

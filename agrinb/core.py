@@ -12,10 +12,10 @@ import torch
 
 # %% auto #0
 __all__ = ['SIZE_HPARAMS', 'CHECKPOINT_VERSION', 'MAX_YAML_ALIASES', 'AgrinbError', 'bad_input', 'suggest', 'get_device',
-           'seed_everything', 'make_folder', 'atomic_path', 'atomic_folder', 'check_finite', 'check_lat_lon',
-           'safe_name', 'check_output_path', 'is_learning_rate', 'check_settings', 'check_hparams', 'check_sizes',
-           'diff_settings', 'save_checkpoint', 'tensor_checksum', 'load_checkpoint', 'config_names', 'merge_config',
-           'read_config']
+           'seed_everything', 'make_folder', 'atomic_path', 'atomic_folder', 'commit_set', 'stage_set', 'write_set',
+           'check_finite', 'check_lat_lon', 'safe_name', 'check_output_path', 'is_learning_rate', 'check_settings',
+           'check_hparams', 'check_sizes', 'diff_settings', 'save_checkpoint', 'tensor_checksum', 'load_checkpoint',
+           'config_names', 'merge_config', 'read_config']
 
 # %% ../nbs/00_core.ipynb #9cf2e53f
 class AgrinbError(ValueError):
@@ -124,6 +124,57 @@ def atomic_folder(path, # final folder, e.g. a `.zarr` store
         shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True); raise
+
+# %% ../nbs/00_core.ipynb #5f7348a9
+def _set_files(folder:Path, name:str)->tuple: # (manifest, staged path of a file)
+    return folder / f'.{name}.set.json', lambda f: folder / f'.{name}.next.{f}'   # (the file keeps its suffix)
+
+def commit_set(folder, # the folder holding the set
+               name:str, # the set's name
+               ok=None, # ok(manifest dict) -> bool: whether a complete staged set may go into place (None: always)
+              )->list|None: # the files renamed into place (None: no complete set was staged)
+    "Finish what `write_set` staged in `folder`: rename a complete set into place, remove an incomplete one and killed writes' temporary files."
+    import json, glob
+    folder, done = Path(folder), None
+    m, staged = _set_files(folder, name)
+    if m.exists():
+        try: meta = json.loads(m.read_text()); files = [f for f in meta['files'] if isinstance(f, str) and Path(f).name == f]
+        except (ValueError, KeyError, TypeError): meta, files = None, []   # it is written atomically: only a foreign file fails
+        if meta is not None and (ok is None or ok(meta)):
+            for f in files:
+                if staged(f).exists(): os.replace(staged(f), folder / f)
+            _fsync(folder, folder=True); done = files   # the renames are on disk before the manifest goes
+        m.unlink()
+    pat = glob.escape(f'.{name}.')   # staged files left without a manifest, and what killed writes (`atomic_path`) left
+    for f in glob.glob(str(folder / f'{pat}next.*')) + glob.glob(str(folder / f'.{pat}*.tmp')): Path(f).unlink(missing_ok=True)
+    return done
+
+@contextlib.contextmanager
+def stage_set(folder, # where the files go
+              name:str, # the set's name (its manifest is `.<name>.set.json`)
+              files:list, # the file names (no folders) that make up the set
+              **meta): # kept in the manifest (what `commit_set`'s `ok` checks)
+    "Yield {file: staged path}; once every file is written there, write the manifest (`commit_set` renames them into place)."
+    import json
+    folder = make_folder(folder)
+    if any(Path(f).name != f or f in ('', '.', '..') for f in files): raise bad_input(folder, 'files', 'plain file names', files)
+    m, staged = _set_files(folder, name); paths = {f: staged(f) for f in files}
+    try:
+        yield paths
+        missing = [f for f, p in paths.items() if not p.exists()]
+        if missing: raise bad_input(folder, 'files', f'every file of the set {name!r} written', f'{missing} missing')
+        for p in paths.values(): _fsync(p)
+        with atomic_path(m) as tmp: tmp.write_text(json.dumps({'files': list(files), **meta}))
+    except BaseException:
+        for p in paths.values(): p.unlink(missing_ok=True)
+        raise
+
+@contextlib.contextmanager
+def write_set(folder, name:str, files:list, **meta):
+    "`stage_set`, then `commit_set` at once: when every file is written, the set replaces the old one as a whole."
+    commit_set(folder, name)   # a set a killed run left is finished (or removed) before this one starts
+    with stage_set(folder, name, files, **meta) as paths: yield paths
+    commit_set(folder, name)
 
 # %% ../nbs/00_core.ipynb #a535a386
 def check_finite(x, # array-like of numbers

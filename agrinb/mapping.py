@@ -4,7 +4,7 @@
 
 # %% ../nbs/80_mapping.ipynb #e9245ac5
 from __future__ import annotations
-import functools, glob, json, math, os, sys, time, warnings
+import contextlib, functools, glob, json, math, os, sys, time, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -13,7 +13,7 @@ import xarray as xr
 import yaml
 from tqdm.auto import tqdm
 from .core import (AgrinbError, bad_input, suggest, get_device, seed_everything, atomic_path, make_folder, save_checkpoint, _fsync,
-                         load_checkpoint, read_config, check_sizes, diff_settings)
+                         load_checkpoint, read_config, check_sizes, diff_settings, write_set, stage_set, commit_set)
 from .data.h5maps import (MappingDataset, read_data_list, compute_stats, normalize, check_cube, source_stats,
                                 read_sample, write_data_list)
 from .data.raster import load_raster
@@ -27,7 +27,7 @@ from .eval import confusion, metrics_from_confusion
 __all__ = ['DEFAULTS', 'SOURCE_KEYS', 'FREE', 'KIND', 'RUN_ONLY', 'OUTPUTS', 'SHARED_WITH_CHECKPOINT', 'load_config',
            'build_model', 'n_params', 'evaluate', 'commit_outputs', 'sample_names', 'train', 'load_model',
            'evaluate_checkpoint', 'format_metrics', 'predict_tiled', 'TilePredictor', 'infer_cube', 'map_paths',
-           'write_maps', 'infer', 'sparse_labels', 'few_shot']
+           'map_set', 'write_maps', 'infer', 'sparse_labels', 'few_shot']
 
 # %% ../nbs/80_mapping.ipynb #c1fc6ff2
 DEFAULTS = {
@@ -143,16 +143,13 @@ def _plain_stats(stats:dict)->dict:
 
 # %% ../nbs/80_mapping.ipynb #46626022
 OUTPUTS = (f'{KIND}.pt', 'history.json') # what an epoch writes beside the fit loop's checkpoint (one set with it)
-_SET = '.outputs.json' # manifest of the staged set, written last
-
-def _staged(work:Path, name:str)->Path: return work / f'.{name}.next'
+_SET = 'outputs' # the set's name (`agrinb.core.stage_set`): manifest `.outputs.set.json`, files staged as `.outputs.next.<file>`
 
 def _stage_outputs(work:Path, step:int, history:list, best:dict|None):
-    "Write an epoch's history (and best model: `save_checkpoint` keywords) under staged names, then the manifest."
-    names = [OUTPUTS[1]]
-    if best is not None: save_checkpoint(_staged(work, OUTPUTS[0]), KIND, **best); names.insert(0, OUTPUTS[0])
-    with atomic_path(_staged(work, OUTPUTS[1])) as tmp: tmp.write_text(json.dumps(history, indent=1))
-    with atomic_path(work / _SET) as tmp: tmp.write_text(json.dumps({'step': step, 'files': names}))
+    "Stage an epoch's history (and best model: `save_checkpoint` keywords), then the manifest naming the step."
+    with stage_set(work, _SET, ([OUTPUTS[0]] if best is not None else []) + [OUTPUTS[1]], step=step) as st:
+        if best is not None: save_checkpoint(st[OUTPUTS[0]], KIND, **best)
+        with atomic_path(st[OUTPUTS[1]]) as tmp: tmp.write_text(json.dumps(history, indent=1))
 
 def _checkpoint_step(work:Path)->int|None:
     ck = work / f'{KIND}-train.pt'
@@ -163,21 +160,13 @@ def commit_outputs(work_dir, # a `train` work folder
                    step:int|None=None, # the step of the fit loop's checkpoint just written (None: read it from the file)
                   )->int|None: # the step whose staged outputs were renamed into place (None: none)
     "Rename the staged outputs into place if the fit loop's checkpoint has reached their step, else drop them; remove killed writes' temporary files."
-    work, done = Path(work_dir), None
+    work, at = Path(work_dir), []
     if not work.is_dir(): return None
-    m = work / _SET
-    if m.exists():
-        try: staged = json.loads(m.read_text()); at, files = int(staged['step']), [n for n in staged['files'] if n in OUTPUTS]
-        except (ValueError, KeyError, TypeError): at, files = None, []   # a manifest cut short cannot be: it is written atomically
-        if at is not None and at == (_checkpoint_step(work) if step is None else step):
-            for n in files:
-                if _staged(work, n).exists(): os.replace(_staged(work, n), work / n)
-            _fsync(work, folder=True); done = at   # the renames are on disk before the manifest goes
-        m.unlink()
-    names = OUTPUTS + (f'{KIND}-train.pt', f'.{OUTPUTS[0]}.next', f'.{OUTPUTS[1]}.next', _SET)   # and what killed writes of the set left
-    junk = [_staged(work, n) for n in OUTPUTS] + [Path(f) for n in names for f in glob.glob(str(work / f'.{glob.escape(n)}.*.tmp'))]
-    for f in junk: f.unlink(missing_ok=True)
-    return done
+    def ok(m):   # the manifest's step is the checkpoint's, and it names only this run's outputs
+        at.append(m.get('step')); return set(m.get('files', ())) <= set(OUTPUTS) and m.get('step') == (_checkpoint_step(work) if step is None else step)
+    done = commit_set(work, _SET, ok)   # (also removes staged files without a manifest, and killed writes' temporary files)
+    for f in glob.glob(str(work / f'.{glob.escape(KIND)}-train.pt.*.tmp')): Path(f).unlink(missing_ok=True)   # a killed checkpoint write
+    return None if done is None else at[0]
 
 # %% ../nbs/80_mapping.ipynb #0a21fd4f
 def _end_epoch(run:dict, epoch:int, model, va, cfg, dev, work:Path, stats:dict, seconds:float, progress:bool):
@@ -392,11 +381,18 @@ def _finish_maps(paths:dict, chunk:int=512, client=None, progress:bool=False)->d
     _png(paths['class_png'], _preview(_read_tif(paths['class'], chunk)[0]), cmap='tab10', vmin=0, vmax=9)
     return paths
 
+@contextlib.contextmanager
+def map_set(out_dir, name:str='map'):
+    "Staged paths of a map's four files (`map_paths`), renamed into place as one set when all are written (`write_set`)."
+    final = map_paths(out_dir, name)
+    with write_set(out_dir, name, [p.name for p in final.values()]) as st: yield {k: st[p.name] for k, p in final.items()}
+
 def write_maps(prob:xr.DataArray, out_dir, name:str='map')->dict:
     "GeoTIFFs `<name>_prob.tif` (float32, one band per class), `<name>_class.tif` (uint8) and PNG previews of a map."
-    paths = map_paths(make_folder(out_dir), name)
-    write_map(prob.chunk({'y': 512, 'x': 512}) if prob.chunks is None else prob, paths['prob'], progress=False)
-    return _finish_maps(paths)
+    with map_set(out_dir, name) as paths:
+        write_map(prob.chunk({'y': 512, 'x': 512}) if prob.chunks is None else prob, paths['prob'], progress=False)
+        _finish_maps(paths)
+    return map_paths(out_dir, name)
 
 def infer(config, # config (infer.inputs: source -> GeoTIFF stack / .nc / DataArray)
           ckpt, # checkpoint
@@ -413,9 +409,10 @@ def infer(config, # config (infer.inputs: source -> GeoTIFF stack / .nc / DataAr
     cubes = _load_inputs(cfg, inputs, chunk) if inputs else None
     model, _, stats = load_model(ckpt, device, config=cfg)   # the checkpoint must match the config it is run with
     if inputs:
-        paths = map_paths(make_folder(out_dir))
-        infer_cube(model, cfg, stats, cubes, tile, overlap, device=device, progress=progress, out=paths['prob'], chunk=chunk, client=client)
-        return _finish_maps(paths, chunk, client, progress)
+        with map_set(out_dir) as paths:   # the probability and class maps and their previews: one set
+            infer_cube(model, cfg, stats, cubes, tile, overlap, device=device, progress=progress, out=paths['prob'], chunk=chunk, client=client)
+            _finish_maps(paths, chunk, client, progress)
+        return map_paths(out_dir)
     d = cfg['data']; written = {}; names = sample_names(d['root'], i['split'])
     print(f"agrinb: warning: the H5 samples in {d['root']} carry no georeference, so the GeoTIFFs in {out_dir} are in "
           "pixel coordinates without a CRS (give --input SOURCE=PATH for georeferenced maps)", file=sys.stderr)
@@ -423,9 +420,10 @@ def infer(config, # config (infer.inputs: source -> GeoTIFF stack / .nc / DataAr
         data, _ = read_sample(Path(d['root']) / 'h5_samples' / f'{n}.h5', list(d['sources']))
         cubes = {s: xr.DataArray(v, dims=('time', 'band', 'y', 'x'), coords={'y': np.arange(v.shape[-2]) + .5, 'x': np.arange(v.shape[-1]) + .5})
                  for s, v in data.items()}
-        written[n] = map_paths(make_folder(out_dir), n)
-        infer_cube(model, cfg, stats, cubes, tile, overlap, device=device, progress=False, out=written[n]['prob'], chunk=chunk, client=client)
-        _finish_maps(written[n], chunk, client)
+        with map_set(out_dir, n) as paths:
+            infer_cube(model, cfg, stats, cubes, tile, overlap, device=device, progress=False, out=paths['prob'], chunk=chunk, client=client)
+            _finish_maps(paths, chunk, client)
+        written[n] = map_paths(out_dir, n)
     return written
 
 # %% ../nbs/80_mapping.ipynb #04c820c1

@@ -91,10 +91,12 @@ def labels_gdf(labels:pd.DataFrame, # columns lat, lon, cls (degrees)
     return gpd.GeoDataFrame(labels[['lat', 'lon', 'cls']].copy(), crs='EPSG:4326',
                             geometry=gpd.points_from_xy(labels.lon, labels.lat))
 
-def write_labels(labels:pd.DataFrame, path)->Path:
+def write_labels(labels:pd.DataFrame, path,
+                 layer:str|None=None, # the collection's name (None: `path`'s stem)
+                )->Path:
     "Write labels `(lat, lon, cls)` as GeoJSON points (EPSG:4326), atomically; the collection is named after `path`."
     # GDAL names the collection after the file it writes, which is the temporary one: name it after the destination
-    with atomic_path(path) as tmp: labels_gdf(labels).to_file(tmp, driver='GeoJSON', layer=Path(path).stem)
+    with atomic_path(path) as tmp: labels_gdf(labels).to_file(tmp, driver='GeoJSON', layer=layer or Path(path).stem)
     return Path(path)
 
 def write_proba(proba:xr.DataArray, # (y, x) with a CRS

@@ -24,6 +24,13 @@ in it, and no staged or temporary file remains.
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_kill_checkpoint.py --kills 20
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_kill_checkpoint.py --learners --kills 20
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_kill_checkpoint.py --train --kills 20
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_kill_checkpoint.py --sets --kills 20
+
+(4) With --sets, each kill lands on a random rename of the map session's `export` (labels GeoJSON, probability
+GeoTIFF, HTML map: one set, `agrinb.core.write_set`) of new labels over an earlier export of other labels. The
+folder is checked right after the kill and after `commit_set` (what the next export does first): a set is
+consistent when the GeoJSON, the HTML map and the GeoTIFF all come from the same export (the same number of labels,
+the probabilities of that export's model) and no hidden file remains.
 """
 import argparse, os, random, signal, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -209,10 +216,91 @@ def bench_train(kills:int, seed:int):
           f'mixed after the next start {mixed_start}, mixed after the resumed run {mixed_end}, final weights not bit-identical '
           f'{not_identical}, hidden files left after the resumed run {left}')
 
+# ---- (4) the map session's export: three files, one set ------------------------------------------------------
+def export_session(n_labels:int):
+    "A small session (a forest, no meta-training) adapted to the first `n_labels` of 8 labels."
+    import numpy as np
+    from agrinb.app import LabelingSession
+    from agrinb.meta.baselines import RandomForest
+    from agrinb.data.synthetic import make_datacube
+    cube = make_datacube('Togo', size=(32, 32), seed=0)
+    s = LabelingSession(cube, learner=RandomForest(seed=0, n_estimators=10), stats='raster', progress=False)
+    crop, other = np.argwhere(cube.is_crop.values), np.argwhere(~cube.is_crop.values)
+    for i in range(n_labels):
+        (r, c), k = (crop[5 * i], 'crop') if i % 2 == 0 else (other[5 * i], 'non_crop')
+        s.add_label(float(cube.y[r]), float(cube.x[c]), k)
+    s.adapt(); s.predict(); return s
+
+def export_state(d:Path)->tuple:
+    "(labels in the GeoJSON, markers in the HTML map, the GeoTIFF's values or None, hidden files) of an export in `d`."
+    import json, numpy as np, rasterio
+    n_geo = len(json.loads((d / 'agrinb_labels.geojson').read_text())['features']) if (d / 'agrinb_labels.geojson').exists() else None
+    n_html = (d / 'agrinb_map.html').read_text().count('L.circleMarker(') if (d / 'agrinb_map.html').exists() else None
+    tif = None
+    if (d / 'agrinb_proba.tif').exists():
+        with rasterio.open(d / 'agrinb_proba.tif') as g: tif = g.read(1)
+    return n_geo, n_html, tif, [f.name for f in d.iterdir() if f.name.startswith('.')]
+
+def export_problems(d:Path, maps:dict)->list:
+    "What makes the export in `d` not one set (`maps`: labels -> the probability map of that export)."
+    import numpy as np
+    n_geo, n_html, tif, hidden = export_state(d)
+    out = [f'left {h}' for h in hidden]
+    if n_geo != n_html: out.append(f'{n_geo} labels in the GeoJSON, {n_html} in the HTML map')
+    if tif is None or n_geo not in maps or not np.array_equal(tif, maps[n_geo]): out.append(f'the GeoTIFF is not the map of the {n_geo} labels')
+    return out
+
+def _export_child(d:str, k:int, after:bool):
+    "The killed process: an export of 6 labels over one of 4, SIGKILLed just before (or after) its k-th rename."
+    s = export_session(6); real, n = os.replace, [0]
+    def replace(a, b):
+        n[0] += 1
+        if n[0] == k and not after: os.kill(os.getpid(), signal.SIGKILL)
+        real(a, b)
+        if n[0] == k and after: os.kill(os.getpid(), signal.SIGKILL)
+    os.replace = replace
+    s.export(d)
+
+EXPORT_CHILD = r'''
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location('bench_kill_checkpoint', sys.argv[1])
+bench = importlib.util.module_from_spec(spec); spec.loader.exec_module(bench)
+bench._export_child(sys.argv[2], int(sys.argv[3]), sys.argv[4] == '1')
+'''
+
+def kill_export(d:Path, k:int, after:bool)->int:
+    "Run an export in a new process (not forked: dask's thread pool does not survive a fork) that kills itself at its k-th rename."
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    return subprocess.run([sys.executable, '-c', EXPORT_CHILD, __file__, str(d), str(k), str(int(after))], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+
+def bench_sets(kills:int, seed:int):
+    from agrinb.core import commit_set
+    rng = random.Random(seed); first = export_session(4); second = export_session(6)
+    maps = {4: first.proba.values, 6: second.proba.values}
+    real, n = os.replace, [0]
+    def count(a, b): n[0] += 1; real(a, b)
+    os.replace = count
+    try: second.export(Path(tempfile.mkdtemp()))
+    finally: os.replace = real
+    mixed_kill = mixed_start = 0; at, which = [], []
+    for i in range(kills):
+        d = Path(tempfile.mkdtemp()); first.export(d)
+        k, after = rng.randint(1, n[0]), rng.random() < 0.5
+        code = kill_export(d, k, after); at.append(f"{k}{'+' if after else '-'}")
+        if code != -signal.SIGKILL: raise RuntimeError(f'kill {i}: the export ended with exit code {code} before rename {k}')
+        mixed_kill += bool(export_problems(d, maps))
+        commit_set(d, 'agrinb'); p = export_problems(d, maps); mixed_start += bool(p)
+        if p: print(f'kill at rename {at[-1]}: after the next start {p}')
+        which.append(export_state(d)[0])
+    print(f'export: {kills} kills at renames {at} (of {n[0]} per export; - before, + after): mixed right after the kill '
+          f'{mixed_kill}, mixed after the next start {mixed_start}; labels of the set left (4 the earlier, 6 the killed): {which}')
+
 def main():
     ap = argparse.ArgumentParser(); ap.add_argument('--kills', type=int, default=20); ap.add_argument('--n', type=int, default=1_000_000)
     ap.add_argument('--seed', type=int, default=0); ap.add_argument('--learners', action='store_true')
-    ap.add_argument('--train', action='store_true'); a = ap.parse_args()
+    ap.add_argument('--train', action='store_true'); ap.add_argument('--sets', action='store_true'); a = ap.parse_args()
+    if a.sets: return bench_sets(a.kills, a.seed)
     if a.learners: return bench_learners(a.kills, a.seed)
     if a.train: return bench_train(a.kills, a.seed)
     import torch

@@ -42,3 +42,18 @@ def test_killed_train_leaves_one_set(tmp_path):
         commit_outputs(work); assert not bench.set_problems(work), (k, bench.set_problems(work))
         bench.run_train(ov, work)
         assert not bench.set_problems(work) and bench.same(want, load_checkpoint(work / f'{KIND}-train.pt')['state']['fit']['model'])
+
+def test_killed_export_leaves_one_set(tmp_path):
+    """The map session's export (labels GeoJSON, probability GeoTIFF, HTML map) of new labels killed at chosen renames
+    over an earlier export: right after the kill the folder may be mixed; after `commit_set` (what the next export
+    does first) it is one whole set, the earlier one when the kill came before the manifest, the new one after.
+    `benchmarks/bench_kill_checkpoint.py --sets` kills at random renames, many times."""
+    from agrinb.core import commit_set
+    first, second = bench.export_session(4), bench.export_session(6)
+    maps = {4: first.proba.values, 6: second.proba.values}
+    for k, after, want in ((1, False, 4), (3, True, 4), (4, True, 6), (5, True, 6)):   # 1-3: the staged files; 4: the manifest; 5-7: the renames
+        d = tmp_path / f'k{k}'; first.export(d)
+        assert bench.kill_export(d, k, after) == -9
+        if k == 5: assert bench.export_problems(d, maps)   # one file renamed, two not: mixed until the next start
+        commit_set(d, 'agrinb'); assert not bench.export_problems(d, maps), (k, bench.export_problems(d, maps))
+        assert bench.export_state(d)[0] == want
