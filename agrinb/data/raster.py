@@ -4,6 +4,7 @@
 
 # %% ../../nbs/07_data.raster.ipynb #4e2a7b89
 from __future__ import annotations
+import math
 from pathlib import Path
 import numpy as np
 import xarray as xr
@@ -12,8 +13,8 @@ from ..core import AgrinbError, bad_input, suggest, check_lat_lon
 from .pixels import CROPHARVEST_BANDS
 
 # %% auto #0
-__all__ = ['GDAL_CACHE_MB', 'bound_gdal_cache', 'read_geotiff', 'check_degrees', 'load_raster', 'raster_lonlat', 'lonlat_to_xy',
-           'lonlat_bounds', 'check_raster']
+__all__ = ['GDAL_CACHE_MB', 'bound_gdal_cache', 'read_geotiff', 'check_degrees', 'auto_chunk', 'load_raster', 'raster_lonlat',
+           'lonlat_to_xy', 'lonlat_bounds', 'check_raster']
 
 # %% ../../nbs/07_data.raster.ipynb #bf0d6dfe
 def _reason(ex:BaseException)->str:
@@ -101,18 +102,33 @@ def _open_netcdf(path:Path, crs, chunk:int|None)->xr.DataArray:
     if da.rio.crs is None and crs is not None: da = da.rio.write_crs(crs)
     return check_degrees(da, path).assign_attrs(source=path.name)
 
+def auto_chunk(height:int, width:int, most:int=256, least:int=64)->int: # pixels per chunk side, a multiple of 16
+    "`most` for a large raster; at least 4 chunks a side for a small one, so the chunks two threads read at once stay well below its size."
+    return int(min(most, max(least, 16 * math.ceil(max(height, width) / 64))))
+
+def _file_shape(path:Path)->tuple: # (height, width); (0, 0) when unreadable (the reader then says why)
+    try:
+        if path.suffix.lower() in ('.nc', '.nc4'):
+            with xr.open_dataarray(path) as da: return da.sizes.get('y', 0), da.sizes.get('x', 0)
+        import rasterio
+        with rasterio.open(path) as g: return g.height, g.width
+    except Exception: return 0, 0
+
 def load_raster(src, # a DataArray, a netCDF datacube, a GeoTIFF stack (with `n_time`) or a raw Earth Engine export
                 n_time:int|None=None, # time steps of a GeoTIFF stack (None: the GeoTIFF is a raw Earth Engine export)
                 bands=None, # band names of a GeoTIFF stack (default 'b0', 'b1', ...)
                 crs=None, # the CRS of a GeoTIFF stack or netCDF cube that has none (see `read_geotiff`)
-                chunk:int|None=256, # the file is read lazily in dask chunks of `chunk` x `chunk` pixels (None: into memory)
+                chunk:int|str|None='auto', # the file is read lazily in dask chunks of `chunk` x `chunk` pixels ('auto': `auto_chunk`; None: into memory)
                )->xr.DataArray: # (time, band, y, x), not yet checked
     "Open a raster as a (time, band, y, x) cube; gaps are kept. A file stays on disk, read chunk by chunk when used."
     if isinstance(src, xr.DataArray): return src
     path = Path(src)
     if not path.exists(): raise bad_input(path, 'path', 'an existing GeoTIFF or netCDF file', 'no such file')
-    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1):
-        raise bad_input(path, 'chunk', 'a positive whole number of pixels per chunk side, or None', chunk)
+    if chunk is not None and not isinstance(chunk, str) and (isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1):
+        raise bad_input(path, 'chunk', "a positive whole number of pixels per chunk side, 'auto' or None", chunk)
+    if isinstance(chunk, str):
+        if chunk != 'auto': raise bad_input(path, 'chunk', "a positive whole number of pixels per chunk side, 'auto' or None", repr(chunk))
+        chunk = auto_chunk(*_file_shape(path))
     if path.suffix.lower() in ('.nc', '.nc4'): return _open_netcdf(path, crs, chunk)
     lazy = None if chunk is None else {'band': -1, 'y': int(chunk), 'x': int(chunk)}
     if n_time is not None: return _stack(read_geotiff(path, crs=crs, chunks=lazy), n_time, bands, path)
