@@ -518,8 +518,8 @@ def export(self:LabelingSession, folder, # destination folder
           )->dict: # kind -> path written
     "Write labels (GeoJSON), the probability map (GeoTIFF, when adapted; streamed) and a static HTML map, as one set."
     files = {'labels': f'{name}_labels.geojson', 'proba': f'{name}_proba.tif', 'html': f'{name}_map.html'}
-    if self.predictor is None: del files['proba']
-    with write_set(folder, name, list(files.values())) as st:   # renamed into place together, once all are written
+    drop = [files.pop('proba')] if self.predictor is None else []   # not adapted: an earlier export's map would not be of these labels
+    with write_set(folder, name, list(files.values()), drop) as st:   # renamed into place together, once all are written
         out = {k: st[f] for k, f in files.items()}
         write_labels(self.labels, out['labels'], layer=Path(files['labels']).stem)
         if 'proba' in out: self.export_proba(out['proba'])

@@ -143,6 +143,8 @@ def commit_set(folder, # the folder holding the set
         if meta is not None and (ok is None or ok(meta)):
             for f in files:
                 if staged(f).exists(): os.replace(staged(f), folder / f)
+            for f in meta.get('drop', ()):   # a file of the old set this one has not (an old map beside new labels would mix)
+                if isinstance(f, str) and Path(f).name == f and f not in files: (folder / f).unlink(missing_ok=True)
             _fsync(folder, folder=True); done = files   # the renames are on disk before the manifest goes
         m.unlink()
     pat = glob.escape(f'.{name}.')   # staged files left without a manifest, and what killed writes (`atomic_path`) left
@@ -153,27 +155,29 @@ def commit_set(folder, # the folder holding the set
 def stage_set(folder, # where the files go
               name:str, # the set's name (its manifest is `.<name>.set.json`)
               files:list, # the file names (no folders) that make up the set
+              drop=(), # names of files an earlier set may have had and this one has not: removed when it goes into place
               **meta): # kept in the manifest (what `commit_set`'s `ok` checks)
     "Yield {file: staged path}; once every file is written there, write the manifest (`commit_set` renames them into place)."
     import json
     folder = make_folder(folder)
-    if any(Path(f).name != f or f in ('', '.', '..') for f in files): raise bad_input(folder, 'files', 'plain file names', files)
+    if any(Path(f).name != f or f in ('', '.', '..') for f in list(files) + list(drop)):
+        raise bad_input(folder, 'files', 'plain file names', list(files) + list(drop))
     m, staged = _set_files(folder, name); paths = {f: staged(f) for f in files}
     try:
         yield paths
         missing = [f for f, p in paths.items() if not p.exists()]
         if missing: raise bad_input(folder, 'files', f'every file of the set {name!r} written', f'{missing} missing')
         for p in paths.values(): _fsync(p)
-        with atomic_path(m) as tmp: tmp.write_text(json.dumps({'files': list(files), **meta}))
+        with atomic_path(m) as tmp: tmp.write_text(json.dumps({'files': list(files), 'drop': list(drop), **meta}))
     except BaseException:
         for p in paths.values(): p.unlink(missing_ok=True)
         raise
 
 @contextlib.contextmanager
-def write_set(folder, name:str, files:list, **meta):
+def write_set(folder, name:str, files:list, drop=(), **meta):
     "`stage_set`, then `commit_set` at once: when every file is written, the set replaces the old one as a whole."
     commit_set(folder, name)   # a set a killed run left is finished (or removed) before this one starts
-    with stage_set(folder, name, files, **meta) as paths: yield paths
+    with stage_set(folder, name, files, drop, **meta) as paths: yield paths
     commit_set(folder, name)
 
 # %% ../nbs/00_core.ipynb #a535a386
