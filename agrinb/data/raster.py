@@ -197,7 +197,7 @@ def check_raster(raster:xr.DataArray, # (time, band, y, x) datacube in any CRS
         raise bad_input(where, 'time', f"{n_time} time steps like the model's training data", raster.sizes['time'])
     raster = raster.transpose('time', 'band', 'y', 'x')
     if bands is not None and [str(b) for b in raster.band.values] != list(bands): raster = raster.sel(band=list(bands))
-    raster = raster.astype(np.float32)   # bands already in order are not copied (nor a float32 raster)
+    raster = raster.astype(np.float32, copy=False)   # a float32 raster with its bands in order is not copied (a view of it)
     if n_time is not None:   # one pass over every value (a lazy raster stays lazy, read chunk by chunk): gaps and infinities
         import dask
         try: empty, n_inf = dask.compute(raster.isnull().all(dim=('band', 'y', 'x')), np.isinf(raster).sum())
