@@ -150,8 +150,8 @@ def run_train(ov:dict, work:Path, resume:bool=True)->dict:
     torch.set_num_threads(1)
     return train('tiny', work, device='cpu', progress=False, overrides=ov, resume=resume)
 
-def _train_child(ov:dict, work:str, k:int, after:bool):
-    "The killed process (forked): the run, SIGKILLed just before (or after) its k-th rename."
+def die_at_rename(k:int, after:bool):
+    "From now on this process SIGKILLs itself just before (or after) its k-th `os.replace`."
     real, n = os.replace, [0]
     def replace(a, b):
         n[0] += 1
@@ -159,7 +159,10 @@ def _train_child(ov:dict, work:str, k:int, after:bool):
         real(a, b)
         if n[0] == k and after: os.kill(os.getpid(), signal.SIGKILL)
     os.replace = replace
-    run_train(ov, Path(work))
+
+def _train_child(ov:dict, work:str, k:int, after:bool):
+    "The killed process (forked): the run, SIGKILLed just before (or after) its k-th rename."
+    die_at_rename(k, after); run_train(ov, Path(work))
 
 def count_renames(ov:dict)->int:
     "How many `os.replace` calls an uninterrupted run makes."
@@ -252,14 +255,7 @@ def export_problems(d:Path, maps:dict)->list:
 
 def _export_child(d:str, k:int, after:bool):
     "The killed process: an export of 6 labels over one of 4, SIGKILLed just before (or after) its k-th rename."
-    s = export_session(6); real, n = os.replace, [0]
-    def replace(a, b):
-        n[0] += 1
-        if n[0] == k and not after: os.kill(os.getpid(), signal.SIGKILL)
-        real(a, b)
-        if n[0] == k and after: os.kill(os.getpid(), signal.SIGKILL)
-    os.replace = replace
-    s.export(d)
+    s = export_session(6); die_at_rename(k, after); s.export(d)
 
 EXPORT_CHILD = r'''
 import importlib.util, sys
