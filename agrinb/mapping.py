@@ -4,7 +4,7 @@
 
 # %% ../nbs/80_mapping.ipynb #e9245ac5
 from __future__ import annotations
-import contextlib, functools, glob, json, math, os, sys, time, warnings
+import contextlib, functools, glob, json, math, sys, time, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import xarray as xr
 import yaml
 from tqdm.auto import tqdm
-from .core import (AgrinbError, bad_input, suggest, get_device, seed_everything, atomic_path, make_folder, save_checkpoint, _fsync,
+from .core import (AgrinbError, bad_input, suggest, get_device, seed_everything, atomic_path, make_folder, save_checkpoint,
                          load_checkpoint, read_config, check_sizes, diff_settings, write_set, stage_set, commit_set)
 from .data.h5maps import (MappingDataset, read_data_list, compute_stats, normalize, check_cube, source_stats,
                                 read_sample, write_data_list)
@@ -160,13 +160,14 @@ def commit_outputs(work_dir, # a `train` work folder
                    step:int|None=None, # the step of the fit loop's checkpoint just written (None: read it from the file)
                   )->int|None: # the step whose staged outputs were renamed into place (None: none)
     "Rename the staged outputs into place if the fit loop's checkpoint has reached their step, else drop them; remove killed writes' temporary files."
-    work, at = Path(work_dir), []
+    work, at = Path(work_dir), {}
     if not work.is_dir(): return None
     def ok(m):   # the manifest's step is the checkpoint's, and it names only this run's outputs
-        at.append(m.get('step')); return set(m.get('files', ())) <= set(OUTPUTS) and m.get('step') == (_checkpoint_step(work) if step is None else step)
+        at['step'] = m.get('step')
+        return set(m.get('files', ())) <= set(OUTPUTS) and at['step'] == (_checkpoint_step(work) if step is None else step)
     done = commit_set(work, _SET, ok)   # (also removes staged files without a manifest, and killed writes' temporary files)
     for f in glob.glob(str(work / f'.{glob.escape(KIND)}-train.pt.*.tmp')): Path(f).unlink(missing_ok=True)   # a killed checkpoint write
-    return None if done is None else at[0]
+    return None if done is None else at['step']
 
 # %% ../nbs/80_mapping.ipynb #0a21fd4f
 def _end_epoch(run:dict, epoch:int, model, va, cfg, dev, work:Path, stats:dict, seconds:float, progress:bool):
