@@ -6,7 +6,7 @@
    export laid out like CropHarvest's (206 float64 bands, 12 steps of 17 dynamic bands then elevation and slope,
    tiled 256 x 256, LZW, pixel-interleaved; B1 and B10, which the cube lacks, hold its B2 and B12).
 2. In a fresh process for each measurement: opens a `LabelingSession` on the file (the small pretrained TIML,
-   `learner='timl'`; `load_raster` opens the netCDF lazily), labels `--labels` pixels per class from the cube's
+   `learner='timl'`; `load_raster` opens the file lazily), labels `--labels` pixels per class from the cube's
    truth, adapts and predicts. Prints the process's peak resident memory (VmHWM over the whole process: imports,
    torch, the session's checks, labelling, adapt and predict) and the growth of the peak during adapt + predict,
    both as GB and as a ratio to the raster's size, and the seconds of each phase. `--repeats` runs, medians.

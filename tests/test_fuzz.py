@@ -406,7 +406,7 @@ def test_session_on_file(tmp_path, kind, bad, chunk, tame):
     from agrinb.meta.baselines import RandomForest
     cube = make_datacube('Togo', size=(6, 5), seed=1).drop_vars(['label', 'subtype', 'field'])
     p = tmp_path / f"s{CASES['LabelingSession(file)']}.{'tif' if kind == 'ee' else 'nc'}"
-    if kind == 'ee':   # a raw export: 12 steps x 17 dynamic bands, then the 2 static ones (values from the cube, some reused)
+    if kind == 'ee':   # a raw export: 12 steps x 17 dynamic bands, then the 2 static ones (random reflectances)
         v = np.random.default_rng(0).uniform(100, 3000, size=(N_RAW_BANDS, 6, 5))
         raw = xr.DataArray(v, dims=('band', 'y', 'x'), coords={'band': np.arange(1, N_RAW_BANDS + 1), 'y': cube.y.values, 'x': cube.x.values})
     else: raw = cube.astype(np.float64)
@@ -417,7 +417,7 @@ def test_session_on_file(tmp_path, kind, bad, chunk, tame):
     else: raw.to_netcdf(p)
     if bad == 'damaged':
         b = bytearray(p.read_bytes()); b[len(b) // 2:len(b) // 2 + 256] = bytes(256); p.write_bytes(bytes(b))
-    r = clean('load_raster(file)', load_raster, p, chunk=chunk or 256)
+    r = clean('load_raster(file)', load_raster, p, chunk=chunk or 'auto')
     if r is None: return
     s = clean('LabelingSession(file)', LabelingSession, r, learner=RandomForest(seed=0, n_estimators=5), stats='raster', progress=False)
     if s is None: return
